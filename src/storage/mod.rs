@@ -1,0 +1,16 @@
+//! Storage: records and their framing, segments with memory-mapped indexes, partition logs with
+//! recovery and retention, the group-commit batcher, ring buffers and consumer offsets.
+//!
+//! Nothing here knows about a network protocol. The on-disk format is described in
+//! `docs/storage.md`.
+
+pub mod error;
+pub mod index;
+pub mod log;
+mod mmap;
+pub mod record;
+pub mod segment;
+
+pub use error::StorageError;
+pub use log::{LogConfig, PartitionLog};
+pub use record::Record;
