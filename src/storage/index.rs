@@ -259,8 +259,14 @@ mod tests {
         let path = dir.path().join("0.timeindex");
         let ti = TimeIndex {
             entries: vec![
-                TimeEntry { max_timestamp: 100, relative_offset: 10 },
-                TimeEntry { max_timestamp: 200, relative_offset: 20 },
+                TimeEntry {
+                    max_timestamp: 100,
+                    relative_offset: 10,
+                },
+                TimeEntry {
+                    max_timestamp: 200,
+                    relative_offset: 20,
+                },
             ],
         };
         ti.save(&path).unwrap();

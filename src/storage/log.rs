@@ -94,7 +94,9 @@ impl PartitionLog {
     }
 
     fn active(&self) -> &Segment {
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
@@ -128,13 +130,17 @@ impl PartitionLog {
             self.frames
                 .push(((self.buf.len() - before) as u32, r.timestamp));
         }
-        if self
-            .active()
-            .is_full(self.buf.len() as u64, records.len(), self.config.segment_bytes)
-        {
+        if self.active().is_full(
+            self.buf.len() as u64,
+            records.len(),
+            self.config.segment_bytes,
+        ) {
             self.roll(records.len())?;
         }
-        let (buf, frames) = (std::mem::take(&mut self.buf), std::mem::take(&mut self.frames));
+        let (buf, frames) = (
+            std::mem::take(&mut self.buf),
+            std::mem::take(&mut self.frames),
+        );
         let res = self.active_mut().append(&buf, &frames);
         self.buf = buf;
         self.frames = frames;
@@ -188,9 +194,7 @@ impl PartitionLog {
         };
         let mut offset = seg.time_scan_start(ts).max(self.start_offset());
         while offset < limit {
-            let records = self
-                .plan_read(offset, 1024, 1 << 20, limit)?
-                .execute()?;
+            let records = self.plan_read(offset, 1024, 1 << 20, limit)?.execute()?;
             if records.is_empty() {
                 break;
             }
@@ -271,7 +275,8 @@ mod tests {
         let cfg = LogConfig { segment_bytes: 300 };
         let mut log = PartitionLog::open(dir.path(), cfg).unwrap();
         for i in 0..20u64 {
-            log.append(&[rec(i, i as i64 * 10, &format!("value-{i}"))]).unwrap();
+            log.append(&[rec(i, i as i64 * 10, &format!("value-{i}"))])
+                .unwrap();
         }
         assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
         let all = read_all(&log);
@@ -290,7 +295,13 @@ mod tests {
     #[test]
     fn max_bytes_returns_at_least_one_record() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = PartitionLog::open(dir.path(), LogConfig { segment_bytes: 1 << 20 }).unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
         let batch: Vec<_> = (0..10).map(|i| rec(i, 0, "0123456789")).collect();
         log.append(&batch).unwrap();
         let one = log.plan_read(0, 100, 1, 10).unwrap().execute().unwrap();
@@ -298,13 +309,23 @@ mod tests {
         let some = log.plan_read(2, 100, 150, 10).unwrap().execute().unwrap();
         assert_eq!(some.len(), 3, "each frame is 46 bytes");
         assert_eq!(some[0].offset, 2);
-        let limited = log.plan_read(0, 100, 1 << 20, 4).unwrap().execute().unwrap();
+        let limited = log
+            .plan_read(0, 100, 1 << 20, 4)
+            .unwrap()
+            .execute()
+            .unwrap();
         assert_eq!(limited.len(), 4);
         assert!(matches!(
             log.plan_read(11, 1, 1, 10),
             Err(StorageError::OffsetOutOfRange { .. })
         ));
-        assert!(log.plan_read(10, 1, 1, 10).unwrap().execute().unwrap().is_empty());
+        assert!(
+            log.plan_read(10, 1, 1, 10)
+                .unwrap()
+                .execute()
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -312,7 +333,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path(), LogConfig { segment_bytes: 200 }).unwrap();
         for i in 0..30u64 {
-            log.append(&[rec(i, i as i64, "xxxxxxxxxxxxxxxxxxxxxxxxx")]).unwrap();
+            log.append(&[rec(i, i as i64, "xxxxxxxxxxxxxxxxxxxxxxxxx")])
+                .unwrap();
         }
         let segs = log.segment_count();
         assert_eq!(log.retain(Some(5), None).unwrap(), 1);

@@ -14,3 +14,14 @@ pub mod segment;
 pub use error::StorageError;
 pub use log::{LogConfig, PartitionLog};
 pub use record::Record;
+pub mod batcher;
+pub mod partition;
+pub mod ring;
+
+pub use batcher::{BatchConfig, Durability};
+pub use partition::{AppendError, Partition, PartitionConfig, PartitionCore};
+pub mod offsets;
+pub mod topic;
+
+pub use offsets::OffsetStore;
+pub use topic::{Topic, TopicConfig};

@@ -247,7 +247,10 @@ mod tests {
                 let mut bad = out.clone();
                 bad[i] ^= 1 << bit;
                 let res = decode(&Bytes::from(bad), 0);
-                assert!(res.is_err(), "flip of byte {i} bit {bit} decoded as {res:?}");
+                assert!(
+                    res.is_err(),
+                    "flip of byte {i} bit {bit} decoded as {res:?}"
+                );
             }
         }
     }

@@ -328,11 +328,7 @@ impl Segment {
         let first = (offset - self.base) as usize;
         let last = ((limit - self.base) as usize).min(first.saturating_add(max_records));
         let start = u64::from(self.index.position(first).unwrap_or(0));
-        let pos_of = |i: usize| -> u64 {
-            self.index
-                .position(i)
-                .map_or(self.log_len, u64::from)
-        };
+        let pos_of = |i: usize| -> u64 { self.index.position(i).map_or(self.log_len, u64::from) };
         // Largest count n in 1..=last-first with pos(first+n) - start <= max_bytes.
         let (mut lo, mut hi) = (1usize, last - first);
         while lo < hi {

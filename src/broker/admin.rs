@@ -1,0 +1,223 @@
+//! Topic and group administration, and what health checks need to know.
+
+use std::sync::Arc;
+
+use super::Broker;
+use super::error::{BrokerError, NameKind};
+use super::names;
+use super::types::{
+    FailedPartition, GroupPartition, PartitionDescription, TopicConfig, TopicDescription,
+};
+use crate::storage::{StorageError, Topic};
+
+/// Most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+impl Broker {
+    /// Creates a topic. Zero partitions or retention take the server's defaults.
+    ///
+    /// # Errors
+    /// `InvalidName`, `InvalidArgument` (too many partitions), `TopicExists`, `Unavailable`.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        mut config: TopicConfig,
+    ) -> Result<TopicDescription, BrokerError> {
+        names::validate(NameKind::Topic, name)?;
+        let defaults = &self.inner.config;
+        if config.partitions == 0 {
+            config.partitions = defaults.default_partitions;
+        }
+        if config.partitions > MAX_PARTITIONS {
+            return Err(BrokerError::InvalidArgument(format!(
+                "{} partitions requested; at most {MAX_PARTITIONS} are allowed",
+                config.partitions
+            )));
+        }
+        if config.retention_ms == 0 {
+            config.retention_ms = defaults.default_retention_ms;
+        }
+        if config.retention_bytes == 0 {
+            config.retention_bytes = defaults.default_retention_bytes;
+        }
+        let _admin = self.inner.admin.lock().await;
+        if self.inner.shutdown.is_cancelled() {
+            return Err(BrokerError::Unavailable(
+                "the broker is shutting down".into(),
+            ));
+        }
+        if self.topic(name).is_some() {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        let dir = defaults.topics_dir().join(name);
+        let pconfig = defaults.partition_config();
+        let owned = name.to_string();
+        let topic = task_shim::run(move || Topic::create(&dir, &owned, config, &pconfig))
+            .await
+            .map_err(|e| {
+                tracing::error!(topic = name, error = %e, "creating a topic failed");
+                BrokerError::Unavailable(format!("could not create topic {name:?}: storage failed"))
+            })?;
+        tracing::info!(
+            topic = name,
+            partitions = config.partitions,
+            "topic created"
+        );
+        let topic = Arc::new(topic);
+        self.inner
+            .topics
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_string(), Arc::clone(&topic));
+        Ok(describe(&topic))
+    }
+
+    /// Deletes a topic, its data and the groups' offsets for it.
+    ///
+    /// # Errors
+    /// `InvalidName`, `TopicNotFound`, `Unavailable` when files cannot be removed.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        names::validate(NameKind::Topic, name)?;
+        let _admin = self.inner.admin.lock().await;
+        let topic = self
+            .inner
+            .topics
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name)
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_string()))?;
+        topic.close().await;
+        let trash = self.inner.config.data_dir.join("trash");
+        let target = trash.join(format!("{name}-{}", super::now_ns()));
+        let dir = topic.dir().to_path_buf();
+        let moved = std::fs::create_dir_all(&trash).and_then(|()| std::fs::rename(&dir, &target));
+        if let Err(e) = moved {
+            tracing::error!(topic = name, error = %e, "deleting a topic's files failed");
+            return Err(BrokerError::Unavailable(format!(
+                "topic {name:?} was closed but its files could not be removed; see the broker log"
+            )));
+        }
+        let _ = std::fs::remove_dir_all(&target);
+        self.inner
+            .offsets
+            .forget_topic(name)
+            .await
+            .map_err(|e| BrokerError::from_storage(name, 0, e))?;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// Every topic, sorted by name.
+    pub fn list_topics(&self) -> Vec<TopicDescription> {
+        let mut all: Vec<_> = self.topics().iter().map(|t| describe(t)).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// # Errors
+    /// `InvalidName`, `TopicNotFound`.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicDescription, BrokerError> {
+        Ok(describe(&*self.existing_topic(name)?))
+    }
+
+    /// Names of groups that have committed offsets.
+    pub fn list_groups(&self) -> Vec<String> {
+        self.inner.offsets.group_names()
+    }
+
+    /// A group's committed offsets and lag, per topic partition.
+    ///
+    /// # Errors
+    /// `InvalidName`, `GroupNotFound`.
+    pub fn describe_group(&self, group: &str) -> Result<Vec<GroupPartition>, BrokerError> {
+        names::validate(NameKind::Group, group)?;
+        let offsets = self
+            .inner
+            .offsets
+            .group(group)
+            .ok_or_else(|| BrokerError::GroupNotFound(group.to_string()))?;
+        let mut out = Vec::new();
+        for (topic, parts) in offsets {
+            let Some(t) = self.topic(&topic) else {
+                continue;
+            };
+            for (partition, committed) in parts {
+                let Some(p) = t.partition(partition) else {
+                    continue;
+                };
+                let log_end = p.core().acked_end();
+                out.push(GroupPartition {
+                    topic: topic.clone(),
+                    partition,
+                    committed,
+                    log_end,
+                    lag: log_end.saturating_sub(committed),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Partitions that refuse writes after a storage failure.
+    pub fn failed_partitions(&self) -> Vec<FailedPartition> {
+        let mut out = Vec::new();
+        for t in self.topics() {
+            for p in t.partitions() {
+                if let Some(reason) = p.core().failure() {
+                    out.push(FailedPartition {
+                        topic: t.name.clone(),
+                        partition: p.id(),
+                        reason,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The partitions' cores, for health and metrics: (topic, core).
+    pub fn partition_cores(&self) -> Vec<(String, Arc<crate::storage::PartitionCore>)> {
+        let mut out = Vec::new();
+        for t in self.topics() {
+            for p in t.partitions() {
+                out.push((t.name.clone(), Arc::clone(p.core())));
+            }
+        }
+        out
+    }
+}
+
+fn describe(topic: &Topic) -> TopicDescription {
+    TopicDescription {
+        name: topic.name.clone(),
+        config: topic.config,
+        partitions: topic
+            .partitions()
+            .iter()
+            .map(|p| {
+                let core = p.core();
+                let (log_start, size_bytes, segments) = core.log_summary();
+                PartitionDescription {
+                    partition: p.id(),
+                    log_start,
+                    log_end: core.acked_end(),
+                    size_bytes,
+                    segments,
+                    read_only: core.failure().is_some(),
+                }
+            })
+            .collect(),
+    }
+}
+
+mod task_shim {
+    use super::StorageError;
+    /// Runs `f` on the blocking pool.
+    pub async fn run<T: Send + 'static>(
+        f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StorageError::io("blocking task", std::io::Error::other(e)))?
+    }
+}

@@ -1,0 +1,217 @@
+//! Reading: poll (group position, long poll), fetch (stateless), commit and reset.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::Broker;
+use super::error::{BrokerError, NameKind};
+use super::names;
+use super::types::{
+    ConsumedRecord, FetchRequest, FetchResponse, PollRequest, Position, StartPosition,
+};
+use crate::storage::Topic;
+
+impl Broker {
+    /// Records from the group's committed offsets, up to the limits, waiting up to
+    /// `limits.max_wait` when none are available. Does not move the committed offsets.
+    ///
+    /// # Errors
+    /// `InvalidName`, `TopicNotFound`, `OffsetOutOfRange` (committed offset below the log start
+    /// after retention: Reset the group), `DataLoss`, `Unavailable`.
+    pub async fn poll(&self, req: PollRequest) -> Result<Vec<ConsumedRecord>, BrokerError> {
+        names::validate(NameKind::Group, &req.group)?;
+        let topic = self.existing_topic(&req.topic)?;
+        let deadline = Instant::now() + req.limits.max_wait;
+        let mut changes = topic.watch_changes();
+        loop {
+            changes.borrow_and_update();
+            let positions: Vec<u64> = topic
+                .partitions()
+                .iter()
+                .map(|p| {
+                    self.inner
+                        .offsets
+                        .committed(&req.group, &topic.name, p.id())
+                        .unwrap_or_else(|| match req.start_if_new {
+                            StartPosition::Earliest => p.core().start_offset(),
+                            StartPosition::Latest => p.core().acked_end(),
+                        })
+                })
+                .collect();
+            let out = read_from(
+                &topic,
+                &positions,
+                req.limits.max_records,
+                req.limits.max_bytes,
+            )?;
+            if !out.is_empty() || Instant::now() >= deadline {
+                return Ok(out);
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return Ok(out) },
+                () = tokio::time::sleep_until(deadline) => return Ok(out),
+                () = self.inner.shutdown.cancelled() => return Ok(out),
+            }
+        }
+    }
+
+    /// Records of one partition from an explicit offset; waits up to `max_wait` at the log end.
+    ///
+    /// # Errors
+    /// `InvalidName`, `TopicNotFound`, `InvalidArgument` (no such partition), `OffsetOutOfRange`,
+    /// `DataLoss`, `Unavailable`.
+    pub async fn fetch(&self, req: FetchRequest) -> Result<FetchResponse, BrokerError> {
+        let topic = self.existing_topic(&req.topic)?;
+        let p = partition_of(&topic, req.partition)?;
+        let core = p.core();
+        let deadline = Instant::now() + req.limits.max_wait;
+        let mut end = core.watch_end();
+        loop {
+            end.borrow_and_update();
+            let records = core
+                .read(req.offset, req.limits.max_records, req.limits.max_bytes)
+                .map_err(|e| BrokerError::from_storage(&topic.name, req.partition, e))?;
+            if !records.is_empty() || Instant::now() >= deadline {
+                return Ok(FetchResponse {
+                    records,
+                    log_start: core.start_offset(),
+                    log_end: core.acked_end(),
+                });
+            }
+            tokio::select! {
+                _ = end.changed() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = self.inner.shutdown.cancelled() => {
+                    return Ok(FetchResponse { records, log_start: core.start_offset(), log_end: core.acked_end() });
+                }
+            }
+        }
+    }
+
+    /// Stores the group's next offset for some partitions, durably.
+    ///
+    /// # Errors
+    /// `InvalidName`, `TopicNotFound`, `InvalidArgument` (no such partition or no offsets),
+    /// `OffsetOutOfRange` (beyond the log end), `Unavailable`.
+    pub async fn commit(
+        &self,
+        topic: &str,
+        group: &str,
+        offsets: &[(u32, u64)],
+    ) -> Result<(), BrokerError> {
+        names::validate(NameKind::Group, group)?;
+        let t = self.existing_topic(topic)?;
+        if offsets.is_empty() {
+            return Err(BrokerError::InvalidArgument(
+                "a commit needs at least one partition offset".into(),
+            ));
+        }
+        for &(partition, offset) in offsets {
+            let core = partition_of(&t, partition)?.core();
+            let end = core.acked_end();
+            if offset > end {
+                return Err(BrokerError::OffsetOutOfRange {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    start: core.start_offset(),
+                    end,
+                });
+            }
+        }
+        self.inner
+            .offsets
+            .commit(group, topic, offsets)
+            .await
+            .map_err(|e| BrokerError::from_storage(topic, 0, e))
+    }
+
+    /// Sets the group's offsets in every partition to `to`; returns them.
+    ///
+    /// # Errors
+    /// As [`Broker::commit`], plus `DataLoss` when a timestamp search meets damage.
+    pub async fn reset(
+        &self,
+        topic: &str,
+        group: &str,
+        to: Position,
+    ) -> Result<Vec<(u32, u64)>, BrokerError> {
+        names::validate(NameKind::Group, group)?;
+        let t = self.existing_topic(topic)?;
+        let offsets = resolve_positions(&t, to)?;
+        self.commit(topic, group, &offsets).await?;
+        Ok(offsets)
+    }
+
+    /// The committed offset of a group in one partition, if any.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
+        self.inner.offsets.committed(group, topic, partition)
+    }
+}
+
+pub(super) fn partition_of(
+    topic: &Topic,
+    partition: u32,
+) -> Result<&crate::storage::Partition, BrokerError> {
+    topic.partition(partition).ok_or_else(|| {
+        BrokerError::InvalidArgument(format!(
+            "partition {partition} does not exist: topic {:?} has partitions 0 to {}",
+            topic.name,
+            topic.config.partitions - 1
+        ))
+    })
+}
+
+/// Each partition's offset for `to`.
+pub(super) fn resolve_positions(
+    topic: &Arc<Topic>,
+    to: Position,
+) -> Result<Vec<(u32, u64)>, BrokerError> {
+    topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            let core = p.core();
+            let (start, end) = (core.start_offset(), core.acked_end());
+            let offset = match to {
+                Position::Earliest => start,
+                Position::Latest => end,
+                Position::Offset(o) => o.clamp(start, end),
+                Position::Timestamp(ts) => core
+                    .offset_for_timestamp(ts)
+                    .map_err(|e| BrokerError::from_storage(&topic.name, p.id(), e))?,
+            };
+            Ok((p.id(), offset))
+        })
+        .collect()
+}
+
+/// Reads from each partition at its position, in partition order, until the limits are reached.
+pub(super) fn read_from(
+    topic: &Topic,
+    positions: &[u64],
+    max_records: usize,
+    max_bytes: usize,
+) -> Result<Vec<ConsumedRecord>, BrokerError> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for (p, &pos) in topic.partitions().iter().zip(positions) {
+        if out.len() >= max_records || (bytes >= max_bytes && !out.is_empty()) {
+            break;
+        }
+        let budget = max_bytes.saturating_sub(bytes).max(1);
+        let records = p
+            .core()
+            .read(pos, max_records - out.len(), budget)
+            .map_err(|e| BrokerError::from_storage(&topic.name, p.id(), e))?;
+        for record in records {
+            bytes += record.key.len() + record.value.len();
+            out.push(ConsumedRecord {
+                partition: p.id(),
+                record,
+            });
+        }
+    }
+    Ok(out)
+}

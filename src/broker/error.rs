@@ -1,0 +1,95 @@
+//! The broker's errors: one enum every protocol maps, each in one exhaustive table.
+
+use crate::storage::StorageError;
+
+/// Which kind of name was invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Topic,
+    Group,
+}
+
+impl std::fmt::Display for NameKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Topic => "topic",
+            Self::Group => "consumer group",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        kind: NameKind,
+        name: String,
+        reason: &'static str,
+    },
+    /// A request that cannot be valid (empty batch, bad partition, bad limits...).
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("record of {size} bytes exceeds the maximum record size of {max} bytes")]
+    RecordTooLarge { size: usize, max: usize },
+    #[error("topic {0:?} does not exist (and auto-creation is off)")]
+    TopicNotFound(String),
+    #[error("consumer group {0:?} does not exist")]
+    GroupNotFound(String),
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error(
+        "offset {offset} is out of range for {topic}/{partition}: it holds offsets {start} to {end} (end exclusive)"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        start: u64,
+        end: u64,
+    },
+    #[error("broker overloaded: {0}; retry with backoff")]
+    Overloaded(String),
+    /// Storage failed, a partition is read-only, or the broker is stopping.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Data on disk failed its checksum or framing.
+    #[error("data loss: {0}")]
+    DataLoss(String),
+}
+
+impl BrokerError {
+    /// Maps a storage error met on `topic`/`partition`. I/O details go to the log; the message
+    /// names the partition and what the client can do.
+    pub fn from_storage(topic: &str, partition: u32, err: StorageError) -> Self {
+        match err {
+            StorageError::OffsetOutOfRange { offset, start, end } => Self::OffsetOutOfRange {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                start,
+                end,
+            },
+            StorageError::Corrupt { .. } => {
+                tracing::error!(topic, partition, error = %err, "corrupt data read");
+                Self::DataLoss(format!(
+                    "{topic}/{partition}: stored data failed verification; see the broker log"
+                ))
+            }
+            StorageError::ReadOnly { .. } => {
+                tracing::warn!(topic, partition, error = %err, "write refused");
+                Self::Unavailable(format!(
+                    "{topic}/{partition} is read-only after a storage failure; see the broker log"
+                ))
+            }
+            StorageError::Closed => Self::Unavailable(format!(
+                "{topic}/{partition} is closed (topic deleted or broker stopping)"
+            )),
+            StorageError::Io { .. } => {
+                tracing::error!(topic, partition, error = %err, "storage I/O error");
+                Self::Unavailable(format!(
+                    "{topic}/{partition}: storage I/O failed; see the broker log"
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The Broker: the one service every protocol calls (produce, poll, fetch, subscribe, commit,
+//! reset, topic and group admin). Validation, defaults and semantics live here, once; the gRPC,
+//! legacy TCP and HTTP layers only translate.
+
+mod admin;
+mod consume;
+pub mod error;
+pub mod names;
+mod produce;
+mod subscription;
+pub mod types;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::storage::{BatchConfig, Durability};
+use crate::storage::{LogConfig, OffsetStore, PartitionConfig, StorageError, Topic};
+
+pub use error::{BrokerError, NameKind};
+pub use subscription::Subscription;
+pub use types::*;
+
+/// Everything the broker core is configured with.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub default_partitions: u32,
+    pub auto_create_topics: bool,
+    /// Retention for auto-created topics and topics created without one (0: keep forever).
+    pub default_retention_ms: u64,
+    pub default_retention_bytes: u64,
+    pub segment_bytes: u64,
+    pub ring_buffer_bytes: usize,
+    pub batch: BatchConfig,
+    /// Largest record (key + value + headers) accepted.
+    pub max_record_bytes: usize,
+    /// Appends queued per partition before producers wait.
+    pub queue_depth: usize,
+    /// How long a produce waits for room in a full queue before RESOURCE_EXHAUSTED.
+    pub enqueue_timeout: Duration,
+    pub retention_check_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            durability: Durability::Fsync,
+            default_partitions: 4,
+            auto_create_topics: true,
+            default_retention_ms: 0,
+            default_retention_bytes: 0,
+            segment_bytes: 64 << 20,
+            ring_buffer_bytes: 4 << 20,
+            batch: BatchConfig::default(),
+            max_record_bytes: 10 << 20,
+            queue_depth: 4096,
+            enqueue_timeout: Duration::from_secs(5),
+            retention_check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BrokerConfig {
+    fn partition_config(&self) -> PartitionConfig {
+        PartitionConfig {
+            log: LogConfig {
+                segment_bytes: self.segment_bytes,
+            },
+            ring_bytes: self.ring_buffer_bytes,
+            batch: self.batch,
+            durability: self.durability,
+            queue_depth: self.queue_depth,
+        }
+    }
+
+    fn topics_dir(&self) -> PathBuf {
+        self.data_dir.join("topics")
+    }
+}
+
+pub(crate) struct Inner {
+    config: BrokerConfig,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serialises topic creation and deletion.
+    admin: tokio::sync::Mutex<()>,
+    offsets: OffsetStore,
+    shutdown: CancellationToken,
+    background: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A handle on the broker; clones share one broker.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl Broker {
+    /// Opens the data directory, recovering every topic, and starts the background tasks
+    /// (retention, and the periodic fsync in `interval` mode). Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// `Unavailable` when the data directory cannot be opened or recovered.
+    pub async fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+        let startup = |e: StorageError| {
+            BrokerError::Unavailable(format!("cannot open the data directory: {e}"))
+        };
+        let topics_dir = config.topics_dir();
+        std::fs::create_dir_all(&topics_dir).map_err(|e| {
+            startup(StorageError::io(
+                format!("creating {}", topics_dir.display()),
+                e,
+            ))
+        })?;
+        let trash = config.data_dir.join("trash");
+        if trash.exists() {
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        let offsets = OffsetStore::open(&config.data_dir.join("groups")).map_err(startup)?;
+        let pconfig = config.partition_config();
+        let mut topics = HashMap::new();
+        let entries = std::fs::read_dir(&topics_dir)
+            .map_err(|e| startup(StorageError::io("listing topics", e)))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| startup(StorageError::io("listing topics", e)))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if names::validate(NameKind::Topic, &name).is_err() {
+                tracing::warn!(name, "ignoring a directory that is not a valid topic name");
+                continue;
+            }
+            let topic = Topic::open(&entry.path(), &name, &pconfig).map_err(startup)?;
+            tracing::info!(
+                topic = name,
+                partitions = topic.config.partitions,
+                "topic recovered"
+            );
+            topics.insert(name, Arc::new(topic));
+        }
+        let broker = Self {
+            inner: Arc::new(Inner {
+                config,
+                topics: RwLock::new(topics),
+                admin: tokio::sync::Mutex::new(()),
+                offsets,
+                shutdown: CancellationToken::new(),
+                background: std::sync::Mutex::new(Vec::new()),
+            }),
+        };
+        broker.start_background();
+        Ok(broker)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    /// A token cancelled when the broker starts shutting down (streams end on it).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    fn start_background(&self) {
+        let mut tasks = Vec::new();
+        if let Durability::Interval(period) = self.inner.config.durability {
+            let broker = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => broker.sync_all().await,
+                        () = broker.inner.shutdown.cancelled() => break,
+                    }
+                }
+            }));
+        }
+        let broker = self.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(broker.inner.config.retention_check_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => broker.enforce_retention().await,
+                    () = broker.inner.shutdown.cancelled() => break,
+                }
+            }
+        }));
+        *self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
+    }
+
+    fn topics(&self) -> Vec<Arc<Topic>> {
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The topic, validating its name first.
+    fn existing_topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        names::validate(NameKind::Topic, name)?;
+        self.topic(name)
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_string()))
+    }
+
+    /// fsyncs every partition with unsynced writes.
+    pub async fn sync_all(&self) {
+        let topics = self.topics();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in topics {
+                for p in t.partitions() {
+                    p.core().sync();
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Applies each topic's retention now.
+    pub async fn enforce_retention(&self) {
+        let now = now_ns();
+        let topics = self.topics();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in topics {
+                let TopicConfig {
+                    retention_ms,
+                    retention_bytes,
+                    ..
+                } = t.config;
+                if retention_ms == 0 && retention_bytes == 0 {
+                    continue;
+                }
+                let min_ts = (retention_ms > 0)
+                    .then(|| now.saturating_sub((retention_ms as i64).saturating_mul(1_000_000)));
+                let max_bytes = (retention_bytes > 0).then_some(retention_bytes);
+                for p in t.partitions() {
+                    if let Err(e) = p.core().retain(min_ts, max_bytes) {
+                        tracing::error!(topic = t.name, partition = p.id(), error = %e, "retention failed");
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Stops the broker: ends subscriptions and background tasks, lets every batcher write what is
+    /// queued (those produces are acknowledged), and fsyncs every partition.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .background
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in tasks {
+            let _ = t.await;
+        }
+        for t in self.topics() {
+            t.close().await;
+        }
+        tracing::info!("broker stopped; all partitions flushed");
+    }
+}
+
+/// The current Unix time in nanoseconds.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}

@@ -1,0 +1,146 @@
+//! Subscriptions: a pull-driven stream of records as they are acknowledged.
+//!
+//! A subscription holds only its positions; each [`Subscription::next_batch`] reads what is new
+//! (from the ring buffer when it is recent) or waits for the next acknowledgement. The caller pulls
+//! when its transport has room, so a slow subscriber holds back only itself and the broker buffers
+//! nothing for it.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::Broker;
+use super::consume::resolve_positions;
+use super::error::{BrokerError, NameKind};
+use super::names;
+use super::types::{ConsumedRecord, Position, SubscribeRequest};
+use crate::storage::Topic;
+
+pub struct Subscription {
+    topic: Arc<Topic>,
+    positions: Vec<u64>,
+    changes: watch::Receiver<u64>,
+    max_records: usize,
+    shutdown: CancellationToken,
+    /// Partition to read first next time, so that one busy partition cannot starve the others.
+    next_first: usize,
+}
+
+impl Broker {
+    /// Starts a subscription from `start`, or from the group's committed offsets (earliest where
+    /// it has none).
+    ///
+    /// # Errors
+    /// `InvalidName`, `TopicNotFound`, `InvalidArgument` (neither a group nor a start), `DataLoss`.
+    pub fn subscribe(&self, req: SubscribeRequest) -> Result<Subscription, BrokerError> {
+        let topic = self.existing_topic(&req.topic)?;
+        let positions = match (req.start, &req.group) {
+            (Some(pos), _) => resolve_positions(&topic, pos)?
+                .into_iter()
+                .map(|(_, o)| o)
+                .collect(),
+            (None, Some(group)) => {
+                names::validate(NameKind::Group, group)?;
+                topic
+                    .partitions()
+                    .iter()
+                    .map(|p| {
+                        self.inner
+                            .offsets
+                            .committed(group, &topic.name, p.id())
+                            .unwrap_or_else(|| p.core().start_offset())
+                    })
+                    .collect()
+            }
+            (None, None) => resolve_positions(&topic, Position::Earliest)?
+                .into_iter()
+                .map(|(_, o)| o)
+                .collect(),
+        };
+        Ok(Subscription {
+            changes: topic.watch_changes(),
+            topic,
+            positions,
+            max_records: if req.max_records_per_batch == 0 {
+                super::ReadLimits::DEFAULT_MAX_RECORDS
+            } else {
+                req.max_records_per_batch
+            },
+            shutdown: self.inner.shutdown.clone(),
+            next_first: 0,
+        })
+    }
+}
+
+impl Subscription {
+    /// The next records, waiting for new ones when there are none. `None` once the broker stops.
+    ///
+    /// # Errors
+    /// `OffsetOutOfRange` when retention removed the subscriber's position, `DataLoss`,
+    /// `Unavailable`.
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<ConsumedRecord>, BrokerError>> {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            self.changes.borrow_and_update();
+            let n = self.positions.len();
+            let first = self.next_first % n;
+            self.next_first = self.next_first.wrapping_add(1);
+            // Read partitions in rotated order.
+            let mut out = Vec::new();
+            for k in 0..n {
+                let i = (first + k) % n;
+                if out.len() >= self.max_records {
+                    break;
+                }
+                let got = match read_one(
+                    &self.topic,
+                    i,
+                    self.positions[i],
+                    self.max_records - out.len(),
+                ) {
+                    Ok(g) => g,
+                    Err(e) => return Some(Err(e)),
+                };
+                if let Some(last) = got.last() {
+                    self.positions[i] = last.record.offset + 1;
+                }
+                out.extend(got);
+            }
+            if !out.is_empty() {
+                return Some(Ok(out));
+            }
+            tokio::select! {
+                changed = self.changes.changed() => if changed.is_err() { return None },
+                () = self.shutdown.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Current position (next offset) per partition.
+    pub fn positions(&self) -> &[u64] {
+        &self.positions
+    }
+}
+
+fn read_one(
+    topic: &Topic,
+    partition: usize,
+    position: u64,
+    max_records: usize,
+) -> Result<Vec<ConsumedRecord>, BrokerError> {
+    let p = &topic.partitions()[partition];
+    let records = p
+        .core()
+        .read(position, max_records, super::ReadLimits::DEFAULT_MAX_BYTES)
+        .map_err(|e| BrokerError::from_storage(&topic.name, p.id(), e))?;
+    Ok(records
+        .into_iter()
+        .map(|record| ConsumedRecord {
+            partition: p.id(),
+            record,
+        })
+        .collect())
+}

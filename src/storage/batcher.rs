@@ -1,0 +1,115 @@
+//! The batcher: one task per partition that turns concurrent appends into group commits.
+//!
+//! Appends queue on a bounded channel. The task takes the first, waits up to `linger` for more
+//! (when linger is set), then takes whatever else is queued, up to `max_records` / `max_bytes`,
+//! and hands the whole batch to a blocking thread for one write and, in `fsync` mode, one
+//! fdatasync. While that runs, new appends queue up and become the next batch: the slower the
+//! disk, the larger the batches, so durability costs latency rather than throughput.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::error::StorageError;
+use super::partition::PartitionCore;
+use super::record::Record;
+
+/// When an acknowledgement is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the batch is written and fdatasync'ed.
+    Fsync,
+    /// After the batch is written to the OS; fsync runs on this period.
+    Interval(Duration),
+}
+
+/// When a batch closes.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// How long the first append of a batch waits for company (zero: write at once).
+    pub linger: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: 10_000,
+            max_bytes: 4 << 20,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+/// Records to append and where to send the first offset once they are durable.
+pub struct AppendRequest {
+    pub records: Vec<Record>,
+    pub ack: oneshot::Sender<Result<u64, StorageError>>,
+}
+
+fn size_of(req: &AppendRequest) -> usize {
+    req.records.iter().map(Record::encoded_len).sum()
+}
+
+/// The batcher loop of one partition. Ends when `stop` fires (after writing everything queued)
+/// or when every sender is gone.
+pub async fn run(
+    core: Arc<PartitionCore>,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    config: BatchConfig,
+    stop: CancellationToken,
+) {
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                r = rx.recv() => r,
+                () = stop.cancelled() => {
+                    rx.close();
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = first else { break };
+        let mut records = first.records.len();
+        let mut bytes = size_of(&first);
+        let mut batch = vec![first];
+        let full = |records: usize, bytes: usize| {
+            records >= config.max_records || bytes >= config.max_bytes
+        };
+        if !config.linger.is_zero() && !stopping {
+            let deadline = tokio::time::Instant::now() + config.linger;
+            while !full(records, bytes) {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(req)) => {
+                        records += req.records.len();
+                        bytes += size_of(&req);
+                        batch.push(req);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        while !full(records, bytes) {
+            match rx.try_recv() {
+                Ok(req) => {
+                    records += req.records.len();
+                    bytes += size_of(&req);
+                    batch.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        let core = Arc::clone(&core);
+        if let Err(e) = tokio::task::spawn_blocking(move || core.write_batch(batch)).await {
+            // The write panicked: its acks were dropped (callers see the partition as closed).
+            tracing::error!(error = %e, "batch writer panicked");
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Consumer group offsets: per group, the next offset to read for each topic partition.
+//!
+//! Each group is one file, `groups/<group>.json`, rewritten whole on every commit (written to a
+//! temporary file, fsynced, renamed over the old one, directory fsynced), so a commit is
+//! acknowledged only once it is on disk and a crash leaves either the old or the new version.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::error::{IoContext, StorageError};
+use super::segment::sync_dir;
+
+/// topic → partition → next offset.
+pub type GroupOffsets = BTreeMap<String, BTreeMap<u32, u64>>;
+
+struct Group {
+    offsets: Mutex<GroupOffsets>,
+    /// Serialises file writes of one group, so the file never goes back to an older state.
+    write: tokio::sync::Mutex<()>,
+}
+
+/// All groups' committed offsets.
+pub struct OffsetStore {
+    dir: PathBuf,
+    groups: Mutex<HashMap<String, Arc<Group>>>,
+}
+
+impl OffsetStore {
+    /// Loads every group file under `dir`.
+    ///
+    /// # Errors
+    /// I/O errors, or a group file that does not parse.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        let mut groups = HashMap::new();
+        for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
+            let path = entry
+                .context(|| format!("listing {}", dir.display()))?
+                .path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            let bytes = fs::read(&path).context(|| format!("reading {}", path.display()))?;
+            let offsets: GroupOffsets =
+                serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                    path: path.clone(),
+                    position: 0,
+                    reason: e.to_string(),
+                })?;
+            groups.insert(
+                name.to_string(),
+                Arc::new(Group {
+                    offsets: Mutex::new(offsets),
+                    write: tokio::sync::Mutex::new(()),
+                }),
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            groups: Mutex::new(groups),
+        })
+    }
+
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Group>>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The committed offset of one partition, if any.
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
+        let g = self.groups().get(group).cloned()?;
+        let offsets = g
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        offsets.get(topic)?.get(&partition).copied()
+    }
+
+    /// All offsets of a group, or `None` for a group that never committed.
+    pub fn group(&self, group: &str) -> Option<GroupOffsets> {
+        let g = self.groups().get(group).cloned()?;
+        let offsets = g
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(offsets.clone())
+    }
+
+    pub fn group_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.groups().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Sets offsets for `topic` and returns once they are on disk.
+    ///
+    /// # Errors
+    /// I/O errors writing the group file (the commit then did not happen).
+    pub async fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        offsets: &[(u32, u64)],
+    ) -> Result<(), StorageError> {
+        self.update(group, |all| {
+            let t = all.entry(topic.to_string()).or_default();
+            for &(p, o) in offsets {
+                t.insert(p, o);
+            }
+        })
+        .await
+    }
+
+    /// Removes a topic from every group (when the topic is deleted).
+    ///
+    /// # Errors
+    /// I/O errors writing group files.
+    pub async fn forget_topic(&self, topic: &str) -> Result<(), StorageError> {
+        let names: Vec<String> = self
+            .groups()
+            .iter()
+            .filter(|(_, g)| {
+                g.offsets
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains_key(topic)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            self.update(&name, |all| {
+                all.remove(topic);
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        group: &str,
+        change: impl FnOnce(&mut GroupOffsets),
+    ) -> Result<(), StorageError> {
+        let g = Arc::clone(self.groups().entry(group.to_string()).or_insert_with(|| {
+            Arc::new(Group {
+                offsets: Mutex::new(GroupOffsets::new()),
+                write: tokio::sync::Mutex::new(()),
+            })
+        }));
+        let _writing = g.write.lock().await;
+        let mut next = g
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        change(&mut next);
+        let json = serde_json::to_vec(&next)
+            .map_err(|e| StorageError::io("encoding group offsets", std::io::Error::other(e)))?;
+        let path = self.dir.join(format!("{group}.json"));
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &json))
+            .await
+            .map_err(|e| StorageError::io("group offsets writer", std::io::Error::other(e)))??;
+        *g.offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(())
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).context(|| format!("renaming {}", tmp.display()))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        store
+            .commit("g1", "orders", &[(0, 5), (1, 7)])
+            .await
+            .unwrap();
+        store.commit("g1", "orders", &[(0, 6)]).await.unwrap();
+        store.commit("g2", "other", &[(3, 1)]).await.unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.committed("g1", "orders", 0), Some(6));
+        assert_eq!(store.committed("g1", "orders", 1), Some(7));
+        assert_eq!(store.committed("g1", "orders", 2), None);
+        assert_eq!(store.group_names(), vec!["g1", "g2"]);
+        store.forget_topic("orders").await.unwrap();
+        assert_eq!(store.committed("g1", "orders", 0), None);
+    }
+}
