@@ -245,7 +245,13 @@ impl PartitionCore {
         min_timestamp: Option<i64>,
         max_bytes: Option<u64>,
     ) -> Result<usize, StorageError> {
-        lock(&self.log).retain(min_timestamp, max_bytes)
+        let mut log = lock(&self.log);
+        let removed = log.retain(min_timestamp, max_bytes)?;
+        if removed > 0 {
+            // Records below the new log start must not be served from memory either.
+            lock(&self.ring).trim_before(log.start_offset());
+        }
+        Ok(removed)
     }
 
     /// Writes one batch of append requests (one write, and in `fsync` mode one fdatasync), then

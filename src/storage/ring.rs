@@ -42,6 +42,15 @@ impl RingBuffer {
         }
     }
 
+    /// Drops records below `offset` (after retention moved the log start past them).
+    pub fn trim_before(&mut self, offset: u64) {
+        while self.records.front().is_some_and(|r| r.offset < offset) {
+            if let Some(old) = self.records.pop_front() {
+                self.bytes -= old.encoded_len();
+            }
+        }
+    }
+
     pub fn first_offset(&self) -> Option<u64> {
         self.records.front().map(|r| r.offset)
     }
