@@ -2,5 +2,14 @@
 //!
 //! - [`storage`]: the on-disk log, its recovery, batching and caching.
 //! - [`broker`]: the Broker service every protocol translates into.
+//! - [`grpc`]: the tonic service over the Broker; [`proto`]: the generated types.
+//! - [`metrics`]: OpenTelemetry instruments exported for Prometheus.
 pub mod broker;
+pub mod grpc;
+pub mod metrics;
+pub mod proto;
 pub mod storage;
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,125 @@
+//! Conversions between the generated protobuf types and the broker's types.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::broker::{
+    ConsumedRecord, GroupPartition, PartitionDescription, Position, ProduceRecord, RecordAck,
+    StartPosition, TopicConfig, TopicDescription,
+};
+use crate::proto as pb;
+use crate::storage::Record;
+
+pub fn producer_record(r: pb::ProducerRecord) -> ProduceRecord {
+    ProduceRecord {
+        key: r.key,
+        value: r.value,
+        headers: r.headers.into_iter().collect(),
+        timestamp: r.timestamp_ns,
+        partition: r.partition,
+    }
+}
+
+pub fn producer_records(rs: Vec<pb::ProducerRecord>) -> Vec<ProduceRecord> {
+    rs.into_iter().map(producer_record).collect()
+}
+
+pub fn ack(a: RecordAck) -> pb::RecordAck {
+    pb::RecordAck {
+        partition: a.partition,
+        offset: a.offset,
+    }
+}
+
+pub fn acks(a: Vec<RecordAck>) -> Vec<pb::RecordAck> {
+    a.into_iter().map(ack).collect()
+}
+
+fn headers(h: Vec<(String, Bytes)>) -> HashMap<String, Bytes> {
+    h.into_iter().collect()
+}
+
+pub fn record(partition: u32, r: Record) -> pb::Record {
+    pb::Record {
+        partition,
+        offset: r.offset,
+        timestamp_ns: r.timestamp,
+        key: r.key,
+        value: r.value,
+        headers: headers(r.headers),
+    }
+}
+
+pub fn consumed(rs: Vec<ConsumedRecord>) -> Vec<pb::Record> {
+    rs.into_iter().map(|c| record(c.partition, c.record)).collect()
+}
+
+pub fn start_position(p: pb::StartPosition) -> StartPosition {
+    match p {
+        pb::StartPosition::Earliest => StartPosition::Earliest,
+        pb::StartPosition::Latest => StartPosition::Latest,
+    }
+}
+
+/// `None` when no target is set.
+pub fn position(p: Option<pb::Position>) -> Option<Position> {
+    Some(match p?.target? {
+        pb::position::Target::Earliest(_) => Position::Earliest,
+        pb::position::Target::Latest(_) => Position::Latest,
+        pb::position::Target::Offset(o) => Position::Offset(o),
+        pb::position::Target::TimestampNs(t) => Position::Timestamp(t),
+    })
+}
+
+pub fn topic_config(c: Option<pb::TopicConfig>) -> TopicConfig {
+    let c = c.unwrap_or_default();
+    TopicConfig {
+        partitions: c.partitions,
+        retention_ms: c.retention_ms,
+        retention_bytes: c.retention_bytes,
+    }
+}
+
+fn partition(p: PartitionDescription) -> pb::PartitionDescription {
+    pb::PartitionDescription {
+        partition: p.partition,
+        log_start_offset: p.log_start,
+        log_end_offset: p.log_end,
+        size_bytes: p.size_bytes,
+        segments: p.segments as u32,
+        read_only: p.read_only,
+    }
+}
+
+pub fn topic(t: TopicDescription) -> pb::TopicDescription {
+    pb::TopicDescription {
+        name: t.name,
+        config: Some(pb::TopicConfig {
+            partitions: t.config.partitions,
+            retention_ms: t.config.retention_ms,
+            retention_bytes: t.config.retention_bytes,
+        }),
+        partitions: t.partitions.into_iter().map(partition).collect(),
+    }
+}
+
+pub fn group_partition(g: GroupPartition) -> pb::GroupPartition {
+    pb::GroupPartition {
+        topic: g.topic,
+        partition: g.partition,
+        committed_offset: g.committed,
+        log_end_offset: g.log_end,
+        lag: g.lag,
+    }
+}
+
+pub fn offsets(o: &[pb::PartitionOffset]) -> Vec<(u32, u64)> {
+    o.iter().map(|p| (p.partition, p.offset)).collect()
+}
+
+pub fn partition_offsets(o: Vec<(u32, u64)>) -> Vec<pb::PartitionOffset> {
+    o.into_iter()
+        .map(|(partition, offset)| pb::PartitionOffset { partition, offset })
+        .collect()
+}

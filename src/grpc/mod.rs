@@ -1,0 +1,122 @@
+//! The gRPC surface: `obelisk.v1.Broker` (tonic), the standard health service and server
+//! reflection, served with connection, stream, size and time limits.
+
+mod convert;
+mod incoming;
+mod service;
+pub mod status;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::broker::Broker;
+use crate::proto::broker_server::BrokerServer;
+pub use service::BrokerService;
+
+/// Limits of the gRPC server.
+#[derive(Debug, Clone)]
+pub struct GrpcConfig {
+    /// Largest gRPC message accepted or sent.
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+    /// Deadline for unary calls (streams are not cut by it).
+    pub request_timeout: Duration,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 << 20,
+            max_connections: 1024,
+            max_concurrent_streams: 256,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The health service name clients check for the broker itself.
+pub const HEALTH_SERVICE: &str = "obelisk.v1.Broker";
+
+/// Serves gRPC on `listener` until `shutdown` fires, then stops accepting, lets in-flight calls
+/// finish and ends streams. Health reports NOT_SERVING while any partition is read-only.
+///
+/// # Errors
+/// The transport's error if the server fails.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Broker,
+    config: GrpcConfig,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(HEALTH_SERVICE, ServingStatus::Serving)
+        .await;
+    reporter.set_service_status("", ServingStatus::Serving).await;
+    tokio::spawn(watch_health(broker.clone(), reporter, shutdown.clone()));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| {
+            tracing::error!(error = %e, "reflection setup failed");
+            e
+        });
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha();
+    let service = BrokerServer::new(BrokerService::new(broker, shutdown.clone()))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let incoming = incoming::limited(listener, config.max_connections, shutdown.clone());
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .timeout(config.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .tcp_nodelay(true);
+    let mut router = builder.add_service(health).add_service(service);
+    if let Ok(r) = reflection_v1 {
+        router = router.add_service(r);
+    }
+    if let Ok(r) = reflection_v1alpha {
+        router = router.add_service(r);
+    }
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+}
+
+/// Keeps the health status in step with storage: NOT_SERVING while a partition is read-only or
+/// once the server is stopping.
+async fn watch_health(
+    broker: Broker,
+    reporter: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    let mut last = ServingStatus::Serving;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => {
+                reporter.set_service_status(HEALTH_SERVICE, ServingStatus::NotServing).await;
+                reporter.set_service_status("", ServingStatus::NotServing).await;
+                return;
+            }
+        }
+        let now = if broker.failed_partitions().is_empty() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if now != last {
+            reporter.set_service_status(HEALTH_SERVICE, now).await;
+            reporter.set_service_status("", now).await;
+            last = now;
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The tonic service: each RPC converts its request, calls the Broker, converts the answer.
+
+use std::pin::Pin;
+use std::time::Instant;
+
+use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use super::status::to_status;
+use crate::broker::{
+    Broker, BrokerError, FetchRequest, PollRequest, ReadLimits, SubscribeRequest,
+};
+use crate::proto as pb;
+
+/// Batches of one ProduceStream being stored at once; more wait in the HTTP/2 window.
+const STREAM_IN_FLIGHT: usize = 64;
+
+/// The `obelisk.v1.Broker` service.
+#[derive(Clone)]
+pub struct BrokerService {
+    broker: Broker,
+    /// Cancelled when the server stops: streams end on it.
+    shutdown: CancellationToken,
+}
+
+impl BrokerService {
+    pub fn new(broker: Broker, shutdown: CancellationToken) -> Self {
+        Self { broker, shutdown }
+    }
+}
+
+type RpcResult<T> = Result<Response<T>, Status>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn done<T>(call: &'static str, started: Instant, res: Result<T, BrokerError>) -> RpcResult<T> {
+    crate::metrics::record_request("grpc", call, started, res.as_ref().err());
+    res.map(Response::new).map_err(|e| to_status(&e))
+}
+
+#[tonic::async_trait]
+impl pb::broker_server::Broker for BrokerService {
+    async fn produce(&self, req: Request<pb::ProduceRequest>) -> RpcResult<pb::ProduceResponse> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let res = self
+            .broker
+            .produce(&req.topic, convert::producer_records(req.records))
+            .await
+            .map(|a| pb::ProduceResponse {
+                acks: convert::acks(a),
+            });
+        done("produce", started, res)
+    }
+
+    type ProduceStreamStream = ReceiverStream<Result<pb::ProduceStreamAck, Status>>;
+
+    async fn produce_stream(
+        &self,
+        req: Request<Streaming<pb::ProduceStreamRequest>>,
+    ) -> RpcResult<Self::ProduceStreamStream> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
+        let broker = self.broker.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut in_flight = FuturesOrdered::new();
+            let mut reading = true;
+            loop {
+                tokio::select! {
+                    msg = inbound.next(), if reading && in_flight.len() < STREAM_IN_FLIGHT => match msg {
+                        Some(Ok(batch)) => {
+                            let broker = broker.clone();
+                            in_flight.push_back(async move {
+                                let started = Instant::now();
+                                let res = broker
+                                    .produce(&batch.topic, convert::producer_records(batch.records))
+                                    .await;
+                                crate::metrics::record_request("grpc", "produce_stream", started, res.as_ref().err());
+                                match res {
+                                    Ok(a) => pb::ProduceStreamAck { sequence: batch.sequence, acks: convert::acks(a), error: None },
+                                    Err(e) => pb::ProduceStreamAck {
+                                        sequence: batch.sequence,
+                                        acks: Vec::new(),
+                                        error: Some(pb::Error { code: super::status::code_of(&e) as i32, message: e.to_string() }),
+                                    },
+                                }
+                            });
+                        }
+                        Some(Err(status)) => {
+                            tracing::debug!(%status, "produce stream ended by the client");
+                            reading = false;
+                        }
+                        None => reading = false,
+                    },
+                    Some(ack) = in_flight.next(), if !in_flight.is_empty() => {
+                        if tx.send(Ok(ack)).await.is_err() {
+                            // The client is gone; the batches already handed over still complete.
+                            reading = false;
+                        }
+                    }
+                    () = shutdown.cancelled(), if reading => reading = false,
+                    else => break,
+                }
+                if !reading && in_flight.is_empty() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn poll(&self, req: Request<pb::PollRequest>) -> RpcResult<pb::PollResponse> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let start_if_new = convert::start_position(r.start_if_new());
+        let res = self
+            .broker
+            .poll(PollRequest {
+                topic: r.topic,
+                group: r.group,
+                limits: ReadLimits::from_wire(r.max_records, r.max_bytes, r.max_wait_ms),
+                start_if_new,
+            })
+            .await
+            .map(|recs| pb::PollResponse {
+                records: convert::consumed(recs),
+            });
+        done("poll", started, res)
+    }
+
+    async fn fetch(&self, req: Request<pb::FetchRequest>) -> RpcResult<pb::FetchResponse> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let partition = r.partition;
+        let res = self
+            .broker
+            .fetch(FetchRequest {
+                topic: r.topic,
+                partition,
+                offset: r.offset,
+                limits: ReadLimits::from_wire(r.max_records, r.max_bytes, r.max_wait_ms),
+            })
+            .await
+            .map(|f| pb::FetchResponse {
+                records: f
+                    .records
+                    .into_iter()
+                    .map(|rec| convert::record(partition, rec))
+                    .collect(),
+                log_start_offset: f.log_start,
+                log_end_offset: f.log_end,
+            });
+        done("fetch", started, res)
+    }
+
+    type SubscribeStream = BoxStream<pb::SubscribeResponse>;
+
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> RpcResult<Self::SubscribeStream> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let res = self.broker.subscribe(SubscribeRequest {
+            topic: r.topic,
+            group: (!r.group.is_empty()).then_some(r.group),
+            start: convert::position(r.start),
+            max_records_per_batch: r.max_records_per_message as usize,
+        });
+        crate::metrics::record_request("grpc", "subscribe", started, res.as_ref().err());
+        let sub = res.map_err(|e| to_status(&e))?;
+        let guard = crate::metrics::SubscriptionGuard::new();
+        let shutdown = self.shutdown.clone();
+        // Pulled by tonic only when the HTTP/2 stream has room: a slow subscriber holds back only
+        // itself, and nothing is buffered for it beyond the message being sent.
+        let stream = futures_util::stream::unfold(
+            (sub, shutdown, guard, false),
+            |(mut sub, shutdown, guard, failed)| async move {
+                if failed {
+                    return None;
+                }
+                let next = tokio::select! {
+                    n = sub.next_batch() => n,
+                    () = shutdown.cancelled() => None,
+                }?;
+                match next {
+                    Ok(records) => Some((
+                        Ok(pb::SubscribeResponse {
+                            records: convert::consumed(records),
+                        }),
+                        (sub, shutdown, guard, false),
+                    )),
+                    Err(e) => Some((Err(to_status(&e)), (sub, shutdown, guard, true))),
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn commit(&self, req: Request<pb::CommitRequest>) -> RpcResult<pb::CommitResponse> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let res = self
+            .broker
+            .commit(&r.topic, &r.group, &convert::offsets(&r.offsets))
+            .await
+            .map(|()| pb::CommitResponse {});
+        done("commit", started, res)
+    }
+
+    async fn reset(&self, req: Request<pb::ResetRequest>) -> RpcResult<pb::ResetResponse> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let res = match convert::position(r.to) {
+            None => Err(BrokerError::InvalidArgument(
+                "reset needs a target: earliest, latest, offset or timestamp_ns".into(),
+            )),
+            Some(to) => self.broker.reset(&r.topic, &r.group, to).await,
+        }
+        .map(|o| pb::ResetResponse {
+            offsets: convert::partition_offsets(o),
+        });
+        done("reset", started, res)
+    }
+
+    async fn create_topic(
+        &self,
+        req: Request<pb::CreateTopicRequest>,
+    ) -> RpcResult<pb::CreateTopicResponse> {
+        let started = Instant::now();
+        let r = req.into_inner();
+        let res = self
+            .broker
+            .create_topic(&r.name, convert::topic_config(r.config))
+            .await
+            .map(|t| pb::CreateTopicResponse {
+                topic: Some(convert::topic(t)),
+            });
+        done("create_topic", started, res)
+    }
+
+    async fn delete_topic(
+        &self,
+        req: Request<pb::DeleteTopicRequest>,
+    ) -> RpcResult<pb::DeleteTopicResponse> {
+        let started = Instant::now();
+        let res = self
+            .broker
+            .delete_topic(&req.into_inner().name)
+            .await
+            .map(|()| pb::DeleteTopicResponse {});
+        done("delete_topic", started, res)
+    }
+
+    async fn list_topics(
+        &self,
+        _req: Request<pb::ListTopicsRequest>,
+    ) -> RpcResult<pb::ListTopicsResponse> {
+        let started = Instant::now();
+        let topics = self
+            .broker
+            .list_topics()
+            .into_iter()
+            .map(convert::topic)
+            .collect();
+        done("list_topics", started, Ok(pb::ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topic(
+        &self,
+        req: Request<pb::DescribeTopicRequest>,
+    ) -> RpcResult<pb::DescribeTopicResponse> {
+        let started = Instant::now();
+        let res = self
+            .broker
+            .describe_topic(&req.into_inner().name)
+            .map(|t| pb::DescribeTopicResponse {
+                topic: Some(convert::topic(t)),
+            });
+        done("describe_topic", started, res)
+    }
+
+    async fn list_groups(
+        &self,
+        _req: Request<pb::ListGroupsRequest>,
+    ) -> RpcResult<pb::ListGroupsResponse> {
+        let started = Instant::now();
+        let groups = self.broker.list_groups();
+        done("list_groups", started, Ok(pb::ListGroupsResponse { groups }))
+    }
+
+    async fn describe_group(
+        &self,
+        req: Request<pb::DescribeGroupRequest>,
+    ) -> RpcResult<pb::DescribeGroupResponse> {
+        let started = Instant::now();
+        let group = req.into_inner().group;
+        let res = self
+            .broker
+            .describe_group(&group)
+            .map(|parts| pb::DescribeGroupResponse {
+                group: group.clone(),
+                partitions: parts.into_iter().map(convert::group_partition).collect(),
+            });
+        done("describe_group", started, res)
+    }
+}

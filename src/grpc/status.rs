@@ -1,0 +1,58 @@
+//! The one table from broker errors to gRPC status codes (DESIGN.md). No catch-all arm: a new
+//! error kind does not compile until it is mapped here.
+
+use tonic::{Code, Status};
+
+use crate::broker::BrokerError;
+
+/// The gRPC code for a broker error.
+pub fn code_of(err: &BrokerError) -> Code {
+    match err {
+        BrokerError::InvalidName { .. }
+        | BrokerError::InvalidArgument(_)
+        | BrokerError::RecordTooLarge { .. } => Code::InvalidArgument,
+        BrokerError::TopicNotFound(_) | BrokerError::GroupNotFound(_) => Code::NotFound,
+        BrokerError::TopicExists(_) => Code::AlreadyExists,
+        BrokerError::OffsetOutOfRange { .. } => Code::OutOfRange,
+        BrokerError::Overloaded(_) => Code::ResourceExhausted,
+        BrokerError::Unavailable(_) => Code::Unavailable,
+        BrokerError::DataLoss(_) => Code::DataLoss,
+    }
+}
+
+/// The status sent for a broker error: its code and its message (which never carries internals).
+pub fn to_status(err: &BrokerError) -> Status {
+    Status::new(code_of(err), err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::NameKind;
+
+    #[test]
+    fn table_matches_the_design() {
+        let cases = [
+            (
+                BrokerError::InvalidName {
+                    kind: NameKind::Topic,
+                    name: "a/b".into(),
+                    reason: "x",
+                },
+                Code::InvalidArgument,
+            ),
+            (BrokerError::RecordTooLarge { size: 2, max: 1 }, Code::InvalidArgument),
+            (BrokerError::TopicNotFound("t".into()), Code::NotFound),
+            (BrokerError::GroupNotFound("g".into()), Code::NotFound),
+            (BrokerError::TopicExists("t".into()), Code::AlreadyExists),
+            (BrokerError::Overloaded("q".into()), Code::ResourceExhausted),
+            (BrokerError::Unavailable("u".into()), Code::Unavailable),
+            (BrokerError::DataLoss("d".into()), Code::DataLoss),
+        ];
+        for (err, code) in cases {
+            let status = to_status(&err);
+            assert_eq!(status.code(), code, "{err}");
+            assert_eq!(status.message(), err.to_string());
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Running a whole server: bind every listener, recover the broker, serve, and shut down in order
+//! (stop accepting, finish in-flight calls, end streams, flush and fsync).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, BrokerError};
+use crate::config::Validated;
+
+/// How long shutdown waits for listeners to drain before cutting the rest.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// A server that is up; dropping it does not stop it, [`RunningServer::stop`] does.
+pub struct RunningServer {
+    pub grpc_addr: SocketAddr,
+    pub tcp_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub broker: Broker,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+/// Binds the listeners (failing fast on a taken port), opens and recovers the data directory, and
+/// starts serving.
+///
+/// # Errors
+/// A listener cannot bind, or the data directory cannot be opened.
+pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
+    let grpc_listener = bind("gRPC", config.grpc_addr).await?;
+    let grpc_addr = grpc_listener.local_addr().unwrap_or(config.grpc_addr);
+    let broker = Broker::open(config.broker.clone()).await?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    {
+        let (broker, grpc, shutdown) = (broker.clone(), config.grpc.clone(), shutdown.clone());
+        tasks.push((
+            "gRPC",
+            tokio::spawn(async move {
+                if let Err(e) = crate::grpc::serve(grpc_listener, broker, grpc, shutdown).await {
+                    tracing::error!(error = %e, "gRPC server failed");
+                }
+            }),
+        ));
+    }
+    tracing::info!(%grpc_addr, "gRPC listening");
+    Ok(RunningServer {
+        grpc_addr,
+        tcp_addr: None,
+        http_addr: None,
+        broker,
+        shutdown,
+        tasks,
+    })
+}
+
+impl RunningServer {
+    /// A token that stops the server when cancelled (see [`RunningServer::wait`]).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the shutdown token fires, then stops.
+    pub async fn wait(self) {
+        self.shutdown.cancelled().await;
+        self.stop().await;
+    }
+
+    /// Stops accepting, lets listeners drain (up to a few seconds), then flushes and fsyncs every
+    /// partition.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for (what, mut task) in self.tasks {
+            if tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await.is_err() {
+                tracing::warn!(listener = what, "listener did not drain in time; closing it");
+                task.abort();
+            }
+        }
+        self.broker.shutdown().await;
+    }
+}
