@@ -154,16 +154,34 @@ impl Config {
                 }
                 Durability::Interval(Duration::from_millis(self.fsync_interval_ms))
             }
-            other => return Err(invalid("durability", other, "expected \"fsync\" or \"interval\"")),
+            other => {
+                return Err(invalid(
+                    "durability",
+                    other,
+                    "expected \"fsync\" or \"interval\"",
+                ));
+            }
         };
         if self.default_partitions == 0 || self.default_partitions > 1024 {
-            return Err(invalid("default_partitions", self.default_partitions, "must be 1 to 1024"));
+            return Err(invalid(
+                "default_partitions",
+                self.default_partitions,
+                "must be 1 to 1024",
+            ));
         }
         if !(4096..=1 << 30).contains(&self.segment_bytes) {
-            return Err(invalid("segment_bytes", self.segment_bytes, "must be 4 KiB to 1 GiB"));
+            return Err(invalid(
+                "segment_bytes",
+                self.segment_bytes,
+                "must be 4 KiB to 1 GiB",
+            ));
         }
         if self.max_record_bytes == 0 || self.max_record_bytes > 256 << 20 {
-            return Err(invalid("max_record_bytes", self.max_record_bytes, "must be 1 byte to 256 MiB"));
+            return Err(invalid(
+                "max_record_bytes",
+                self.max_record_bytes,
+                "must be 1 byte to 256 MiB",
+            ));
         }
         if self.max_message_bytes < self.max_record_bytes {
             return Err(invalid(
@@ -173,7 +191,11 @@ impl Config {
             ));
         }
         if self.batch_max_records == 0 || self.batch_max_bytes == 0 {
-            return Err(invalid("batch_max_records", self.batch_max_records, "batch limits must be positive"));
+            return Err(invalid(
+                "batch_max_records",
+                self.batch_max_records,
+                "batch limits must be positive",
+            ));
         }
         if self.max_connections == 0 {
             return Err(invalid("max_connections", 0, "must be at least 1"));
@@ -185,7 +207,11 @@ impl Config {
             return Err(invalid("request_timeout_ms", 0, "must be at least 1"));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(invalid("log_format", &self.log_format, "expected \"text\" or \"json\""));
+            return Err(invalid(
+                "log_format",
+                &self.log_format,
+                "expected \"text\" or \"json\"",
+            ));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "", "must not be empty"));

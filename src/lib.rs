@@ -5,11 +5,12 @@
 //! - [`grpc`]: the tonic service over the Broker; [`proto`]: the generated types.
 //! - [`metrics`]: OpenTelemetry instruments exported for Prometheus.
 pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod config;
 pub mod grpc;
 pub mod metrics;
 pub mod proto;
-pub mod storage;
-pub mod cli;
-pub mod config;
 pub mod server;
+pub mod storage;
 pub mod telemetry;

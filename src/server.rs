@@ -93,8 +93,14 @@ impl RunningServer {
     pub async fn stop(self) {
         self.shutdown.cancel();
         for (what, mut task) in self.tasks {
-            if tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await.is_err() {
-                tracing::warn!(listener = what, "listener did not drain in time; closing it");
+            if tokio::time::timeout(DRAIN_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    listener = what,
+                    "listener did not drain in time; closing it"
+                );
                 task.abort();
             }
         }

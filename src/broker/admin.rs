@@ -158,6 +158,11 @@ impl Broker {
         Ok(out)
     }
 
+    /// How many subscriptions and waiting long polls watch `topic` (0 for an unknown topic).
+    pub fn topic_watchers(&self, topic: &str) -> usize {
+        self.topic(topic).map_or(0, |t| t.watchers())
+    }
+
     /// Partitions that refuse writes after a storage failure.
     pub fn failed_partitions(&self) -> Vec<FailedPartition> {
         let mut out = Vec::new();

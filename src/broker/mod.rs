@@ -22,6 +22,7 @@ pub use crate::storage::{BatchConfig, Durability};
 use crate::storage::{LogConfig, OffsetStore, PartitionConfig, StorageError, Topic};
 
 pub use error::{BrokerError, NameKind};
+pub use produce::PendingProduce;
 pub use subscription::Subscription;
 pub use types::*;
 

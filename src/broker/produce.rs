@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use tokio::sync::oneshot;
 
 use super::error::{BrokerError, NameKind};
 use super::names;
@@ -23,6 +23,20 @@ impl Broker {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<RecordAck>, BrokerError> {
+        self.enqueue(topic, records).await?.acks().await
+    }
+
+    /// The first half of [`Broker::produce`]: validates and queues the records, returning once they
+    /// are in their partitions' queues. Requests enqueued one after another are stored in that
+    /// order, so a pipelining transport enqueues in arrival order and awaits the acks concurrently.
+    ///
+    /// # Errors
+    /// As [`Broker::produce`]; storage failures surface from [`PendingProduce::acks`].
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<PendingProduce, BrokerError> {
         names::validate(NameKind::Topic, topic)?;
         if records.is_empty() {
             return Err(BrokerError::InvalidArgument(
@@ -33,6 +47,7 @@ impl Broker {
         let topic = self.topic_for_write(topic).await?;
         let partitions = topic.config.partitions;
         let now = now_ns();
+        let total = records.len();
         // Per partition: the records and the request index of each.
         let mut groups: Vec<(Vec<Record>, Vec<usize>)> =
             (0..partitions).map(|_| (Vec::new(), Vec::new())).collect();
@@ -58,61 +73,32 @@ impl Broker {
             });
             idx.push(i);
         }
-        let total: usize = groups.iter().map(|(r, _)| r.len()).sum();
-        let waits = groups
-            .into_iter()
-            .enumerate()
-            .filter(|(_, (recs, _))| !recs.is_empty())
-            .map(|(p, (recs, idx))| {
-                let topic = Arc::clone(&topic);
-                async move {
-                    let first = self.append(&topic, p as u32, recs).await?;
-                    Ok::<_, BrokerError>((p as u32, first, idx))
-                }
-            });
-        let results = try_join_all(waits).await?;
-        let mut acks = vec![
-            RecordAck {
-                partition: 0,
-                offset: 0
-            };
-            total
-        ];
-        for (partition, first, idx) in results {
-            for (k, i) in idx.into_iter().enumerate() {
-                acks[i] = RecordAck {
-                    partition,
-                    offset: first + k as u64,
-                };
+        let mut waits = Vec::new();
+        for (p, (recs, idx)) in groups.into_iter().enumerate() {
+            if recs.is_empty() {
+                continue;
             }
+            let partition = p as u32;
+            let part = topic
+                .partition(partition)
+                .expect("partition chosen within range");
+            let rx = part
+                .append(recs, self.inner.config.enqueue_timeout)
+                .await
+                .map_err(|e| match e {
+                    AppendError::QueueFull => BrokerError::Overloaded(format!(
+                        "the write queue of {}/{partition} is full",
+                        topic.name
+                    )),
+                    AppendError::Storage(e) => BrokerError::from_storage(&topic.name, partition, e),
+                })?;
+            waits.push((partition, rx, idx));
         }
-        Ok(acks)
-    }
-
-    async fn append(
-        &self,
-        topic: &Topic,
-        partition: u32,
-        records: Vec<Record>,
-    ) -> Result<u64, BrokerError> {
-        let p = topic
-            .partition(partition)
-            .expect("partition chosen within range");
-        let storage = |e| BrokerError::from_storage(&topic.name, partition, e);
-        let rx = p
-            .append(records, self.inner.config.enqueue_timeout)
-            .await
-            .map_err(|e| match e {
-                AppendError::QueueFull => BrokerError::Overloaded(format!(
-                    "the write queue of {}/{partition} is full",
-                    topic.name
-                )),
-                AppendError::Storage(e) => storage(e),
-            })?;
-        match rx.await {
-            Ok(res) => res.map_err(storage),
-            Err(_) => Err(storage(StorageError::Closed)),
-        }
+        Ok(PendingProduce {
+            topic: Arc::clone(&topic),
+            total,
+            waits,
+        })
     }
 
     fn check_records(&self, records: &[ProduceRecord]) -> Result<(), BrokerError> {
@@ -156,5 +142,46 @@ impl Broker {
                 .ok_or_else(|| BrokerError::TopicNotFound(name.to_string())),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Records queued by [`Broker::enqueue`], waiting for durability.
+pub struct PendingProduce {
+    topic: Arc<Topic>,
+    total: usize,
+    waits: Vec<(
+        u32,
+        oneshot::Receiver<Result<u64, StorageError>>,
+        Vec<usize>,
+    )>,
+}
+
+impl PendingProduce {
+    /// Waits until every record is durable; returns where each landed, in request order.
+    ///
+    /// # Errors
+    /// `Unavailable` when storage failed (nothing of a failed partition's share was stored).
+    pub async fn acks(self) -> Result<Vec<RecordAck>, BrokerError> {
+        let mut acks = vec![
+            RecordAck {
+                partition: 0,
+                offset: 0
+            };
+            self.total
+        ];
+        for (partition, rx, idx) in self.waits {
+            let first = match rx.await {
+                Ok(res) => res,
+                Err(_) => Err(StorageError::Closed),
+            }
+            .map_err(|e| BrokerError::from_storage(&self.topic.name, partition, e))?;
+            for (k, i) in idx.into_iter().enumerate() {
+                acks[i] = RecordAck {
+                    partition,
+                    offset: first + k as u64,
+                };
+            }
+        }
+        Ok(acks)
     }
 }

@@ -22,7 +22,10 @@ pub enum Command {
 
 /// Runs a parsed command line; the exit code says how it went.
 pub fn run(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("obelisk: cannot start the async runtime: {e}");

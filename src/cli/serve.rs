@@ -102,11 +102,31 @@ impl ServeArgs {
         };
         let args = self;
         overlay!(
-            config, args, data_dir, grpc_addr, tcp_addr, http_addr, durability, fsync_interval_ms,
-            default_partitions, auto_create_topics, retention_ms, retention_bytes, segment_bytes,
-            ring_buffer_bytes, batch_max_records, batch_max_bytes, linger_ms, max_record_bytes,
-            max_message_bytes, max_connections, max_concurrent_streams, request_timeout_ms,
-            legacy_idle_timeout_ms, log_format, log_level
+            config,
+            args,
+            data_dir,
+            grpc_addr,
+            tcp_addr,
+            http_addr,
+            durability,
+            fsync_interval_ms,
+            default_partitions,
+            auto_create_topics,
+            retention_ms,
+            retention_bytes,
+            segment_bytes,
+            ring_buffer_bytes,
+            batch_max_records,
+            batch_max_bytes,
+            linger_ms,
+            max_record_bytes,
+            max_message_bytes,
+            max_connections,
+            max_concurrent_streams,
+            request_timeout_ms,
+            legacy_idle_timeout_ms,
+            log_format,
+            log_level
         );
         Ok(config)
     }

@@ -52,7 +52,9 @@ pub fn record(partition: u32, r: Record) -> pb::Record {
 }
 
 pub fn consumed(rs: Vec<ConsumedRecord>) -> Vec<pb::Record> {
-    rs.into_iter().map(|c| record(c.partition, c.record)).collect()
+    rs.into_iter()
+        .map(|c| record(c.partition, c.record))
+        .collect()
 }
 
 pub fn start_position(p: pb::StartPosition) -> StartPosition {

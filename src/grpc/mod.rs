@@ -56,7 +56,9 @@ pub async fn serve(
     reporter
         .set_service_status(HEALTH_SERVICE, ServingStatus::Serving)
         .await;
-    reporter.set_service_status("", ServingStatus::Serving).await;
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
     tokio::spawn(watch_health(broker.clone(), reporter, shutdown.clone()));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()

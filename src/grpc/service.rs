@@ -11,9 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use super::status::to_status;
-use crate::broker::{
-    Broker, BrokerError, FetchRequest, PollRequest, ReadLimits, SubscribeRequest,
-};
+use crate::broker::{Broker, BrokerError, FetchRequest, PollRequest, ReadLimits, SubscribeRequest};
 use crate::proto as pb;
 
 /// Batches of one ProduceStream being stored at once; more wait in the HTTP/2 window.
@@ -71,19 +69,32 @@ impl pb::broker_server::Broker for BrokerService {
             let mut reading = true;
             loop {
                 tokio::select! {
+                    biased;
+                    Some(ack) = in_flight.next(), if !in_flight.is_empty() => {
+                        if tx.send(Ok(ack)).await.is_err() {
+                            // The client is gone; the batches already handed over still complete.
+                            reading = false;
+                        }
+                    }
                     msg = inbound.next(), if reading && in_flight.len() < STREAM_IN_FLIGHT => match msg {
                         Some(Ok(batch)) => {
-                            let broker = broker.clone();
+                            // Enqueued here, in stream order, so batches are stored in the order
+                            // they were sent; their acks are awaited concurrently below.
+                            let started = Instant::now();
+                            let sequence = batch.sequence;
+                            let pending = broker
+                                .enqueue(&batch.topic, convert::producer_records(batch.records))
+                                .await;
                             in_flight.push_back(async move {
-                                let started = Instant::now();
-                                let res = broker
-                                    .produce(&batch.topic, convert::producer_records(batch.records))
-                                    .await;
+                                let res = match pending {
+                                    Ok(p) => p.acks().await,
+                                    Err(e) => Err(e),
+                                };
                                 crate::metrics::record_request("grpc", "produce_stream", started, res.as_ref().err());
                                 match res {
-                                    Ok(a) => pb::ProduceStreamAck { sequence: batch.sequence, acks: convert::acks(a), error: None },
+                                    Ok(a) => pb::ProduceStreamAck { sequence, acks: convert::acks(a), error: None },
                                     Err(e) => pb::ProduceStreamAck {
-                                        sequence: batch.sequence,
+                                        sequence,
                                         acks: Vec::new(),
                                         error: Some(pb::Error { code: super::status::code_of(&e) as i32, message: e.to_string() }),
                                     },
@@ -96,12 +107,6 @@ impl pb::broker_server::Broker for BrokerService {
                         }
                         None => reading = false,
                     },
-                    Some(ack) = in_flight.next(), if !in_flight.is_empty() => {
-                        if tx.send(Ok(ack)).await.is_err() {
-                            // The client is gone; the batches already handed over still complete.
-                            reading = false;
-                        }
-                    }
                     () = shutdown.cancelled(), if reading => reading = false,
                     else => break,
                 }
@@ -267,7 +272,11 @@ impl pb::broker_server::Broker for BrokerService {
             .into_iter()
             .map(convert::topic)
             .collect();
-        done("list_topics", started, Ok(pb::ListTopicsResponse { topics }))
+        done(
+            "list_topics",
+            started,
+            Ok(pb::ListTopicsResponse { topics }),
+        )
     }
 
     async fn describe_topic(
@@ -275,12 +284,12 @@ impl pb::broker_server::Broker for BrokerService {
         req: Request<pb::DescribeTopicRequest>,
     ) -> RpcResult<pb::DescribeTopicResponse> {
         let started = Instant::now();
-        let res = self
-            .broker
-            .describe_topic(&req.into_inner().name)
-            .map(|t| pb::DescribeTopicResponse {
-                topic: Some(convert::topic(t)),
-            });
+        let res =
+            self.broker
+                .describe_topic(&req.into_inner().name)
+                .map(|t| pb::DescribeTopicResponse {
+                    topic: Some(convert::topic(t)),
+                });
         done("describe_topic", started, res)
     }
 
@@ -290,7 +299,11 @@ impl pb::broker_server::Broker for BrokerService {
     ) -> RpcResult<pb::ListGroupsResponse> {
         let started = Instant::now();
         let groups = self.broker.list_groups();
-        done("list_groups", started, Ok(pb::ListGroupsResponse { groups }))
+        done(
+            "list_groups",
+            started,
+            Ok(pb::ListGroupsResponse { groups }),
+        )
     }
 
     async fn describe_group(

@@ -41,7 +41,10 @@ mod tests {
                 },
                 Code::InvalidArgument,
             ),
-            (BrokerError::RecordTooLarge { size: 2, max: 1 }, Code::InvalidArgument),
+            (
+                BrokerError::RecordTooLarge { size: 2, max: 1 },
+                Code::InvalidArgument,
+            ),
             (BrokerError::TopicNotFound("t".into()), Code::NotFound),
             (BrokerError::GroupNotFound("g".into()), Code::NotFound),
             (BrokerError::TopicExists("t".into()), Code::AlreadyExists),

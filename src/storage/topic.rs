@@ -138,6 +138,11 @@ impl Topic {
         self.changes.subscribe()
     }
 
+    /// Receivers of [`Topic::watch_changes`] still alive.
+    pub fn watchers(&self) -> usize {
+        self.changes.receiver_count()
+    }
+
     /// Stops every partition's batcher after it has written what is queued.
     pub async fn close(&self) {
         for p in &self.partitions {

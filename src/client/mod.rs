@@ -1,0 +1,65 @@
+//! A Rust client for Obelisk: the generated tonic client, plus a [`Producer`] (batching and linger
+//! over ProduceStream, acks as futures) and a [`Consumer`] (poll or subscribe, commit).
+
+mod consumer;
+mod producer;
+
+use tonic::transport::{Channel, Endpoint};
+
+pub use crate::proto::broker_client::BrokerClient;
+pub use consumer::Consumer;
+pub use producer::{AckFuture, Producer, ProducerConfig};
+
+/// What went wrong talking to the broker.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The broker answered with an error.
+    #[error("{code:?}: {message}")]
+    Status { code: tonic::Code, message: String },
+    /// The broker could not be reached.
+    #[error("cannot reach the broker at {addr}: {message}")]
+    Connect { addr: String, message: String },
+    /// The producer stopped before the record was acknowledged.
+    #[error("the producer stopped before an acknowledgement arrived")]
+    Closed,
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        Self::Status {
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+}
+
+impl ClientError {
+    /// The gRPC code, when the broker answered.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            Self::Status { code, .. } => Some(*code),
+            Self::Connect { .. } | Self::Closed => None,
+        }
+    }
+}
+
+/// Connects to a broker, e.g. `http://127.0.0.1:50051`.
+///
+/// # Errors
+/// `Connect` when the address is malformed or nothing answers there.
+pub async fn connect(addr: &str) -> Result<BrokerClient<Channel>, ClientError> {
+    let fail = |message: String| ClientError::Connect {
+        addr: addr.to_string(),
+        message,
+    };
+    let endpoint = Endpoint::from_shared(addr.to_string())
+        .map_err(|e| fail(e.to_string()))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let channel = endpoint.connect().await.map_err(|e| {
+        fail(std::error::Error::source(&e).map_or(e.to_string(), ToString::to_string))
+    })?;
+    Ok(BrokerClient::new(channel)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20))
+}
