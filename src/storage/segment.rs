@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::error::{IoContext, StorageError};
 use super::index::{OffsetIndex, TIME_INDEX_INTERVAL, TimeEntry, TimeIndex};
-use super::record::{self, DecodeError, Record};
+use super::record::{self, DecodeError, RECORD_OVERHEAD, Record};
 
 pub fn log_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
@@ -395,6 +395,19 @@ fn index_matches(idx: &OffsetIndex, log: &File, log_len: u64, expected: usize) -
     }
     if idx.position(0) != Some(0) {
         return false;
+    }
+    // Every entry must start a frame after the previous one (a frame is at least
+    // RECORD_OVERHEAD bytes) and inside the log: a cheap walk over the mapped index that catches
+    // stale or scribbled entries without reading the log.
+    let mut prev = 0u64;
+    for i in 1..expected {
+        let Some(p) = idx.position(i).map(u64::from) else {
+            return false;
+        };
+        if p < prev + RECORD_OVERHEAD as u64 || p >= log_len {
+            return false;
+        }
+        prev = p;
     }
     let Some(last) = idx.position(expected - 1) else {
         return false;
