@@ -14,12 +14,24 @@ use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_server(dir: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_obelisk"))
-        .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}"), "--tcp-addr", "off", "--http-addr", "off"])
+        .args([
+            "serve",
+            "--grpc-addr",
+            &format!("127.0.0.1:{port}"),
+            "--tcp-addr",
+            "off",
+            "--http-addr",
+            "off",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .env("OBELISK_LOG_LEVEL", "warn")
@@ -63,7 +75,12 @@ async fn acknowledged_records_survive_kill_9() {
                         })
                         .collect();
                     let values: Vec<Bytes> = records.iter().map(|r| r.value.clone()).collect();
-                    let Ok(resp) = c.produce(pb::ProduceRequest { topic: "crash".into(), records }).await
+                    let Ok(resp) = c
+                        .produce(pb::ProduceRequest {
+                            topic: "crash".into(),
+                            records,
+                        })
+                        .await
                     else {
                         return; // The server died: unacknowledged, so nothing is owed.
                     };
@@ -85,11 +102,20 @@ async fn acknowledged_records_survive_kill_9() {
         let mut server = spawn_server(dir.path(), port);
         let mut c = connect(port).await;
         let acked_now = acked.lock().unwrap().clone();
-        assert!(!acked_now.is_empty(), "round {round}: no acks before the kill");
+        assert!(
+            !acked_now.is_empty(),
+            "round {round}: no acks before the kill"
+        );
         let stored = read_all(&mut c).await;
         for (partition, offset, value) in &acked_now {
-            let got = stored.get(*partition as usize).and_then(|p| p.get(*offset as usize));
-            assert_eq!(got, Some(value), "round {round}: acked {partition}/{offset} lost or changed");
+            let got = stored
+                .get(*partition as usize)
+                .and_then(|p| p.get(*offset as usize));
+            assert_eq!(
+                got,
+                Some(value),
+                "round {round}: acked {partition}/{offset} lost or changed"
+            );
         }
         server.kill().unwrap();
         server.wait().unwrap();
@@ -99,7 +125,9 @@ async fn acknowledged_records_survive_kill_9() {
 /// Every record of every partition of the topic, by partition and offset.
 async fn read_all(c: &mut BrokerClient<Channel>) -> Vec<Vec<Bytes>> {
     let topic = c
-        .describe_topic(pb::DescribeTopicRequest { name: "crash".into() })
+        .describe_topic(pb::DescribeTopicRequest {
+            name: "crash".into(),
+        })
         .await
         .unwrap()
         .into_inner()

@@ -145,15 +145,18 @@ impl Broker {
     }
 }
 
+/// One partition's share of a produce: its partition, its ack, and the request index of each record.
+type PartitionWait = (
+    u32,
+    oneshot::Receiver<Result<u64, StorageError>>,
+    Vec<usize>,
+);
+
 /// Records queued by [`Broker::enqueue`], waiting for durability.
 pub struct PendingProduce {
     topic: Arc<Topic>,
     total: usize,
-    waits: Vec<(
-        u32,
-        oneshot::Receiver<Result<u64, StorageError>>,
-        Vec<usize>,
-    )>,
+    waits: Vec<PartitionWait>,
 }
 
 impl PendingProduce {
