@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use obelisk::broker::{
-    Broker, BrokerConfig, BrokerError, FetchRequest, PollRequest, Position, ProduceRecord,
+    Broker, BrokerConfig, ConsumedRecord, BrokerError, FetchRequest, PollRequest, Position, ProduceRecord,
     ReadLimits, StartPosition, SubscribeRequest, TopicConfig,
 };
 
@@ -33,6 +33,36 @@ fn poll_req(topic: &str, group: &str) -> PollRequest {
     }
 }
 
+/// Poll interleaves partitions (starting with a different one each time); order within a partition
+/// is what is promised, so comparisons sort by (partition, offset).
+fn sorted(mut records: Vec<ConsumedRecord>) -> Vec<ConsumedRecord> {
+    records.sort_by_key(|r| (r.partition, r.record.offset));
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_is_fair_across_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(config(dir.path())).await.unwrap();
+    broker.create_topic("f", TopicConfig { partitions: 2, retention_ms: 0, retention_bytes: 0 }).await.unwrap();
+    for p in 0..2 {
+        let recs = (0..100).map(|_| ProduceRecord { partition: Some(p), ..rec("", "x") }).collect();
+        broker.produce("f", recs).await.unwrap();
+    }
+    let mut req = poll_req("f", "g");
+    req.limits.max_records = 50;
+    let mut seen = [0usize; 2];
+    for _ in 0..2 {
+        let got = broker.poll(req.clone()).await.unwrap();
+        assert_eq!(got.len(), 50);
+        for r in got {
+            seen[r.partition as usize] += 1;
+        }
+    }
+    assert!(seen[0] > 0 && seen[1] > 0, "both partitions served: {seen:?}");
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_poll_commit_and_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,9 +84,9 @@ async fn produce_poll_commit_and_restart() {
         .unwrap();
     assert_eq!(a[0].partition, 3);
 
-    let first = broker.poll(poll_req("orders", "g")).await.unwrap();
+    let first = sorted(broker.poll(poll_req("orders", "g")).await.unwrap());
     assert_eq!(first.len(), 21);
-    let again = broker.poll(poll_req("orders", "g")).await.unwrap();
+    let again = sorted(broker.poll(poll_req("orders", "g")).await.unwrap());
     assert_eq!(first, again, "poll without commit returns the same records");
 
     // Per partition, offsets are dense from 0 and in produce order.
@@ -91,7 +121,7 @@ async fn produce_poll_commit_and_restart() {
             .is_empty(),
         "commit survived"
     );
-    let other = broker.poll(poll_req("orders", "fresh")).await.unwrap();
+    let other = sorted(broker.poll(poll_req("orders", "fresh")).await.unwrap());
     assert_eq!(
         other, first,
         "every record survived the restart, byte for byte"

@@ -27,6 +27,12 @@ fn poll(topic: &str, group: &str) -> pb::PollRequest {
     }
 }
 
+/// Poll interleaves partitions; order within a partition is what is promised.
+fn sorted(mut records: Vec<pb::Record>) -> Vec<pb::Record> {
+    records.sort_by_key(|r| (r.partition, r.offset));
+    records
+}
+
 fn pos(target: pb::position::Target) -> Option<pb::Position> {
     Some(pb::Position {
         target: Some(target),

@@ -187,7 +187,8 @@ pub(super) fn resolve_positions(
         .collect()
 }
 
-/// Reads from each partition at its position, in partition order, until the limits are reached.
+/// Reads from each partition at its position until the limits are reached. The partition read
+/// first rotates from call to call, so one busy partition cannot starve the others.
 pub(super) fn read_from(
     topic: &Topic,
     positions: &[u64],
@@ -196,7 +197,11 @@ pub(super) fn read_from(
 ) -> Result<Vec<ConsumedRecord>, BrokerError> {
     let mut out = Vec::new();
     let mut bytes = 0usize;
-    for (p, &pos) in topic.partitions().iter().zip(positions) {
+    let n = positions.len();
+    let first = topic.next_read_start();
+    for k in 0..n {
+        let i = (first + k) % n;
+        let (p, pos) = (&topic.partitions()[i], positions[i]);
         if out.len() >= max_records || (bytes >= max_bytes && !out.is_empty()) {
             break;
         }

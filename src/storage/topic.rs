@@ -43,6 +43,7 @@ pub struct Topic {
     dir: PathBuf,
     partitions: Vec<Partition>,
     round_robin: AtomicU32,
+    read_start: AtomicU32,
     changes: Arc<watch::Sender<u64>>,
 }
 
@@ -104,6 +105,7 @@ impl Topic {
             dir: dir.to_path_buf(),
             partitions,
             round_robin: AtomicU32::new(0),
+            read_start: AtomicU32::new(0),
             changes,
         })
     }
@@ -131,6 +133,11 @@ impl Topic {
         } else {
             fnv1a_32(key) % n
         }
+    }
+
+    /// The partition a multi-partition read should start with; rotates on every call.
+    pub fn next_read_start(&self) -> usize {
+        (self.read_start.fetch_add(1, Ordering::Relaxed) % self.config.partitions) as usize
     }
 
     /// A receiver that changes whenever any partition acknowledges new records.
