@@ -23,6 +23,19 @@ impl Broker {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<RecordAck>, BrokerError> {
+        let count = records.len() as u64;
+        let result = self.produce_records(topic, records).await;
+        // Label by topic only when it exists, so that bad or unknown names cannot add series.
+        let known = result.is_ok() || self.topic(topic).is_some();
+        crate::metrics::record_produce(known.then_some(topic), count, result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn produce_records(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<RecordAck>, BrokerError> {
         names::validate(NameKind::Topic, topic)?;
         if records.is_empty() {
             return Err(BrokerError::InvalidArgument(
