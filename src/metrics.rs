@@ -127,7 +127,9 @@ impl Metrics {
                 .build(),
             flush_duration: meter
                 .f64_histogram("obelisk_flush_duration_seconds")
-                .with_description("Time to write a batch and make it durable (fsync mode: write + fdatasync)")
+                .with_description(
+                    "Time to write a batch and make it durable (fsync mode: write + fdatasync)",
+                )
                 .with_unit("s")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
@@ -150,7 +152,10 @@ impl Metrics {
                 .i64_up_down_counter("obelisk_active_connections")
                 .with_description("Open client connections, by protocol")
                 .build(),
-            connections: counter("obelisk_connections", "Client connections accepted, by protocol"),
+            connections: counter(
+                "obelisk_connections",
+                "Client connections accepted, by protocol",
+            ),
             connection_errors: counter(
                 "obelisk_connection_errors",
                 "Connection-level errors, by protocol and error type",
@@ -161,7 +166,10 @@ impl Metrics {
                 .with_unit("s")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
-            errors: counter("obelisk_errors", "Requests answered with an error, by protocol and kind"),
+            errors: counter(
+                "obelisk_errors",
+                "Requests answered with an error, by protocol and kind",
+            ),
             active_subscriptions: meter
                 .i64_up_down_counter("obelisk_active_subscriptions")
                 .with_description("Open subscriptions (live record streams), by topic")
@@ -206,7 +214,12 @@ pub fn record_request(
     started: Instant,
     outcome: Result<(), &BrokerError>,
 ) {
-    record_request_kind(protocol, call, started, outcome.err().map(BrokerError::kind));
+    record_request_kind(
+        protocol,
+        call,
+        started,
+        outcome.err().map(BrokerError::kind),
+    );
 }
 
 /// As [`record_request`], for errors that are not a [`BrokerError`] (malformed input, timeouts):
@@ -271,7 +284,8 @@ pub fn record_produce(topic: Option<&str>, records: u64, outcome: Result<(), &Br
         Some(name) => m.topic_label(name),
         None => KeyValue::new("topic", UNKNOWN_TOPIC),
     };
-    m.messages_received.add(records, std::slice::from_ref(&topic));
+    m.messages_received
+        .add(records, std::slice::from_ref(&topic));
     match outcome {
         Ok(()) => m.messages_stored.add(records, &[topic]),
         Err(e) => m
@@ -361,11 +375,19 @@ mod tests {
 
     #[test]
     fn records_without_setup_and_renders_text() {
-        record_request_kind("http", "unit_test_call", Instant::now(), Some("unit_test_kind"));
+        record_request_kind(
+            "http",
+            "unit_test_call",
+            Instant::now(),
+            Some("unit_test_kind"),
+        );
         connection_opened("unit_test");
         connection_closed("unit_test");
         let page = render();
-        assert!(page.contains("# TYPE obelisk_request_duration_seconds histogram"), "{page}");
+        assert!(
+            page.contains("# TYPE obelisk_request_duration_seconds histogram"),
+            "{page}"
+        );
         assert!(
             page.contains(r#"obelisk_errors_total{kind="unit_test_kind",protocol="http"} 1"#),
             "{page}"

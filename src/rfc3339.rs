@@ -101,9 +101,8 @@ pub fn parse_unix_ns(input: &str) -> Result<i64, ParseError> {
         _ => return Err(err("expected Z or a ±HH:MM offset at the end")),
     };
     let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s.min(59) - offset_secs;
-    secs.checked_mul(NS_PER_SEC)
-        .and_then(|n| n.checked_add(nanos))
-        .ok_or_else(|| err("out of the range of Unix nanoseconds (years 1678 to 2262)"))
+    i64::try_from(i128::from(secs) * i128::from(NS_PER_SEC) + i128::from(nanos))
+        .map_err(|_| err("out of the range of Unix nanoseconds (years 1678 to 2262)"))
 }
 
 /// Formats a duration as Go does (`2h15m30.5s`, `1m0s`, `250ms`), to millisecond precision.
@@ -162,7 +161,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -177,7 +184,12 @@ mod tests {
         assert_eq!(format_unix_ns(ns), "2024-01-15T10:30:00.5Z");
         assert_eq!(parse_unix_ns("2024-01-15T10:30:00.5Z"), Ok(ns));
         assert_eq!(parse_unix_ns("2024-01-15T11:30:00.500+01:00"), Ok(ns));
-        assert_eq!(parse_unix_ns("2024-02-29T00:00:00Z").map(format_unix_ns).as_deref(), Ok("2024-02-29T00:00:00Z"));
+        assert_eq!(
+            parse_unix_ns("2024-02-29T00:00:00Z")
+                .map(format_unix_ns)
+                .as_deref(),
+            Ok("2024-02-29T00:00:00Z")
+        );
         for t in [0i64, 1, -1, 951_782_400_123_456_789, i64::MAX, i64::MIN + 1] {
             assert_eq!(parse_unix_ns(&format_unix_ns(t)), Ok(t), "{t}");
         }
@@ -209,6 +221,9 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_secs(3600)), "1h0m0s");
-        assert_eq!(format_duration(Duration::from_millis(8_130_500)), "2h15m30.5s");
+        assert_eq!(
+            format_duration(Duration::from_millis(8_130_500)),
+            "2h15m30.5s"
+        );
     }
 }

@@ -56,7 +56,9 @@ impl ApiError {
             Self::Broker(e) => (broker_status(e), e.kind()),
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, codes::MALFORMED_JSON),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, codes::INVALID_REQUEST),
-            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE),
+            Self::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE)
+            }
         }
     }
 }
@@ -150,7 +152,9 @@ mod tests {
             assert_eq!(resp.status().as_u16(), status, "{kind}");
             assert_eq!(resp.extensions().get::<ErrorCode>(), Some(&ErrorCode(kind)));
             assert_eq!(
-                resp.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+                resp.headers()
+                    .get(header::CONTENT_TYPE)
+                    .map(|v| v.as_bytes()),
                 Some(&b"application/json"[..])
             );
             assert_eq!(

@@ -2,7 +2,7 @@
 //!
 //! [`Json`] parses the body as JSON whatever its `Content-Type` (curl users forget the header;
 //! the body is what matters), reporting syntax errors as `malformed_json` and shape errors as
-//! `invalid_request`, both 400, and a body over the limit as 413.
+//! `invalid_request`, both 400, and a body over the limit as 413. A body must be a JSON object.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
@@ -38,16 +38,24 @@ where
 ///
 /// # Errors
 /// As above; never panics on any input.
+/// Every request body is a JSON object (serde would otherwise take an array for a struct,
+/// field by field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::InvalidRequest(format!("invalid request body: {e}")),
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::MalformedJson(format!("the request body is not valid JSON: {e}"))
-            }
-        }
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedJson(format!("the request body is not valid JSON: {e}")))?;
+    from_object(value)
+}
+
+/// Converts a JSON object into `T`.
+///
+/// # Errors
+/// `InvalidRequest` when `value` is not an object or does not have `T`'s shape.
+pub fn from_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid("the request body must be a JSON object"));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid request body: {e}")))
 }
 
 /// The body limit in force, put in the request extensions by the router so that a rejection
@@ -60,7 +68,10 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
             ApiError::PayloadTooLarge { limit }
         }
-        other => ApiError::invalid(format!("could not read the request body: {}", other.body_text())),
+        other => ApiError::invalid(format!(
+            "could not read the request body: {}",
+            other.body_text()
+        )),
     }
 }
 

@@ -17,7 +17,9 @@ pub(super) async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let call = call_name(
         req.method(),
-        req.extensions().get::<MatchedPath>().map(MatchedPath::as_str),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
     );
     let resp = next.run(req).await;
     // Every error response carries its code ([`json_errors`] adds one to bare ones); a 503 from

@@ -70,7 +70,8 @@ pub struct RecordIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchIn {
-    pub records: Vec<RecordIn>,
+    /// Each checked to be an object, then read as a [`RecordIn`].
+    pub records: Vec<Value>,
 }
 
 impl RecordIn {
@@ -81,7 +82,9 @@ impl RecordIn {
     /// `InvalidRequest` for bad base64, a bad timestamp, or two forms of one field.
     pub fn into_record(self, now: i64) -> Result<ProduceRecord, ApiError> {
         let key = match (self.key, self.key_base64) {
-            (Some(_), Some(_)) => return Err(ApiError::invalid("give key or key_base64, not both")),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid("give key or key_base64, not both"));
+            }
             (Some(k), None) => Bytes::from(k),
             (None, Some(b)) => decode("key_base64", &b)?,
             (None, None) => Bytes::new(),
@@ -200,11 +203,17 @@ mod tests {
     #[test]
     fn value_forms() {
         let r = parse(r#"{"key":"k","value":"hello"}"#).unwrap();
-        assert_eq!((&r.key[..], &r.value[..], r.timestamp), (&b"k"[..], &b"hello"[..], Some(7)));
+        assert_eq!(
+            (&r.key[..], &r.value[..], r.timestamp),
+            (&b"k"[..], &b"hello"[..], Some(7))
+        );
         let r = parse(r#"{"value":"AAEC/w==","encoding":"base64"}"#).unwrap();
         assert_eq!(&r.value[..], &[0, 1, 2, 255]);
         let r = parse(r#"{"value_base64":"AAEC/w==","key_base64":"/w=="}"#).unwrap();
-        assert_eq!((&r.key[..], &r.value[..]), (&[255u8][..], &[0, 1, 2, 255][..]));
+        assert_eq!(
+            (&r.key[..], &r.value[..]),
+            (&[255u8][..], &[0, 1, 2, 255][..])
+        );
         let r = parse(r#"{"value":{"a":[1,2]}}"#).unwrap();
         assert_eq!(&r.value[..], br#"{"a":[1,2]}"#);
         let r = parse(r#"{"timestamp":"1970-01-01T00:00:01Z","headers":{"h":"v"}}"#).unwrap();
@@ -219,7 +228,10 @@ mod tests {
             r#"{"vaule":"typo"}"#,
             r#"{"encoding":"rot13"}"#,
         ] {
-            assert!(matches!(parse(bad), Err(ApiError::InvalidRequest(_))), "{bad}");
+            assert!(
+                matches!(parse(bad), Err(ApiError::InvalidRequest(_))),
+                "{bad}"
+            );
         }
     }
 

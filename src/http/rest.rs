@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::HttpState;
 use super::error::ApiError;
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, Path, Query, from_object};
 use super::records::{BatchIn, RecordIn, RecordOut};
 use crate::broker::{
     BrokerError, FetchRequest, PollRequest, Position, ReadLimits, RecordAck, StartPosition, now_ns,
@@ -37,18 +37,18 @@ pub async fn produce(
     let now = now_ns();
     let is_batch = body.as_object().is_some_and(|o| o.contains_key("records"));
     if is_batch {
-        let batch: BatchIn = from_value(body)?;
+        let batch: BatchIn = from_object(body)?;
         let records = batch
             .records
             .into_iter()
-            .map(|r| r.into_record(now))
+            .map(|r| from_object::<RecordIn>(r)?.into_record(now))
             .collect::<Result<Vec<_>, _>>()?;
         let acks = state.broker.produce(&topic, records).await?;
         let acks: Vec<AckOut> = acks.into_iter().map(AckOut::from).collect();
         let body = json!({"status": "accepted", "topic": topic, "count": acks.len(), "acks": acks});
         return Ok((StatusCode::CREATED, axum::Json(body)).into_response());
     }
-    let single: RecordIn = from_value(body)?;
+    let single: RecordIn = from_object(body)?;
     let key_echo = single.key.clone().or_else(|| single.key_base64.clone());
     let record = single.into_record(now)?;
     let timestamp = record.timestamp.unwrap_or(now);
@@ -67,10 +67,6 @@ pub async fn produce(
         "offset": ack.offset,
     });
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
-}
-
-fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -205,7 +201,11 @@ pub async fn commit(
     Path(topic): Path<String>,
     Json(body): Json<CommitBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let offsets: Vec<(u32, u64)> = body.offsets.iter().map(|o| (o.partition, o.offset)).collect();
+    let offsets: Vec<(u32, u64)> = body
+        .offsets
+        .iter()
+        .map(|o| (o.partition, o.offset))
+        .collect();
     state.broker.commit(&topic, &body.group, &offsets).await?;
     Ok(axum::Json(
         json!({"topic": topic, "group": body.group, "offsets": body.offsets}),

@@ -26,9 +26,9 @@ pub async fn stats(
     State(state): State<HttpState>,
     Query(q): Query<StatsParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let topic = q
-        .topic
-        .ok_or_else(|| ApiError::invalid("the topic query parameter is required: /stats?topic=NAME"))?;
+    let topic = q.topic.ok_or_else(|| {
+        ApiError::invalid("the topic query parameter is required: /stats?topic=NAME")
+    })?;
     let desc = state.broker.describe_topic(&topic)?;
     let persisted: u64 = desc
         .partitions
