@@ -875,3 +875,38 @@ async fn storage_failure_turns_ready_false_and_produce_503() {
     );
     assert!(m.value("obelisk_storage_failures_total", &[]) >= 1.0);
 }
+
+/// When the server drains, long polls answer at once with what there is, and readiness is false.
+#[tokio::test]
+async fn draining_ends_long_polls_and_readiness() {
+    let h = harness().await;
+    h.post("/topics", json!({"name": "drain", "partitions": 1}))
+        .await;
+    let fetch = h.get("/topics/drain/messages?offset=0&max_wait_ms=20000");
+    let poll = h.post(
+        "/topics/drain/poll",
+        json!({"group": "dg", "max_wait_ms": 20000}),
+    );
+    let started = std::time::Instant::now();
+    let cancel = async {
+        tokio::task::yield_now().await;
+        h.shutdown.cancel();
+    };
+    let (f, p, ()) = tokio::join!(fetch, poll, cancel);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        (f.status, f.json["records"].clone()),
+        (StatusCode::OK, json!([])),
+        "{}",
+        f.text
+    );
+    assert_eq!(
+        (p.status, p.json["records"].clone()),
+        (StatusCode::OK, json!([])),
+        "{}",
+        p.text
+    );
+    let ready = h.get("/health/ready").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json["reason"], "shutting down");
+}

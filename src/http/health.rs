@@ -29,7 +29,12 @@ pub async fn live() -> Response {
 
 /// `GET /health/ready`: whether to send traffic here.
 pub async fn ready(State(state): State<HttpState>) -> Response {
-    match health::readiness(&state.broker, &state.status) {
+    let readiness = if state.shutdown.is_cancelled() {
+        Err("shutting down".to_string())
+    } else {
+        health::readiness(&state.broker, &state.status)
+    };
+    match readiness {
         Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -82,6 +82,10 @@ pub struct HttpState {
     pub broker: Broker,
     pub status: Arc<ServerStatus>,
     pub config: HttpConfig,
+    /// Cancelled when the server starts draining: long polls answer at once with what they have
+    /// (so shutdown is not held up by them) and readiness turns false. Pass the token given to
+    /// [`serve`] with [`HttpState::with_shutdown`].
+    pub shutdown: CancellationToken,
 }
 
 impl HttpState {
@@ -101,7 +105,15 @@ impl HttpState {
             broker,
             status,
             config,
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Ends long polls and readiness when `shutdown` is cancelled (the token given to [`serve`]).
+    #[must_use]
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 

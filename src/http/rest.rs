@@ -104,16 +104,16 @@ pub async fn fetch(
     Path(topic): Path<String>,
     Query(q): Query<FetchParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let limits = state.limits(q.limit, q.max_bytes, q.max_wait_ms);
-    let resp = state
-        .broker
-        .fetch(FetchRequest {
-            topic: topic.clone(),
-            partition: q.partition,
-            offset: q.offset,
-            limits,
-        })
-        .await?;
+    let req = FetchRequest {
+        topic: topic.clone(),
+        partition: q.partition,
+        offset: q.offset,
+        limits: state.limits(q.limit, q.max_bytes, q.max_wait_ms),
+    };
+    let resp = tokio::select! {
+        r = state.broker.fetch(req.clone()) => r?,
+        () = state.shutdown.cancelled() => state.broker.fetch(no_wait(req)).await?,
+    };
     let next = resp.records.last().map_or(q.offset, |r| r.offset + 1);
     let records: Vec<RecordOut> = resp
         .records
@@ -158,19 +158,23 @@ pub async fn poll(
     Path(topic): Path<String>,
     Json(body): Json<PollBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let limits = state.limits(body.max_records, body.max_bytes, body.max_wait_ms);
-    let records = state
-        .broker
-        .poll(PollRequest {
-            topic: topic.clone(),
-            group: body.group.clone(),
-            limits,
-            start_if_new: match body.start {
-                Start::Earliest => StartPosition::Earliest,
-                Start::Latest => StartPosition::Latest,
-            },
-        })
-        .await?;
+    let req = PollRequest {
+        topic: topic.clone(),
+        group: body.group.clone(),
+        limits: state.limits(body.max_records, body.max_bytes, body.max_wait_ms),
+        start_if_new: match body.start {
+            Start::Earliest => StartPosition::Earliest,
+            Start::Latest => StartPosition::Latest,
+        },
+    };
+    let records = tokio::select! {
+        r = state.broker.poll(req.clone()) => r?,
+        () = state.shutdown.cancelled() => {
+            let mut req = req;
+            req.limits.max_wait = Duration::ZERO;
+            state.broker.poll(req).await?
+        }
+    };
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     for r in &records {
         next.insert(r.partition, r.record.offset + 1);
@@ -234,6 +238,12 @@ pub async fn reset(
     Ok(axum::Json(
         json!({"topic": topic, "group": body.group, "offsets": offsets}),
     ))
+}
+
+/// The same fetch without waiting: what is there now.
+fn no_wait(mut req: FetchRequest) -> FetchRequest {
+    req.limits.max_wait = Duration::ZERO;
+    req
 }
 
 fn position(to: &Value) -> Result<Position, ApiError> {

@@ -15,6 +15,7 @@ use obelisk::http::{HttpConfig, HttpState, router};
 use obelisk::status::ServerStatus;
 use prometheus_parse::{LineInfo, Scrape, Value as PromValue};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 pub struct Harness {
@@ -22,6 +23,8 @@ pub struct Harness {
     pub broker: Broker,
     pub status: Arc<ServerStatus>,
     pub router: Router,
+    /// The server's drain token, as `serve` would get it.
+    pub shutdown: CancellationToken,
 }
 
 pub async fn harness() -> Harness {
@@ -37,12 +40,15 @@ pub async fn harness_with(tune: impl FnOnce(&mut BrokerConfig), http: HttpConfig
     tune(&mut config);
     let broker = Broker::open(config).await.expect("broker opens");
     let status = Arc::new(ServerStatus::new());
-    let state = HttpState::with_config(broker.clone(), Arc::clone(&status), http);
+    let shutdown = CancellationToken::new();
+    let state = HttpState::with_config(broker.clone(), Arc::clone(&status), http)
+        .with_shutdown(shutdown.clone());
     Harness {
         dir,
         broker,
         status,
         router: router(state),
+        shutdown,
     }
 }
 
@@ -198,6 +204,16 @@ impl Metrics {
                 }
             })
             .sum()
+    }
+
+    /// How many series of `name` have labels including `labels`.
+    pub fn series(&self, name: &str, labels: &[(&str, &str)]) -> usize {
+        self.scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .count()
     }
 
     /// Whether any sample of `name` exists.
