@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 use crate::broker::{BatchConfig, BrokerConfig, Durability};
 use crate::grpc::GrpcConfig;
+use crate::http::HttpConfig;
+use crate::telemetry::LogFormat;
 
 /// Everything `obelisk serve` can be told. Field names are the TOML keys.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -40,7 +42,7 @@ pub struct Config {
     pub request_timeout_ms: u64,
     pub legacy_idle_timeout_ms: u64,
     /// "text" or "json".
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// A tracing filter such as "info" or "obelisk=debug"; RUST_LOG wins when set.
     pub log_level: String,
 }
@@ -71,7 +73,7 @@ impl Default for Config {
             max_concurrent_streams: grpc.max_concurrent_streams,
             request_timeout_ms: grpc.request_timeout.as_millis() as u64,
             legacy_idle_timeout_ms: 300_000,
-            log_format: "text".into(),
+            log_format: LogFormat::Text,
             log_level: "info".into(),
         }
     }
@@ -101,6 +103,7 @@ pub enum ConfigError {
 pub struct Validated {
     pub broker: BrokerConfig,
     pub grpc: GrpcConfig,
+    pub http: HttpConfig,
     pub grpc_addr: SocketAddr,
     pub tcp_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
@@ -206,13 +209,6 @@ impl Config {
         if self.request_timeout_ms == 0 {
             return Err(invalid("request_timeout_ms", 0, "must be at least 1"));
         }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(invalid(
-                "log_format",
-                &self.log_format,
-                "expected \"text\" or \"json\"",
-            ));
-        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "", "must not be empty"));
         }
@@ -239,9 +235,14 @@ impl Config {
             max_concurrent_streams: self.max_concurrent_streams,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
         };
+        let http = HttpConfig {
+            body_limit_bytes: HttpConfig::body_limit_for(self.max_record_bytes),
+            ..HttpConfig::default()
+        };
         Ok(Validated {
             broker,
             grpc,
+            http,
             grpc_addr: addr("grpc_addr", &self.grpc_addr)?,
             tcp_addr: optional("tcp_addr", &self.tcp_addr)?,
             http_addr: optional("http_addr", &self.http_addr)?,

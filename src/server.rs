@@ -2,6 +2,7 @@
 //! (stop accepting, finish in-flight calls, end streams, flush and fsync).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -10,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerError};
 use crate::config::Validated;
+use crate::http::HttpState;
+use crate::status::{Recovery, ServerStatus};
 
 /// How long shutdown waits for listeners to drain before cutting the rest.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +36,7 @@ pub struct RunningServer {
     pub tcp_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub broker: Broker,
+    pub status: Arc<ServerStatus>,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -50,27 +54,65 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 /// A listener cannot bind, or the data directory cannot be opened.
 pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
     let grpc_listener = bind("gRPC", config.grpc_addr).await?;
+    let http_listener = match config.http_addr {
+        Some(addr) => Some(bind("HTTP", addr).await?),
+        None => None,
+    };
     let grpc_addr = grpc_listener.local_addr().unwrap_or(config.grpc_addr);
+    let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let status = Arc::new(ServerStatus::new());
+    status.grpc.enable();
+    status.set_recovering(Recovery::Running);
     let broker = Broker::open(config.broker.clone()).await?;
+    status.set_recovering(Recovery::Done);
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
+
     {
-        let (broker, grpc, shutdown) = (broker.clone(), config.grpc.clone(), shutdown.clone());
+        let (broker, grpc, status, shutdown) = (
+            broker.clone(),
+            config.grpc.clone(),
+            Arc::clone(&status),
+            shutdown.clone(),
+        );
         tasks.push((
             "gRPC",
             tokio::spawn(async move {
-                if let Err(e) = crate::grpc::serve(grpc_listener, broker, grpc, shutdown).await {
+                status.grpc.mark_up();
+                let res =
+                    crate::grpc::serve(grpc_listener, broker, grpc, Arc::clone(&status), shutdown)
+                        .await;
+                status.grpc.mark_down();
+                if let Err(e) = res {
                     tracing::error!(error = %e, "gRPC server failed");
                 }
             }),
         ));
     }
     tracing::info!(%grpc_addr, "gRPC listening");
+
+    if let Some(listener) = http_listener {
+        let state = HttpState::with_config(broker.clone(), Arc::clone(&status), config.http)
+            .with_shutdown(shutdown.clone());
+        let router = crate::http::router(state);
+        let shutdown = shutdown.clone();
+        tasks.push((
+            "HTTP",
+            tokio::spawn(async move {
+                if let Err(e) = crate::http::serve(listener, router, shutdown).await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }),
+        ));
+    }
+
     Ok(RunningServer {
         grpc_addr,
         tcp_addr: None,
-        http_addr: None,
+        http_addr,
         broker,
+        status,
         shutdown,
         tasks,
     })

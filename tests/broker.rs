@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use obelisk::broker::{
-    Broker, BrokerConfig, ConsumedRecord, BrokerError, FetchRequest, PollRequest, Position, ProduceRecord,
-    ReadLimits, StartPosition, SubscribeRequest, TopicConfig,
+    Broker, BrokerConfig, BrokerError, ConsumedRecord, FetchRequest, PollRequest, Position,
+    ProduceRecord, ReadLimits, StartPosition, SubscribeRequest, TopicConfig,
 };
 
 fn config(dir: &std::path::Path) -> BrokerConfig {
@@ -44,9 +44,24 @@ fn sorted(mut records: Vec<ConsumedRecord>) -> Vec<ConsumedRecord> {
 async fn poll_is_fair_across_partitions() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(config(dir.path())).await.unwrap();
-    broker.create_topic("f", TopicConfig { partitions: 2, retention_ms: 0, retention_bytes: 0 }).await.unwrap();
+    broker
+        .create_topic(
+            "f",
+            TopicConfig {
+                partitions: 2,
+                retention_ms: 0,
+                retention_bytes: 0,
+            },
+        )
+        .await
+        .unwrap();
     for p in 0..2 {
-        let recs = (0..100).map(|_| ProduceRecord { partition: Some(p), ..rec("", "x") }).collect();
+        let recs = (0..100)
+            .map(|_| ProduceRecord {
+                partition: Some(p),
+                ..rec("", "x")
+            })
+            .collect();
         broker.produce("f", recs).await.unwrap();
     }
     let mut req = poll_req("f", "g");
@@ -59,7 +74,10 @@ async fn poll_is_fair_across_partitions() {
             seen[r.partition as usize] += 1;
         }
     }
-    assert!(seen[0] > 0 && seen[1] > 0, "both partitions served: {seen:?}");
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both partitions served: {seen:?}"
+    );
     broker.shutdown().await;
 }
 

@@ -62,19 +62,21 @@ async fn produce_poll_commit_reset_and_restart() {
     assert_eq!(acks.len(), 50);
     assert_eq!(acks[0].partition, 3, "FNV-1a placement like the original");
 
-    let first = c
-        .poll(poll("orders", "g"))
-        .await
-        .unwrap()
-        .into_inner()
-        .records;
+    let first = sorted(
+        c.poll(poll("orders", "g"))
+            .await
+            .unwrap()
+            .into_inner()
+            .records,
+    );
     assert_eq!(first.len(), 50);
-    let again = c
-        .poll(poll("orders", "g"))
-        .await
-        .unwrap()
-        .into_inner()
-        .records;
+    let again = sorted(
+        c.poll(poll("orders", "g"))
+            .await
+            .unwrap()
+            .into_inner()
+            .records,
+    );
     assert_eq!(first, again, "no commit, same records");
     let r0 = first
         .iter()
@@ -179,12 +181,13 @@ async fn produce_poll_commit_reset_and_restart() {
             .is_empty(),
         "commits survive"
     );
-    let replay = c
-        .poll(poll("orders", "other"))
-        .await
-        .unwrap()
-        .into_inner()
-        .records;
+    let replay = sorted(
+        c.poll(poll("orders", "other"))
+            .await
+            .unwrap()
+            .into_inner()
+            .records,
+    );
     assert_eq!(
         replay, first,
         "every acknowledged record, in order, after restart"

@@ -58,6 +58,23 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// A stable, snake_case name for the kind of error: the `code` in HTTP error bodies and the
+    /// `kind`/`reason` label of error metrics. One name per variant; never a message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidName { .. } => "invalid_name",
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::RecordTooLarge { .. } => "record_too_large",
+            Self::TopicNotFound(_) => "topic_not_found",
+            Self::GroupNotFound(_) => "group_not_found",
+            Self::TopicExists(_) => "topic_exists",
+            Self::OffsetOutOfRange { .. } => "offset_out_of_range",
+            Self::Overloaded(_) => "overloaded",
+            Self::Unavailable(_) => "unavailable",
+            Self::DataLoss(_) => "data_loss",
+        }
+    }
+
     /// Maps a storage error met on `topic`/`partition`. I/O details go to the log; the message
     /// names the partition and what the client can do.
     pub fn from_storage(topic: &str, partition: u32, err: StorageError) -> Self {

@@ -12,7 +12,7 @@ pub mod types;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -102,6 +102,25 @@ pub struct Broker {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the broker alive (metrics observe brokers through it, so a
+/// dropped broker stops being reported instead of leaking).
+#[derive(Clone)]
+pub struct WeakBroker {
+    inner: Weak<Inner>,
+}
+
+impl WeakBroker {
+    /// The broker, if it still exists.
+    pub fn upgrade(&self) -> Option<Broker> {
+        self.inner.upgrade().map(|inner| Broker { inner })
+    }
+
+    /// Whether both handles refer to the same broker.
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        self.inner.ptr_eq(&other.inner)
+    }
+}
+
 impl Broker {
     /// Opens the data directory, recovering every topic, and starts the background tasks
     /// (retention, and the periodic fsync in `interval` mode). Must run inside a tokio runtime.
@@ -157,6 +176,13 @@ impl Broker {
         };
         broker.start_background();
         Ok(broker)
+    }
+
+    /// A handle that does not keep the broker alive.
+    pub fn downgrade(&self) -> WeakBroker {
+        WeakBroker {
+            inner: Arc::downgrade(&self.inner),
+        }
     }
 
     pub fn config(&self) -> &BrokerConfig {

@@ -37,6 +37,21 @@ impl Broker {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<PendingProduce, BrokerError> {
+        let count = records.len() as u64;
+        let result = self.enqueue_records(topic, records).await;
+        if let Err(e) = &result {
+            // Label by topic only when it exists, so that bad or unknown names cannot add series.
+            let known = self.topic(topic).is_some();
+            crate::metrics::record_produce(known.then_some(topic), count, Err(e));
+        }
+        result
+    }
+
+    async fn enqueue_records(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<PendingProduce, BrokerError> {
         names::validate(NameKind::Topic, topic)?;
         if records.is_empty() {
             return Err(BrokerError::InvalidArgument(
@@ -165,6 +180,14 @@ impl PendingProduce {
     /// # Errors
     /// `Unavailable` when storage failed (nothing of a failed partition's share was stored).
     pub async fn acks(self) -> Result<Vec<RecordAck>, BrokerError> {
+        let topic = Arc::clone(&self.topic);
+        let count = self.total as u64;
+        let result = self.wait().await;
+        crate::metrics::record_produce(Some(&topic.name), count, result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn wait(self) -> Result<Vec<RecordAck>, BrokerError> {
         let mut acks = vec![
             RecordAck {
                 partition: 0,

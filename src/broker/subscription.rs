@@ -25,6 +25,8 @@ pub struct Subscription {
     shutdown: CancellationToken,
     /// Partition to read first next time, so that one busy partition cannot starve the others.
     next_first: usize,
+    /// Counts this subscription in `obelisk_active_subscriptions` until it is dropped.
+    _active: crate::metrics::ActiveSubscription,
 }
 
 impl Broker {
@@ -59,6 +61,7 @@ impl Broker {
                 .collect(),
         };
         Ok(Subscription {
+            _active: crate::metrics::ActiveSubscription::start(&topic.name),
             changes: topic.watch_changes(),
             topic,
             positions,

@@ -77,8 +77,8 @@ pub struct ServeArgs {
     #[arg(long, env = "OBELISK_LEGACY_IDLE_TIMEOUT_MS")]
     pub legacy_idle_timeout_ms: Option<u64>,
     /// Log format: "text" or "json" [default: text].
-    #[arg(long, env = "OBELISK_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    #[arg(long, env = "OBELISK_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::telemetry::LogFormat>,
     /// Log filter, e.g. "info" or "obelisk=debug" (RUST_LOG wins) [default: info].
     #[arg(long, env = "OBELISK_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -139,10 +139,13 @@ impl ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.into_config()?;
     let validated = config.validate()?;
-    crate::telemetry::init_tracing(&config.log_format, &config.log_level);
+    crate::telemetry::init_tracing(config.log_format, &config.log_level)?;
     tracing::info!(
         data_dir = %validated.broker.data_dir.display(),
         durability = %config.durability,
+        grpc = %validated.grpc_addr,
+        legacy_tcp = ?validated.tcp_addr,
+        http = ?validated.http_addr,
         "starting obelisk"
     );
     let server = crate::server::start(validated)

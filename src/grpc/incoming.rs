@@ -13,11 +13,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::status::{ConnectionGuard, Protocol, ServerStatus};
+
 /// A TCP connection that holds one of the server's connection permits while open.
 pub struct LimitedStream {
     inner: TcpStream,
     _permit: OwnedSemaphorePermit,
-    _open: crate::metrics::ConnectionGuard,
+    _open: ConnectionGuard,
 }
 
 impl Connected for LimitedStream {
@@ -67,6 +69,7 @@ impl AsyncWrite for LimitedStream {
 pub fn limited(
     listener: TcpListener,
     max_connections: usize,
+    status: Arc<ServerStatus>,
     stop: CancellationToken,
 ) -> ReceiverStream<io::Result<LimitedStream>> {
     let (tx, rx) = mpsc::channel(16);
@@ -88,7 +91,7 @@ pub fn limited(
             };
             let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                 tracing::warn!(%peer, max_connections, "gRPC connection refused: too many connections");
-                crate::metrics::connection_refused("grpc");
+                crate::metrics::connection_error("grpc", "too_many_connections");
                 drop(stream);
                 continue;
             };
@@ -96,7 +99,7 @@ pub fn limited(
             let conn = LimitedStream {
                 inner: stream,
                 _permit: permit,
-                _open: crate::metrics::ConnectionGuard::new("grpc"),
+                _open: status.connection_opened(Protocol::Grpc),
             };
             if tx.send(Ok(conn)).await.is_err() {
                 break;

@@ -6,6 +6,7 @@ mod incoming;
 mod service;
 pub mod status;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -14,6 +15,7 @@ use tonic_health::ServingStatus;
 
 use crate::broker::Broker;
 use crate::proto::broker_server::BrokerServer;
+use crate::status::ServerStatus;
 pub use service::BrokerService;
 
 /// Limits of the gRPC server.
@@ -50,6 +52,7 @@ pub async fn serve(
     listener: TcpListener,
     broker: Broker,
     config: GrpcConfig,
+    status: Arc<ServerStatus>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -74,7 +77,7 @@ pub async fn serve(
     let service = BrokerServer::new(BrokerService::new(broker, shutdown.clone()))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    let incoming = incoming::limited(listener, config.max_connections, shutdown.clone());
+    let incoming = incoming::limited(listener, config.max_connections, status, shutdown.clone());
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
         .timeout(config.request_timeout)

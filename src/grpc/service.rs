@@ -35,7 +35,7 @@ type RpcResult<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 fn done<T>(call: &'static str, started: Instant, res: Result<T, BrokerError>) -> RpcResult<T> {
-    crate::metrics::record_request("grpc", call, started, res.as_ref().err());
+    crate::metrics::record_request("grpc", call, started, res.as_ref().map(|_| ()));
     res.map(Response::new).map_err(|e| to_status(&e))
 }
 
@@ -90,7 +90,7 @@ impl pb::broker_server::Broker for BrokerService {
                                     Ok(p) => p.acks().await,
                                     Err(e) => Err(e),
                                 };
-                                crate::metrics::record_request("grpc", "produce_stream", started, res.as_ref().err());
+                                crate::metrics::record_request("grpc", "produce_stream", started, res.as_ref().map(|_| ()));
                                 match res {
                                     Ok(a) => pb::ProduceStreamAck { sequence, acks: convert::acks(a), error: None },
                                     Err(e) => pb::ProduceStreamAck {
@@ -176,15 +176,14 @@ impl pb::broker_server::Broker for BrokerService {
             start: convert::position(r.start),
             max_records_per_batch: r.max_records_per_message as usize,
         });
-        crate::metrics::record_request("grpc", "subscribe", started, res.as_ref().err());
+        crate::metrics::record_request("grpc", "subscribe", started, res.as_ref().map(|_| ()));
         let sub = res.map_err(|e| to_status(&e))?;
-        let guard = crate::metrics::SubscriptionGuard::new();
         let shutdown = self.shutdown.clone();
         // Pulled by tonic only when the HTTP/2 stream has room: a slow subscriber holds back only
         // itself, and nothing is buffered for it beyond the message being sent.
         let stream = futures_util::stream::unfold(
-            (sub, shutdown, guard, false),
-            |(mut sub, shutdown, guard, failed)| async move {
+            (sub, shutdown, false),
+            |(mut sub, shutdown, failed)| async move {
                 if failed {
                     return None;
                 }
@@ -197,9 +196,9 @@ impl pb::broker_server::Broker for BrokerService {
                         Ok(pb::SubscribeResponse {
                             records: convert::consumed(records),
                         }),
-                        (sub, shutdown, guard, false),
+                        (sub, shutdown, false),
                     )),
-                    Err(e) => Some((Err(to_status(&e)), (sub, shutdown, guard, true))),
+                    Err(e) => Some((Err(to_status(&e)), (sub, shutdown, true))),
                 }
             },
         );

@@ -50,6 +50,10 @@ pub struct PartitionCore {
     acked_end: watch::Sender<u64>,
     failure: OnceLock<String>,
     dirty: AtomicBool,
+    /// Records written since the last fsync in `interval` mode (for the records-per-fsync metric).
+    unsynced_records: AtomicU64,
+    /// Test-only fault injection: the next batch write fails as an I/O error would.
+    inject_fault: AtomicBool,
     durability: Durability,
     pub stats: PartitionStats,
     /// Bumped on every publish, shared by all partitions of a topic (long polls wait on it).
@@ -90,6 +94,8 @@ impl Partition {
             acked_end: watch::Sender::new(end),
             failure: OnceLock::new(),
             dirty: AtomicBool::new(false),
+            unsynced_records: AtomicU64::new(0),
+            inject_fault: AtomicBool::new(false),
             durability: config.durability,
             stats: PartitionStats::default(),
             topic_changes,
@@ -171,8 +177,17 @@ impl PartitionCore {
         self.failure.get().cloned()
     }
 
+    /// Makes the next batch written to this partition fail with an I/O error, exactly as a failed
+    /// `write` would: nothing of it is acknowledged and the partition turns read-only. For tests
+    /// of failure handling (health, readiness, error mapping); costs one atomic swap per batch.
+    #[doc(hidden)]
+    pub fn inject_write_failure(&self) {
+        self.inject_fault.store(true, Ordering::Release);
+    }
+
     fn fail(&self, err: &StorageError) {
         if self.failure.set(err.to_string()).is_ok() {
+            crate::metrics::storage_failed();
             tracing::error!(partition = self.id, error = %err, "storage failure: partition is now read-only");
         }
     }
@@ -278,11 +293,20 @@ impl PartitionCore {
             acks.push((first, req.ack));
         }
         let written: u64 = records.iter().map(|r| r.encoded_len() as u64).sum();
-        let result = log.append(&records);
+        let started = std::time::Instant::now();
+        let result = if self.inject_fault.swap(false, Ordering::AcqRel) {
+            Err(StorageError::io(
+                "appending to the log",
+                std::io::Error::other("injected write failure"),
+            ))
+        } else {
+            log.append(&records)
+        };
         drop(log);
-        let result = result.and_then(|file| self.make_durable(&file));
+        let result = result.and_then(|file| self.make_durable(&file, records.len() as u64));
         match result {
             Ok(()) => {
+                crate::metrics::batch_flushed(records.len() as u64, started.elapsed());
                 let end = base + records.len() as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats
@@ -310,23 +334,28 @@ impl PartitionCore {
         }
     }
 
-    fn make_durable(&self, file: &File) -> Result<(), StorageError> {
+    fn make_durable(&self, file: &File, records: u64) -> Result<(), StorageError> {
         match self.durability {
             Durability::Fsync => {
                 let started = std::time::Instant::now();
                 file.sync_data().context(|| "fdatasync of the log".into())?;
-                self.note_flush(started);
+                self.note_flush(started, records);
             }
-            Durability::Interval(_) => self.dirty.store(true, Ordering::Release),
+            Durability::Interval(_) => {
+                self.unsynced_records.fetch_add(records, Ordering::Relaxed);
+                self.dirty.store(true, Ordering::Release);
+            }
         }
         Ok(())
     }
 
-    fn note_flush(&self, started: std::time::Instant) {
+    fn note_flush(&self, started: std::time::Instant, records: u64) {
+        let took = started.elapsed();
+        crate::metrics::fsync_done(records, took);
         self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .last_fsync_micros
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .store(took.as_micros() as u64, Ordering::Relaxed);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -339,10 +368,11 @@ impl PartitionCore {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return;
         }
+        let records = self.unsynced_records.swap(0, Ordering::Relaxed);
         let file = lock(&self.log).active_file();
         let started = std::time::Instant::now();
         match file.sync_data() {
-            Ok(()) => self.note_flush(started),
+            Ok(()) => self.note_flush(started, records),
             Err(e) => self.fail(&StorageError::io("periodic fdatasync of the log", e)),
         }
     }

@@ -1,0 +1,193 @@
+//! Topic and group state as JSON: `/stats` (the original's shape), topic admin and group views.
+//!
+//! - `GET /stats?topic=T` → `{"topic","buffered","persisted"}`: records in the ring buffers, and
+//!   records stored (acknowledged end minus log start, summed over partitions).
+//! - `GET /topics`, `GET /topics/{topic}`, `POST /topics`, `DELETE /topics/{topic}`.
+//! - `GET /groups`, `GET /groups/{group}`.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::HttpState;
+use super::error::ApiError;
+use super::extract::{Json, Path, Query};
+use crate::broker::{TopicConfig, TopicDescription};
+
+#[derive(Debug, Deserialize)]
+pub struct StatsParams {
+    topic: Option<String>,
+}
+
+/// `GET /stats?topic=T`.
+pub async fn stats(
+    State(state): State<HttpState>,
+    Query(q): Query<StatsParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let topic = q.topic.ok_or_else(|| {
+        ApiError::invalid("the topic query parameter is required: /stats?topic=NAME")
+    })?;
+    let desc = state.broker.describe_topic(&topic)?;
+    let persisted: u64 = desc
+        .partitions
+        .iter()
+        .map(|p| p.log_end.saturating_sub(p.log_start))
+        .sum();
+    let buffered: usize = state
+        .broker
+        .partition_cores()
+        .iter()
+        .filter(|(t, _)| *t == topic)
+        .map(|(_, core)| core.ring_len())
+        .sum();
+    Ok(axum::Json(
+        json!({"topic": topic, "buffered": buffered, "persisted": persisted}),
+    ))
+}
+
+/// A topic as JSON.
+#[derive(Debug, Serialize)]
+pub struct TopicOut {
+    pub name: String,
+    pub partition_count: u32,
+    pub retention_ms: u64,
+    pub retention_bytes: u64,
+    /// Records stored, over all partitions.
+    pub messages: u64,
+    pub size_bytes: u64,
+    pub partitions: Vec<PartitionOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartitionOut {
+    pub partition: u32,
+    pub log_start: u64,
+    pub log_end: u64,
+    pub messages: u64,
+    pub size_bytes: u64,
+    pub segments: usize,
+    pub read_only: bool,
+}
+
+impl From<TopicDescription> for TopicOut {
+    fn from(d: TopicDescription) -> Self {
+        let partitions: Vec<PartitionOut> = d
+            .partitions
+            .iter()
+            .map(|p| PartitionOut {
+                partition: p.partition,
+                log_start: p.log_start,
+                log_end: p.log_end,
+                messages: p.log_end.saturating_sub(p.log_start),
+                size_bytes: p.size_bytes,
+                segments: p.segments,
+                read_only: p.read_only,
+            })
+            .collect();
+        Self {
+            name: d.name,
+            partition_count: d.config.partitions,
+            retention_ms: d.config.retention_ms,
+            retention_bytes: d.config.retention_bytes,
+            messages: partitions.iter().map(|p| p.messages).sum(),
+            size_bytes: partitions.iter().map(|p| p.size_bytes).sum(),
+            partitions,
+        }
+    }
+}
+
+/// `GET /topics`.
+pub async fn list_topics(State(state): State<HttpState>) -> axum::Json<Value> {
+    let topics: Vec<TopicOut> = state
+        .broker
+        .list_topics()
+        .into_iter()
+        .map(TopicOut::from)
+        .collect();
+    axum::Json(json!({ "topics": topics }))
+}
+
+/// `GET /topics/{topic}`.
+pub async fn describe_topic(
+    State(state): State<HttpState>,
+    Path(topic): Path<String>,
+) -> Result<axum::Json<TopicOut>, ApiError> {
+    Ok(axum::Json(state.broker.describe_topic(&topic)?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopicBody {
+    name: String,
+    /// 0 or absent: the server's default.
+    #[serde(default)]
+    partitions: u32,
+    #[serde(default)]
+    retention_ms: u64,
+    #[serde(default)]
+    retention_bytes: u64,
+}
+
+/// `POST /topics` → 201 with the topic and a `Location` header.
+pub async fn create_topic(
+    State(state): State<HttpState>,
+    Json(body): Json<CreateTopicBody>,
+) -> Result<Response, ApiError> {
+    let desc = state
+        .broker
+        .create_topic(
+            &body.name,
+            TopicConfig {
+                partitions: body.partitions,
+                retention_ms: body.retention_ms,
+                retention_bytes: body.retention_bytes,
+            },
+        )
+        .await?;
+    let mut resp = (StatusCode::CREATED, axum::Json(TopicOut::from(desc))).into_response();
+    // The name was validated by the broker: only [A-Za-z0-9._-], always a valid header value.
+    if let Ok(location) = HeaderValue::from_str(&format!("/topics/{}", body.name)) {
+        resp.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(resp)
+}
+
+/// `DELETE /topics/{topic}` → 204.
+pub async fn delete_topic(
+    State(state): State<HttpState>,
+    Path(topic): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.broker.delete_topic(&topic).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /groups`.
+pub async fn list_groups(State(state): State<HttpState>) -> axum::Json<Value> {
+    axum::Json(json!({ "groups": state.broker.list_groups() }))
+}
+
+/// `GET /groups/{group}`: committed offsets and lag per topic partition.
+pub async fn describe_group(
+    State(state): State<HttpState>,
+    Path(group): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let parts = state.broker.describe_group(&group)?;
+    let total_lag: u64 = parts.iter().map(|p| p.lag).sum();
+    let partitions: Vec<Value> = parts
+        .iter()
+        .map(|p| {
+            json!({
+                "topic": p.topic,
+                "partition": p.partition,
+                "committed": p.committed,
+                "log_end": p.log_end,
+                "lag": p.lag,
+            })
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({"group": group, "total_lag": total_lag, "partitions": partitions}),
+    ))
+}
