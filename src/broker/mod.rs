@@ -23,6 +23,7 @@ use crate::storage::{LogConfig, OffsetStore, PartitionConfig, StorageError, Topi
 
 pub use admin::MAX_PARTITIONS;
 pub use error::{BrokerError, NameKind};
+pub use produce::QueuedProduce;
 pub use subscription::Subscription;
 pub use types::*;
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use tokio::sync::oneshot;
 
 use super::error::{BrokerError, NameKind};
 use super::names;
@@ -23,6 +23,25 @@ impl Broker {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<RecordAck>, BrokerError> {
+        self.produce_queued(topic, records)
+            .await?
+            .acknowledged()
+            .await
+    }
+
+    /// The first half of [`Broker::produce`]: validates the records and queues them for writing,
+    /// returning once they are queued (not yet durable). Records of produces queued one after
+    /// the other are stored in that order within a partition, which is how a pipelining
+    /// connection keeps its order while many of its produces wait for one group commit.
+    ///
+    /// # Errors
+    /// As [`Broker::produce`], except storage failures found while writing, which
+    /// [`QueuedProduce::acknowledged`] reports.
+    pub async fn produce_queued(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<QueuedProduce, BrokerError> {
         names::validate(NameKind::Topic, topic)?;
         if records.is_empty() {
             return Err(BrokerError::InvalidArgument(
@@ -59,60 +78,40 @@ impl Broker {
             idx.push(i);
         }
         let total: usize = groups.iter().map(|(r, _)| r.len()).sum();
-        let waits = groups
-            .into_iter()
-            .enumerate()
-            .filter(|(_, (recs, _))| !recs.is_empty())
-            .map(|(p, (recs, idx))| {
-                let topic = Arc::clone(&topic);
-                async move {
-                    let first = self.append(&topic, p as u32, recs).await?;
-                    Ok::<_, BrokerError>((p as u32, first, idx))
-                }
-            });
-        let results = try_join_all(waits).await?;
-        let mut acks = vec![
-            RecordAck {
-                partition: 0,
-                offset: 0
-            };
-            total
-        ];
-        for (partition, first, idx) in results {
-            for (k, i) in idx.into_iter().enumerate() {
-                acks[i] = RecordAck {
-                    partition,
-                    offset: first + k as u64,
-                };
+        let mut waits = Vec::new();
+        for (p, (recs, idx)) in groups.into_iter().enumerate() {
+            if recs.is_empty() {
+                continue;
             }
+            let ack = self.enqueue(&topic, p as u32, recs).await?;
+            waits.push((p as u32, idx, ack));
         }
-        Ok(acks)
+        Ok(QueuedProduce {
+            topic: topic.name.clone(),
+            waits,
+            total,
+        })
     }
 
-    async fn append(
+    /// Queues records in one partition's batcher; the receiver yields their first offset.
+    async fn enqueue(
         &self,
         topic: &Topic,
         partition: u32,
         records: Vec<Record>,
-    ) -> Result<u64, BrokerError> {
+    ) -> Result<AckReceiver, BrokerError> {
         let p = topic
             .partition(partition)
             .expect("partition chosen within range");
-        let storage = |e| BrokerError::from_storage(&topic.name, partition, e);
-        let rx = p
-            .append(records, self.inner.config.enqueue_timeout)
+        p.append(records, self.inner.config.enqueue_timeout)
             .await
             .map_err(|e| match e {
                 AppendError::QueueFull => BrokerError::Overloaded(format!(
                     "the write queue of {}/{partition} is full",
                     topic.name
                 )),
-                AppendError::Storage(e) => storage(e),
-            })?;
-        match rx.await {
-            Ok(res) => res.map_err(storage),
-            Err(_) => Err(storage(StorageError::Closed)),
-        }
+                AppendError::Storage(e) => BrokerError::from_storage(&topic.name, partition, e),
+            })
     }
 
     fn check_records(&self, records: &[ProduceRecord]) -> Result<(), BrokerError> {
@@ -156,5 +155,47 @@ impl Broker {
                 .ok_or_else(|| BrokerError::TopicNotFound(name.to_string())),
             Err(e) => Err(e),
         }
+    }
+}
+
+type AckReceiver = oneshot::Receiver<Result<u64, StorageError>>;
+
+/// A produce whose records are queued for writing (see [`Broker::produce_queued`]). The records
+/// are written whether or not this is awaited.
+#[must_use = "await `acknowledged` to learn whether the records are durable"]
+pub struct QueuedProduce {
+    topic: String,
+    /// Per partition written to: the partition, the request index of each record, the ack.
+    waits: Vec<(u32, Vec<usize>, AckReceiver)>,
+    total: usize,
+}
+
+impl QueuedProduce {
+    /// Waits until the records are durable; returns, in request order, where each landed.
+    ///
+    /// # Errors
+    /// `Unavailable` when storage failed or the broker stopped before writing them.
+    pub async fn acknowledged(self) -> Result<Vec<RecordAck>, BrokerError> {
+        let mut acks = vec![
+            RecordAck {
+                partition: 0,
+                offset: 0
+            };
+            self.total
+        ];
+        for (partition, idx, ack) in self.waits {
+            let first = match ack.await {
+                Ok(res) => res,
+                Err(_) => Err(StorageError::Closed),
+            }
+            .map_err(|e| BrokerError::from_storage(&self.topic, partition, e))?;
+            for (k, i) in idx.into_iter().enumerate() {
+                acks[i] = RecordAck {
+                    partition,
+                    offset: first + k as u64,
+                };
+            }
+        }
+        Ok(acks)
     }
 }

@@ -1,20 +1,23 @@
 //! One legacy connection: read frames, hand them to the broker concurrently, reply in order.
 //!
 //! Two halves run together in the connection's task:
-//! - the **reader** decodes frames from the socket and passes them on through a bounded channel.
-//!   It stops at end of stream, at a fatal frame (longer than 10 MiB), after the idle timeout with
-//!   no complete frame, or when the server shuts down;
-//! - the **writer** turns each frame into a reply future (a `Broker::produce` call for a message)
-//!   and keeps up to `max_in_flight` of them in a FIFO ([`FuturesOrdered`]), so pipelined frames
-//!   reach the batcher together and share a group commit, while replies leave strictly in frame
-//!   order. Replies are buffered and flushed when no further reply is ready at once.
+//! - the **reader** decodes frames from the socket and, one frame at a time and in order, queues
+//!   each message in the broker (`Broker::produce_queued`, which returns once the record is in
+//!   its partition's write queue, not yet durable). It passes the reply future of each frame to
+//!   the writer. It stops at end of stream, at a fatal frame (longer than 10 MiB), after the idle
+//!   timeout with no complete frame, or when the server shuts down;
+//! - the **writer** keeps the reply futures in a FIFO ([`FuturesOrdered`]) and writes the replies
+//!   strictly in frame order, buffering them and flushing when no further reply is ready at once.
 //!
-//! A message is queued to the broker in frame order (the futures are first polled in push order
-//! and the partition queues are FIFO), so records with the same key keep the order they were sent.
+//! So pipelined frames wait for durability together and share a group commit, while records with
+//! the same key are stored in the order they were sent. At most `max_in_flight` frames are
+//! queued and unanswered; beyond that the reader stops reading and TCP pushes back on the client.
 //! `OK` is written only after the broker acknowledged the record, i.e. after it is durable.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -23,14 +26,14 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, Frame, Message, Reply};
 use super::replies;
 use super::stats::LegacyStats;
-use crate::broker::{Broker, ProduceRecord};
+use crate::broker::{Broker, BrokerError, ProduceRecord};
 
 /// Bytes read from the socket at least per read call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -39,11 +42,10 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_RESERVE: usize = 1 << 20;
 /// Reply bytes buffered before a write is forced.
 const WRITE_BUFFER: usize = 16 * 1024;
-/// Frames decoded and waiting for the writer, beyond those in flight.
-const HANDOFF_DEPTH: usize = 64;
-/// After a fatal frame, how long unread input is drained so the final reply is not lost to a
-/// TCP reset.
+/// When the server ends a connection, the longest it drains unread input (see [`drain_input`]).
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// ... and how long it waits for more input once none is pending.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// What one connection needs from the server.
 #[derive(Clone)]
@@ -53,14 +55,14 @@ pub(crate) struct ConnectionContext {
     pub max_in_flight: usize,
     pub shutdown_grace: Duration,
     pub shutdown: CancellationToken,
-    pub stats: std::sync::Arc<LegacyStats>,
+    pub stats: Arc<LegacyStats>,
 }
 
-/// What the reader hands to the writer.
-enum Inbound {
-    Frame(Frame),
-    /// A reply after which the connection closes.
-    Fatal(Reply),
+/// What the reader hands to the writer: a frame's reply, and its place in the in-flight limit
+/// (given back once the reply is written).
+struct Pending {
+    reply: ReplyFuture,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 /// Why the reader stopped.
@@ -83,7 +85,8 @@ type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 pub(crate) async fn run(stream: TcpStream, ctx: ConnectionContext) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel(HANDOFF_DEPTH.min(ctx.max_in_flight).max(1));
+    // Unbounded, as the in-flight semaphore bounds what the reader sends.
+    let (tx, rx) = mpsc::unbounded_channel();
     let writer_gone = CancellationToken::new();
     let reader = read_frames(rd, tx, &ctx, &writer_gone);
     let writer = async {
@@ -110,12 +113,15 @@ pub(crate) async fn run(stream: TcpStream, ctx: ConnectionContext) {
                 }
                 (ReadEnd::Fatal, Ok(())) => {
                     ctx.stats.note_connection_error();
-                    drain_input(rd, &ctx.shutdown).await;
+                    drain_input(rd).await;
                 }
-                (ReadEnd::Eof { partial }, Ok(())) if *partial > 0 => {
-                    tracing::debug!(partial, "peer closed inside a frame; it gets no reply");
+                (ReadEnd::Shutdown | ReadEnd::Idle, Ok(())) => drain_input(rd).await,
+                (ReadEnd::Eof { partial }, Ok(())) => {
+                    if *partial > 0 {
+                        tracing::debug!(partial, "peer closed inside a frame; it gets no reply");
+                    }
                 }
-                _ => {}
+                (ReadEnd::WriterGone, Ok(())) => {}
             }
         }
         () = grace_over => {
@@ -125,14 +131,16 @@ pub(crate) async fn run(stream: TcpStream, ctx: ConnectionContext) {
     tracing::debug!("connection closed");
 }
 
-/// Reads and decodes frames until the connection's input ends; returns why, and the read half
-/// (for draining after a fatal frame).
+/// Reads and decodes frames, queues their messages in the broker in order and hands their reply
+/// futures to the writer, until the connection's input ends; returns why, and the read half (to
+/// drain it before closing).
 async fn read_frames(
     mut rd: OwnedReadHalf,
-    tx: mpsc::Sender<Inbound>,
+    tx: mpsc::UnboundedSender<Pending>,
     ctx: &ConnectionContext,
     writer_gone: &CancellationToken,
 ) -> (ReadEnd, OwnedReadHalf) {
+    let slots = Arc::new(Semaphore::new(ctx.max_in_flight.max(1)));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let idle = tokio::time::sleep(ctx.idle_timeout);
     tokio::pin!(idle);
@@ -142,17 +150,47 @@ async fn read_frames(
             if ctx.shutdown.is_cancelled() {
                 return (ReadEnd::Shutdown, rd);
             }
-            let item = match codec::decode_frame(&mut buf) {
+            let frame = match codec::decode_frame(&mut buf) {
                 Ok(None) => break,
-                Ok(Some(frame)) => Inbound::Frame(frame),
+                Ok(Some(frame)) => frame,
                 Err(e) => {
                     tracing::warn!(error = %e, "fatal frame; closing the connection");
-                    let _ = tx.send(Inbound::Fatal(replies::for_frame_error(&e))).await;
+                    let reply = replies::for_frame_error(&e);
+                    let _ = tx.send(Pending {
+                        reply: Box::pin(std::future::ready(reply)),
+                        slot: None,
+                    });
                     return (ReadEnd::Fatal, rd);
                 }
             };
             idle.as_mut().reset(Instant::now() + ctx.idle_timeout);
-            if tx.send(item).await.is_err() {
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return (ReadEnd::WriterGone, rd),
+                    },
+                    () = ctx.shutdown.cancelled() => return (ReadEnd::Shutdown, rd),
+                    () = writer_gone.cancelled() => return (ReadEnd::WriterGone, rd),
+                },
+            };
+            let reply = match frame {
+                Frame::Message(message) => queue(&ctx.broker, message).await,
+                Frame::Empty => {
+                    tracing::debug!("frame of length 0");
+                    Box::pin(std::future::ready(replies::EMPTY_FRAME)) as ReplyFuture
+                }
+                Frame::Malformed(e) => {
+                    tracing::debug!(error = %e, "malformed frame body");
+                    Box::pin(std::future::ready(replies::for_message_error(&e)))
+                }
+            };
+            let pending = Pending {
+                reply,
+                slot: Some(slot),
+            };
+            if tx.send(pending).is_err() {
                 return (ReadEnd::WriterGone, rd);
             }
         }
@@ -175,25 +213,27 @@ async fn read_frames(
     }
 }
 
-/// Produces each frame's reply and writes the replies in order, until the reader is done and
-/// every reply is written; then closes the write side.
+/// Writes the replies in frame order until the reader is done and every reply is written; then
+/// closes the write side.
 async fn write_replies(
     wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Inbound>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
     ctx: &ConnectionContext,
 ) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, wr);
     let mut in_flight: FuturesOrdered<ReplyFuture> = FuturesOrdered::new();
+    // The in-flight slots, in the same order as `in_flight`.
+    let mut slots = VecDeque::new();
     let mut input_open = true;
     let mut unflushed = false;
-    let cap = ctx.max_in_flight.max(1);
     loop {
         // Take whatever is ready without waiting.
         let mut progressed = false;
-        while input_open && in_flight.len() < cap {
+        while input_open {
             match rx.try_recv() {
-                Ok(item) => {
-                    input_open &= push(&mut in_flight, item, ctx);
+                Ok(pending) => {
+                    in_flight.push_back(pending.reply);
+                    slots.push_back(pending.slot);
                     progressed = true;
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
@@ -202,6 +242,7 @@ async fn write_replies(
         }
         while let Some(Some(reply)) = in_flight.next().now_or_never() {
             write_reply(&mut out, reply, ctx).await?;
+            slots.pop_front();
             unflushed = true;
             progressed = true;
         }
@@ -219,39 +260,19 @@ async fn write_replies(
         tokio::select! {
             Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
                 write_reply(&mut out, reply, ctx).await?;
+                slots.pop_front();
                 unflushed = true;
             }
-            item = rx.recv(), if input_open && in_flight.len() < cap => match item {
-                Some(item) => input_open &= push(&mut in_flight, item, ctx),
+            pending = rx.recv(), if input_open => match pending {
+                Some(pending) => {
+                    in_flight.push_back(pending.reply);
+                    slots.push_back(pending.slot);
+                }
                 None => input_open = false,
             },
         }
     }
     out.shutdown().await
-}
-
-/// Queues the reply future of one inbound item; returns false when no input may follow it.
-fn push(in_flight: &mut FuturesOrdered<ReplyFuture>, item: Inbound, ctx: &ConnectionContext) -> bool {
-    match item {
-        Inbound::Frame(Frame::Message(message)) => {
-            in_flight.push_back(Box::pin(publish(ctx.broker.clone(), message)));
-            true
-        }
-        Inbound::Frame(Frame::Empty) => {
-            tracing::debug!("frame of length 0");
-            in_flight.push_back(Box::pin(std::future::ready(replies::EMPTY_FRAME)));
-            true
-        }
-        Inbound::Frame(Frame::Malformed(e)) => {
-            tracing::debug!(error = %e, "malformed frame body");
-            in_flight.push_back(Box::pin(std::future::ready(replies::for_message_error(&e))));
-            true
-        }
-        Inbound::Fatal(reply) => {
-            in_flight.push_back(Box::pin(std::future::ready(reply)));
-            false
-        }
-    }
 }
 
 async fn write_reply(
@@ -265,12 +286,14 @@ async fn write_reply(
     out.write_all(reply.as_bytes()).await
 }
 
-/// The translation step: one legacy message becomes one `Broker::produce` of one record.
-async fn publish(broker: Broker, message: Message) -> Reply {
+/// The translation step: one legacy message becomes one record produced to its topic. Returns
+/// once the record is queued in the broker; the future yields the reply once it is durable (or
+/// refused).
+async fn queue(broker: &Broker, message: Message) -> ReplyFuture {
     // A topic that is not UTF-8 becomes a name with U+FFFD in it, which the broker refuses as an
     // invalid name (only ASCII letters, digits, '.', '_' and '-' are allowed) before touching
     // the disk.
-    let topic = String::from_utf8_lossy(&message.topic);
+    let topic = String::from_utf8_lossy(&message.topic).into_owned();
     let record = ProduceRecord {
         key: message.key,
         value: message.value,
@@ -278,33 +301,49 @@ async fn publish(broker: Broker, message: Message) -> Reply {
         timestamp: Some(message.timestamp),
         partition: None,
     };
-    match broker.produce(&topic, vec![record]).await {
-        Ok(_) => Reply::Ok,
-        Err(e) => {
-            let reply = replies::for_broker_error(&e);
-            match reply {
-                Reply::PublishFailed => tracing::warn!(%topic, error = %e, "produce failed"),
-                _ => tracing::debug!(%topic, error = %e, "produce refused"),
+    match broker.produce_queued(&topic, vec![record]).await {
+        Ok(queued) => Box::pin(async move {
+            match queued.acknowledged().await {
+                Ok(_) => Reply::Ok,
+                Err(e) => refused(&topic, &e),
             }
-            reply
-        }
+        }),
+        Err(e) => Box::pin(std::future::ready(refused(&topic, &e))),
     }
 }
 
-/// Reads and discards input until the peer closes, for at most [`CLOSE_DRAIN`], so closing with
-/// unread input does not reset the connection before the peer has read the last reply.
-async fn drain_input(mut rd: OwnedReadHalf, shutdown: &CancellationToken) {
+/// The reply to a refused produce, logged: storage trouble as a warning, bad input at debug.
+fn refused(topic: &str, err: &BrokerError) -> Reply {
+    let reply = replies::for_broker_error(err);
+    match reply {
+        Reply::PublishFailed => tracing::warn!(topic, error = %err, "produce failed"),
+        _ => tracing::debug!(topic, error = %err, "produce refused"),
+    }
+    reply
+}
+
+/// Reads and discards what the peer still sends, so that closing with unread input does not
+/// reset the connection (which can destroy replies the peer has not read yet). Stops when the
+/// peer closes, when nothing more arrives for [`DRAIN_QUIET`], or after [`CLOSE_DRAIN`]: an idle
+/// peer costs nothing, a silent one at most [`DRAIN_QUIET`].
+async fn drain_input(rd: OwnedReadHalf) {
+    let deadline = Instant::now() + CLOSE_DRAIN;
     let mut sink = vec![0u8; READ_CHUNK];
-    let drain = async {
-        while let Ok(n) = rd.read(&mut sink).await {
-            if n == 0 {
-                break;
+    loop {
+        match rd.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let quiet = (Instant::now() + DRAIN_QUIET).min(deadline);
+                match tokio::time::timeout_at(quiet, rd.readable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => return,
+                }
             }
+            Err(_) => return,
         }
-    };
-    tokio::select! {
-        () = drain => {}
-        () = tokio::time::sleep(CLOSE_DRAIN) => {}
-        () = shutdown.cancelled() => {}
+        if Instant::now() >= deadline {
+            return;
+        }
     }
 }
