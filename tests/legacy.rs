@@ -106,7 +106,11 @@ impl Server {
             })
             .await
             .expect("fetch");
-        assert_eq!(resp.records.len() as u64, resp.log_end, "read the whole log");
+        assert_eq!(
+            resp.records.len() as u64,
+            resp.log_end,
+            "read the whole log"
+        );
         resp.records
     }
 
@@ -123,7 +127,7 @@ fn vectors() -> Value {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
@@ -227,12 +231,18 @@ async fn replays_every_message_vector_and_stores_it() {
         assert!(record.headers.is_empty());
         match m["partition_if_4_partitions"].as_u64() {
             Some(expected) => assert_eq!(partition as u64, expected, "{name}"),
-            None => assert!(key.is_empty(), "{name}: only empty keys have no fixed partition"),
+            None => assert!(
+                key.is_empty(),
+                "{name}: only empty keys have no fixed partition"
+            ),
         }
         // Offsets follow send order within the partition.
         let offset = record.offset as usize;
         if let Some(prev) = last_index[partition] {
-            assert!(offset > prev, "{name} after the earlier one in partition {partition}");
+            assert!(
+                offset > prev,
+                "{name} after the earlier one in partition {partition}"
+            );
         }
         last_index[partition] = Some(offset);
     }
@@ -280,7 +290,10 @@ async fn replays_every_edge_case_vector() {
             assert_eq!(read_n(&mut conn, expected.len()).await, expected, "{name}");
             assert_eq!(read_until_closed(&mut conn).await, b"", "{name}: closed");
         } else {
-            assert!(state.starts_with("still open"), "{name}: unknown state {state}");
+            assert!(
+                state.starts_with("still open"),
+                "{name}: unknown state {state}"
+            );
             assert_eq!(read_n(&mut conn, expected.len()).await, expected, "{name}");
             assert_open(&mut conn, name).await;
         }
@@ -330,7 +343,12 @@ async fn ten_thousand_pipelined_frames_are_answered_in_order() {
     let mut client = LegacyClient::connect(server.addr).await.expect("connect");
     // Every frame is written before any reply is read.
     for i in 0..N {
-        let m = message("pipelined", &format!("key-{}", i % 16), &(i as u64).to_le_bytes(), i as i64);
+        let m = message(
+            "pipelined",
+            &format!("key-{}", i % 16),
+            &(i as u64).to_le_bytes(),
+            i as i64,
+        );
         client.writer().write_message(&m).await.expect("write");
     }
     client.writer().flush().await.expect("flush");
@@ -352,7 +370,10 @@ async fn ten_thousand_pipelined_frames_are_answered_in_order() {
         let bad: Vec<_> = sent.windows(2).filter(|w| w[0] > w[1]).take(5).collect();
         assert!(bad.is_empty(), "partition {p} in order: {bad:?}");
         for r in &records {
-            assert_eq!(r.timestamp as u64, u64::from_le_bytes(r.value[..].try_into().unwrap()));
+            assert_eq!(
+                r.timestamp as u64,
+                u64::from_le_bytes(r.value[..].try_into().unwrap())
+            );
         }
         seen += records.len();
     }
@@ -365,12 +386,21 @@ async fn ten_thousand_pipelined_frames_are_answered_in_order() {
         .filter(|(t, _)| t == "pipelined")
         .fold((0, 0), |(b, r), (_, core)| {
             (
-                b + core.stats.batches.load(std::sync::atomic::Ordering::Relaxed),
-                r + core.stats.records.load(std::sync::atomic::Ordering::Relaxed),
+                b + core
+                    .stats
+                    .batches
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                r + core
+                    .stats
+                    .records
+                    .load(std::sync::atomic::Ordering::Relaxed),
             )
         });
     assert_eq!(records, N as u64);
-    assert!(batches * 4 <= records, "{batches} batches for {records} records");
+    assert!(
+        batches * 4 <= records,
+        "{batches} batches for {records} records"
+    );
     drop(client);
     server.stop().await;
 }
@@ -429,7 +459,9 @@ async fn a_full_size_frame_is_stored_when_the_broker_allows_it() {
     let m = message("big", "", &value, 1);
     assert_eq!(m.encoded_len(), MAX_FRAME_LEN as usize);
     let mut client = LegacyClient::connect(server.addr).await.expect("connect");
-    let reply = timeout(PATIENCE, client.produce(&m)).await.expect("in time");
+    let reply = timeout(PATIENCE, client.produce(&m))
+        .await
+        .expect("in time");
     assert_eq!(reply.expect("reply"), Reply::Ok);
     drop(client);
     server.stop().await;
@@ -451,7 +483,11 @@ async fn connections_over_the_limit_are_closed_at_once() {
     assert_eq!(server.stats.open_connections(), 2);
 
     let mut third = server.connect().await;
-    assert_eq!(read_until_closed(&mut third).await, b"", "closed without a reply");
+    assert_eq!(
+        read_until_closed(&mut third).await,
+        b"",
+        "closed without a reply"
+    );
     assert_eq!(server.stats.rejected_connections(), 1);
 
     // When one leaves, a new connection is served again.
@@ -459,7 +495,10 @@ async fn connections_over_the_limit_are_closed_at_once() {
     assert_eq!(first.reader().read_reply().await.expect("eof"), None);
     let deadline = Instant::now() + PATIENCE;
     while server.stats.open_connections() > 1 {
-        assert!(Instant::now() < deadline, "the closed connection was never released");
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection was never released"
+        );
         tokio::task::yield_now().await;
     }
     let mut fourth = LegacyClient::connect(server.addr).await.expect("connect");
@@ -500,7 +539,9 @@ async fn shutdown_with_an_idle_client_is_prompt() {
     let server = Server::start(LegacyConfig::default()).await;
     let mut idle = LegacyClient::connect(server.addr).await.expect("connect");
     assert_eq!(
-        idle.produce(&message("t", "k", b"v", 1)).await.expect("reply"),
+        idle.produce(&message("t", "k", b"v", 1))
+            .await
+            .expect("reply"),
         Reply::Ok
     );
     let mut server = server;
@@ -521,7 +562,10 @@ async fn shutdown_answers_what_is_in_flight_then_closes() {
     }
     client.writer().flush().await.expect("flush");
     // Wait until the server has answered at least one, so some are surely in flight.
-    assert_eq!(client.reader().expect_reply().await.expect("reply"), Reply::Ok);
+    assert_eq!(
+        client.reader().expect_reply().await.expect("reply"),
+        Reply::Ok
+    );
     let mut server = server;
     server.shutdown.cancel();
     let mut answered = 1;
@@ -530,7 +574,11 @@ async fn shutdown_answers_what_is_in_flight_then_closes() {
         .expect("replies then close")
         .expect("clean close")
     {
-        assert_eq!(reply, Reply::Ok, "only OKs: no frame is refused for the shutdown");
+        assert_eq!(
+            reply,
+            Reply::Ok,
+            "only OKs: no frame is refused for the shutdown"
+        );
         answered += 1;
     }
     assert!(answered <= N);
@@ -540,6 +588,9 @@ async fn shutdown_answers_what_is_in_flight_then_closes() {
     for p in 0..4 {
         stored += server.records("draining", p).await.len();
     }
-    assert!(stored >= answered, "{stored} stored, {answered} acknowledged");
+    assert!(
+        stored >= answered,
+        "{stored} stored, {answered} acknowledged"
+    );
     server.stop().await;
 }

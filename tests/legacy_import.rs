@@ -127,7 +127,10 @@ async fn the_captured_pair_imports_to_exactly_the_original_records() {
     let setup = Setup::new().await;
     let v = vectors();
     setup.write_vectors_pair(&v);
-    setup.write_consumer("reader", r#"{"vectors": 0, "vectors_partitions": {"0": 3}}"#);
+    setup.write_consumer(
+        "reader",
+        r#"{"vectors": 0, "vectors_partitions": {"0": 3}}"#,
+    );
     let report = import(&setup.src(), &setup.broker).await.expect("imports");
     let messages = v["messages"].as_array().expect("messages");
     assert_eq!(
@@ -156,9 +159,17 @@ async fn the_captured_pair_imports_to_exactly_the_original_records() {
     for (i, (r, m)) in records.iter().zip(messages).enumerate() {
         let name = m["name"].as_str().expect("name");
         assert_eq!(r.offset, i as u64, "{name}: the original's offset");
-        assert_eq!(r.timestamp, m["timestamp_unix_nano"].as_i64().expect("ts"), "{name}");
+        assert_eq!(
+            r.timestamp,
+            m["timestamp_unix_nano"].as_i64().expect("ts"),
+            "{name}"
+        );
         assert_eq!(r.key, hex(m["key_hex"].as_str().expect("key")), "{name}");
-        assert_eq!(r.value, hex(m["value_hex"].as_str().expect("value")), "{name}");
+        assert_eq!(
+            r.value,
+            hex(m["value_hex"].as_str().expect("value")),
+            "{name}"
+        );
     }
     assert_eq!(setup.broker.committed("reader", "vectors", 0), Some(3));
     setup.broker.shutdown().await;
@@ -176,7 +187,9 @@ async fn the_whole_captured_directory_is_refused_for_its_empty_topic_then_import
         }
     }
     // The original stored the empty topic's records straight in its data directory.
-    let err = import(&setup.src(), &setup.broker).await.expect_err("refused");
+    let err = import(&setup.src(), &setup.broker)
+        .await
+        .expect_err("refused");
     let ImportError::Unsupported { path, .. } = &err else {
         panic!("unexpected error: {err}");
     };
@@ -196,7 +209,12 @@ async fn the_whole_captured_directory_is_refused_for_its_empty_topic_then_import
         .collect();
     assert_eq!(
         counts,
-        [("http-topic", 2), ("vectors", 8), ("vectors-edge", 4), ("vectors-trailing", 1)]
+        [
+            ("http-topic", 2),
+            ("vectors", 8),
+            ("vectors-edge", 4),
+            ("vectors-trailing", 1)
+        ]
     );
     // The record whose frame had trailing bytes was stored without them, by the original too.
     let trailing = setup.records("vectors-trailing", 0).await;
@@ -213,7 +231,9 @@ async fn a_truncated_log_is_reported_and_nothing_is_imported() {
     let (log, _) = setup.write_vectors_pair(&v);
     let full = std::fs::read(&log).expect("read");
     std::fs::write(&log, &full[..full.len() - 10]).expect("truncate");
-    let err = import(&setup.src(), &setup.broker).await.expect_err("damaged");
+    let err = import(&setup.src(), &setup.broker)
+        .await
+        .expect_err("damaged");
     let ImportError::Damaged { path, position, .. } = &err else {
         panic!("unexpected error: {err}");
     };
@@ -233,7 +253,11 @@ async fn a_corrupted_index_is_reported_and_nothing_is_imported() {
         // Entry 3 points one byte past its frame's start.
         ("moved entry", |idx| idx[24] += 1, 24),
         ("missing last entry", |idx| idx.truncate(56), 56),
-        ("extra entry", |idx| idx.extend_from_slice(&1643i64.to_le_bytes()), 64),
+        (
+            "extra entry",
+            |idx| idx.extend_from_slice(&1643i64.to_le_bytes()),
+            64,
+        ),
         ("partial entry", |idx| idx.truncate(60), 56),
     ];
     for (name, damage, expected_position) in cases {
@@ -258,7 +282,9 @@ async fn a_frame_of_another_topic_is_reported() {
     let setup = Setup::new().await;
     let frames = [message("mine", "a", "1", 1), message("theirs", "b", "2", 2)];
     setup.write_partition("mine", 0, &frames);
-    let err = import(&setup.src(), &setup.broker).await.expect_err("mismatch");
+    let err = import(&setup.src(), &setup.broker)
+        .await
+        .expect_err("mismatch");
     let ImportError::Damaged { path, position, .. } = &err else {
         panic!("unexpected error: {err}");
     };
@@ -272,8 +298,12 @@ async fn a_frame_of_another_topic_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_and_group_offsets_keep_their_numbers() {
     let setup = Setup::new().await;
-    let p0: Vec<Message> = (0..3).map(|i| message("orders", "k0", &format!("a{i}"), i)).collect();
-    let p2: Vec<Message> = (0..5).map(|i| message("orders", "k2", &format!("c{i}"), 10 + i)).collect();
+    let p0: Vec<Message> = (0..3)
+        .map(|i| message("orders", "k0", &format!("a{i}"), i))
+        .collect();
+    let p2: Vec<Message> = (0..5)
+        .map(|i| message("orders", "k2", &format!("c{i}"), 10 + i))
+        .collect();
     setup.write_partition("orders", 0, &p0);
     setup.write_partition("orders", 2, &p2);
     setup.write_consumer(
@@ -317,7 +347,9 @@ async fn a_topic_that_already_has_records_is_refused() {
         .produce("vectors", vec![record])
         .await
         .expect("produce");
-    let err = import(&setup.src(), &setup.broker).await.expect_err("refused");
+    let err = import(&setup.src(), &setup.broker)
+        .await
+        .expect_err("refused");
     assert!(
         matches!(&err, ImportError::TopicNotEmpty { topic, .. } if topic == "vectors"),
         "{err}"
@@ -337,13 +369,17 @@ async fn a_topic_that_already_has_records_is_refused() {
 async fn invalid_directory_names_and_missing_files_are_refused() {
     let setup = Setup::new().await;
     setup.write_partition("bad name", 0, &[message("bad name", "", "v", 1)]);
-    let err = import(&setup.src(), &setup.broker).await.expect_err("refused");
+    let err = import(&setup.src(), &setup.broker)
+        .await
+        .expect_err("refused");
     assert!(matches!(&err, ImportError::Unsupported { .. }), "{err}");
     std::fs::remove_dir_all(setup.src().join("bad name")).expect("rm");
 
     setup.write_partition("fine", 0, &[message("fine", "", "v", 1)]);
     std::fs::remove_file(setup.src().join("fine/partition-0.idx")).expect("rm");
-    let err = import(&setup.src(), &setup.broker).await.expect_err("refused");
+    let err = import(&setup.src(), &setup.broker)
+        .await
+        .expect_err("refused");
     assert!(
         matches!(&err, ImportError::Missing(p) if p.ends_with("fine/partition-0.idx")),
         "{err}"

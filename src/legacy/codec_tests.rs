@@ -31,7 +31,12 @@ fn raw_frame(body: &[u8]) -> BytesMut {
 #[test]
 fn encodes_the_original_bytes() {
     // "basic" from ../shared/legacy/vectors.json.
-    let m = message("vectors", b"user-123", b"hello obelisk", 1_700_000_000_123_456_789);
+    let m = message(
+        "vectors",
+        b"user-123",
+        b"hello obelisk",
+        1_700_000_000_123_456_789,
+    );
     let hex: String = frame_of(&m).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         hex,
@@ -76,7 +81,10 @@ fn zero_length_is_empty_and_the_next_frame_decodes() {
     let mut buf = BytesMut::from(&[0u8, 0, 0, 0][..]);
     buf.extend_from_slice(&frame_of(&message("a", b"", b"v", 1)));
     assert_eq!(decode_frame(&mut buf), Ok(Some(Frame::Empty)));
-    assert!(matches!(decode_frame(&mut buf), Ok(Some(Frame::Message(_)))));
+    assert!(matches!(
+        decode_frame(&mut buf),
+        Ok(Some(Frame::Message(_)))
+    ));
     assert_eq!(decode_frame(&mut buf), Ok(None));
 }
 
@@ -84,7 +92,11 @@ fn zero_length_is_empty_and_the_next_frame_decodes() {
 fn max_length_is_allowed_and_one_more_is_not() {
     let mut buf = BytesMut::new();
     buf.put_u32_le(MAX_FRAME_LEN);
-    assert_eq!(decode_frame(&mut buf), Ok(None), "waits for the 10 MiB body");
+    assert_eq!(
+        decode_frame(&mut buf),
+        Ok(None),
+        "waits for the 10 MiB body"
+    );
     assert_eq!(missing_bytes(&buf), Some(MAX_FRAME_LEN as usize));
 
     let mut buf = BytesMut::new();

@@ -69,7 +69,9 @@ struct Pending {
 #[derive(Debug)]
 enum ReadEnd {
     /// The peer closed its side; `partial` bytes of an unfinished frame were dropped unanswered.
-    Eof { partial: usize },
+    Eof {
+        partial: usize,
+    },
     Idle,
     Shutdown,
     Fatal,

@@ -241,11 +241,14 @@ async fn write(
                     what: format!("the offsets of group {:?} on {topic:?}", g.name),
                     source,
                 })?;
-            offsets.extend(list.into_iter().map(|(partition, next_offset)| GroupOffset {
-                topic: topic.clone(),
-                partition,
-                next_offset,
-            }));
+            offsets.extend(
+                list.into_iter()
+                    .map(|(partition, next_offset)| GroupOffset {
+                        topic: topic.clone(),
+                        partition,
+                        next_offset,
+                    }),
+            );
         }
         imported_groups.push(ImportedGroup {
             name: g.name.clone(),

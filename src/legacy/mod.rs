@@ -151,5 +151,8 @@ pub async fn serve(
 /// Accept errors that concern only the connection being accepted.
 fn is_per_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }

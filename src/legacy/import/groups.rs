@@ -54,10 +54,16 @@ pub(super) fn scan_groups(
     Ok(groups)
 }
 
-/// topic → partition → offset, as written in one file.
-type RawOffsets = BTreeMap<String, BTreeMap<u32, u64>>;
+/// One consumer file as written.
+struct ConsumerFile {
+    group: String,
+    /// topic → partition → next offset.
+    partitioned: BTreeMap<String, BTreeMap<u32, u64>>,
+    /// Offsets of single-file topics: (topic, offset).
+    single: Vec<(String, u64)>,
+}
 
-fn read_file(path: &Path) -> Result<(String, RawOffsets, Vec<(String, u64)>), ImportError> {
+fn read_file(path: &Path) -> Result<ConsumerFile, ImportError> {
     let unsupported = |reason: String| ImportError::Unsupported {
         path: path.to_path_buf(),
         reason,
@@ -72,7 +78,7 @@ fn read_file(path: &Path) -> Result<(String, RawOffsets, Vec<(String, u64)>), Im
     let bytes = std::fs::read(path).map_err(|e| ImportError::io(path, e))?;
     let json: serde_json::Map<String, Value> = serde_json::from_slice(&bytes)
         .map_err(|e| unsupported(format!("not a JSON object of offsets: {e}")))?;
-    let mut partitioned = RawOffsets::new();
+    let mut partitioned = BTreeMap::new();
     let mut single = Vec::new();
     for (key, value) in json {
         match (key.strip_suffix("_partitions"), value) {
@@ -93,7 +99,9 @@ fn read_file(path: &Path) -> Result<(String, RawOffsets, Vec<(String, u64)>), Im
             }
             (_, Value::Number(n)) => {
                 let offset = n.as_u64().ok_or_else(|| {
-                    unsupported(format!("{key}: {n} is not an offset (a non-negative integer)"))
+                    unsupported(format!(
+                        "{key}: {n} is not an offset (a non-negative integer)"
+                    ))
                 })?;
                 single.push((key, offset));
             }
@@ -104,12 +112,20 @@ fn read_file(path: &Path) -> Result<(String, RawOffsets, Vec<(String, u64)>), Im
             }
         }
     }
-    Ok((name, partitioned, single))
+    Ok(ConsumerFile {
+        group: name,
+        partitioned,
+        single,
+    })
 }
 
 fn resolve(
     path: &Path,
-    (name, partitioned, single): (String, RawOffsets, Vec<(String, u64)>),
+    ConsumerFile {
+        group,
+        partitioned,
+        single,
+    }: ConsumerFile,
     topics: &[TopicPlan],
     warnings: &mut Vec<String>,
 ) -> Result<GroupPlan, ImportError> {
@@ -152,5 +168,8 @@ fn resolve(
             offsets.insert(topic, resolved);
         }
     }
-    Ok(GroupPlan { name, offsets })
+    Ok(GroupPlan {
+        name: group,
+        offsets,
+    })
 }

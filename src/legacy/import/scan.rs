@@ -205,7 +205,9 @@ fn validate_partition(
         if u64::try_from(entry).ok() != Some(position) {
             return Err(damaged_idx(
                 count * 8,
-                format!("entry {count} is {entry}, but frame {count} starts at log byte {position}"),
+                format!(
+                    "entry {count} is {entry}, but frame {count} starts at log byte {position}"
+                ),
             ));
         }
         count += 1;
@@ -311,18 +313,19 @@ fn scan_topic(
         let (log, idx) = match pair {
             (Some(log), Some(idx)) => (log, idx),
             (Some(_), None) => {
-                return Err(ImportError::Missing(
-                    dir.join(format!("partition-{n}.idx")),
-                ));
+                return Err(ImportError::Missing(dir.join(format!("partition-{n}.idx"))));
             }
             (None, _) => {
-                return Err(ImportError::Missing(
-                    dir.join(format!("partition-{n}.log")),
-                ));
+                return Err(ImportError::Missing(dir.join(format!("partition-{n}.log"))));
             }
         };
         let records = validate_partition(&name, n, &log, &idx, max_record_bytes)?;
-        tracing::info!(topic = name, partition = n, records, "legacy partition validated");
+        tracing::info!(
+            topic = name,
+            partition = n,
+            records,
+            "legacy partition validated"
+        );
         partitions.insert(n, PartitionPlan { log, records });
     }
     if partitions.is_empty() {
