@@ -2,29 +2,18 @@
 //! `../shared/legacy/vectors.json`, consumer offsets, and damage reported with file and byte
 //! position while nothing is imported.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+#[path = "common/legacy_harness.rs"]
+mod harness;
+
+use std::path::PathBuf;
 
 use bytes::Bytes;
-use obelisk::broker::{Broker, BrokerConfig, FetchRequest, ProduceRecord, ReadLimits, Record};
+use harness::{fetch_all, hex, vectors};
+use obelisk::broker::{Broker, BrokerConfig, ProduceRecord, Record};
 use obelisk::legacy::codec::Message;
 use obelisk::legacy::import::{GroupOffset, ImportedGroup, ImportedTopic};
 use obelisk::legacy::{ImportError, import};
 use serde_json::Value;
-
-fn vectors() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/legacy/vectors.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("vectors.json parses")
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
-        .collect()
-}
 
 /// A temp dir laid out like the original: `<root>/data/topics` (the data dir) and
 /// `<root>/data/consumers`, with a broker of its own under `<root>/broker`.
@@ -90,20 +79,7 @@ impl Setup {
     }
 
     async fn records(&self, topic: &str, partition: u32) -> Vec<Record> {
-        self.broker
-            .fetch(FetchRequest {
-                topic: topic.to_string(),
-                partition,
-                offset: 0,
-                limits: ReadLimits {
-                    max_records: 100_000,
-                    max_bytes: 64 << 20,
-                    max_wait: Duration::ZERO,
-                },
-            })
-            .await
-            .expect("fetch")
-            .records
+        fetch_all(&self.broker, topic, partition).await
     }
 
     /// Checks the broker holds no topics and no groups.
@@ -113,7 +89,7 @@ impl Setup {
     }
 }
 
-fn message(topic: &str, key: &str, value: &str, timestamp: i64) -> Message {
+fn text_message(topic: &str, key: &str, value: &str, timestamp: i64) -> Message {
     Message {
         timestamp,
         topic: Bytes::copy_from_slice(topic.as_bytes()),
@@ -227,7 +203,7 @@ async fn a_truncated_log_is_reported_and_nothing_is_imported() {
     let setup = Setup::new().await;
     let v = vectors();
     // A healthy topic first: it must not be imported either.
-    setup.write_partition("another", 0, &[message("another", "k", "v", 1)]);
+    setup.write_partition("another", 0, &[text_message("another", "k", "v", 1)]);
     let (log, _) = setup.write_vectors_pair(&v);
     let full = std::fs::read(&log).expect("read");
     std::fs::write(&log, &full[..full.len() - 10]).expect("truncate");
@@ -280,7 +256,10 @@ async fn a_corrupted_index_is_reported_and_nothing_is_imported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_of_another_topic_is_reported() {
     let setup = Setup::new().await;
-    let frames = [message("mine", "a", "1", 1), message("theirs", "b", "2", 2)];
+    let frames = [
+        text_message("mine", "a", "1", 1),
+        text_message("theirs", "b", "2", 2),
+    ];
     setup.write_partition("mine", 0, &frames);
     let err = import(&setup.src(), &setup.broker)
         .await
@@ -299,10 +278,10 @@ async fn a_frame_of_another_topic_is_reported() {
 async fn partitions_and_group_offsets_keep_their_numbers() {
     let setup = Setup::new().await;
     let p0: Vec<Message> = (0..3)
-        .map(|i| message("orders", "k0", &format!("a{i}"), i))
+        .map(|i| text_message("orders", "k0", &format!("a{i}"), i))
         .collect();
     let p2: Vec<Message> = (0..5)
-        .map(|i| message("orders", "k2", &format!("c{i}"), 10 + i))
+        .map(|i| text_message("orders", "k2", &format!("c{i}"), 10 + i))
         .collect();
     setup.write_partition("orders", 0, &p0);
     setup.write_partition("orders", 2, &p2);
@@ -368,14 +347,14 @@ async fn a_topic_that_already_has_records_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_directory_names_and_missing_files_are_refused() {
     let setup = Setup::new().await;
-    setup.write_partition("bad name", 0, &[message("bad name", "", "v", 1)]);
+    setup.write_partition("bad name", 0, &[text_message("bad name", "", "v", 1)]);
     let err = import(&setup.src(), &setup.broker)
         .await
         .expect_err("refused");
     assert!(matches!(&err, ImportError::Unsupported { .. }), "{err}");
     std::fs::remove_dir_all(setup.src().join("bad name")).expect("rm");
 
-    setup.write_partition("fine", 0, &[message("fine", "", "v", 1)]);
+    setup.write_partition("fine", 0, &[text_message("fine", "", "v", 1)]);
     std::fs::remove_file(setup.src().join("fine/partition-0.idx")).expect("rm");
     let err = import(&setup.src(), &setup.broker)
         .await

@@ -113,11 +113,9 @@ pub(crate) async fn run(stream: TcpStream, ctx: ConnectionContext) {
                     ctx.stats.note_connection_error();
                     tracing::debug!(error = %e, "writing replies failed");
                 }
-                (ReadEnd::Fatal, Ok(())) => {
-                    ctx.stats.note_connection_error();
+                (ReadEnd::Fatal | ReadEnd::Shutdown | ReadEnd::Idle, Ok(())) => {
                     drain_input(rd).await;
                 }
-                (ReadEnd::Shutdown | ReadEnd::Idle, Ok(())) => drain_input(rd).await,
                 (ReadEnd::Eof { partial }, Ok(())) => {
                     if *partial > 0 {
                         tracing::debug!(partial, "peer closed inside a frame; it gets no reply");
@@ -157,6 +155,7 @@ async fn read_frames(
                 Ok(Some(frame)) => frame,
                 Err(e) => {
                     tracing::warn!(error = %e, "fatal frame; closing the connection");
+                    ctx.stats.note_connection_error();
                     let reply = replies::for_frame_error(&e);
                     let _ = tx.send(Pending {
                         reply: Box::pin(std::future::ready(reply)),
