@@ -114,9 +114,10 @@ impl LegacyClient {
             }
             Ok::<_, ClientError>(replies)
         };
-        let (written, replies) = tokio::join!(write, read);
-        written?;
-        replies
+        // The first error ends both halves (a reader waiting for replies that will never come,
+        // or a writer waiting for room in the window).
+        let ((), replies) = tokio::try_join!(write, read)?;
+        Ok(replies)
     }
 }
 

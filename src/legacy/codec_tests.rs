@@ -251,7 +251,12 @@ fn replies_have_the_original_bytes_and_parse_back() {
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = decode_message(&Bytes::from(data.clone()));
+        if let Ok(m) = decode_message(&Bytes::from(data.clone())) {
+            // What decodes is exactly the encoding of the message, plus ignored trailing bytes.
+            let mut again = Vec::new();
+            m.encode(&mut again);
+            prop_assert_eq!(&again[..], &data[..again.len()]);
+        }
         let _ = missing_bytes(&data);
         let mut buf = BytesMut::from(&data[..]);
         while let Ok(Some(_)) = decode_frame(&mut buf) {}
@@ -271,7 +276,11 @@ proptest! {
             body.put_u32_le(len);
             body.put_slice(&tail[..tail.len().min(len as usize)]);
         }
-        let _ = decode_frame(&mut raw_frame(&body));
+        if let Ok(Some(Frame::Message(m))) = decode_frame(&mut raw_frame(&body)) {
+            let mut again = Vec::new();
+            m.encode(&mut again);
+            prop_assert_eq!(&again[..], &body[..again.len()]);
+        }
     }
 
     #[test]

@@ -52,6 +52,7 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 pub(crate) struct ConnectionContext {
     pub broker: Broker,
     pub idle_timeout: Duration,
+    /// At least 1, at most `Semaphore::MAX_PERMITS`.
     pub max_in_flight: usize,
     pub shutdown_grace: Duration,
     pub shutdown: CancellationToken,
@@ -140,9 +141,9 @@ async fn read_frames(
     ctx: &ConnectionContext,
     writer_gone: &CancellationToken,
 ) -> (ReadEnd, OwnedReadHalf) {
-    let slots = Arc::new(Semaphore::new(ctx.max_in_flight.max(1)));
+    let slots = Arc::new(Semaphore::new(ctx.max_in_flight));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let idle = tokio::time::sleep(ctx.idle_timeout);
+    let idle = tokio::time::sleep_until(after(ctx.idle_timeout));
     tokio::pin!(idle);
     loop {
         // Hand over every complete frame already buffered.
@@ -164,7 +165,7 @@ async fn read_frames(
                     return (ReadEnd::Fatal, rd);
                 }
             };
-            idle.as_mut().reset(Instant::now() + ctx.idle_timeout);
+            idle.as_mut().reset(after(ctx.idle_timeout));
             let slot = match slots.clone().try_acquire_owned() {
                 Ok(slot) => slot,
                 Err(_) => tokio::select! {
@@ -321,6 +322,13 @@ fn refused(topic: &str, err: &BrokerError) -> Reply {
         _ => tracing::debug!(topic, error = %err, "produce refused"),
     }
     reply
+}
+
+/// The instant `duration` from now, or about 30 years away for a duration too long to add.
+fn after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
 }
 
 /// Reads and discards what the peer still sends, so that closing with unread input does not

@@ -78,12 +78,14 @@ pub async fn serve(
     stats: Arc<LegacyStats>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let limit = Arc::new(Semaphore::new(
+        config.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let tracker = TaskTracker::new();
     let ctx = connection::ConnectionContext {
         broker,
         idle_timeout: config.idle_timeout,
-        max_in_flight: config.max_in_flight.max(1),
+        max_in_flight: config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
         shutdown_grace: config.shutdown_grace,
         shutdown: shutdown.clone(),
         stats: Arc::clone(&stats),
