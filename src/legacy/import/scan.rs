@@ -183,11 +183,11 @@ fn validate_partition(
     while let Some((position, record)) = reader.next_record(topic, partition)? {
         let size = encoded_len(&record.key, &record.value, &record.headers);
         if size > max_record_bytes {
-            return Err(ImportError::Damaged {
+            return Err(ImportError::Unsupported {
                 path: log.to_path_buf(),
-                position,
                 reason: format!(
-                    "this record needs {size} bytes, above the broker's max_record_bytes of {max_record_bytes}"
+                    "the record at byte {position} needs {size} bytes, above the broker's \
+                     max_record_bytes of {max_record_bytes}; raise that limit to import it"
                 ),
             });
         }
