@@ -9,6 +9,7 @@
 //! - [`status`]: the server's status shared by every listener, and health evaluation.
 //! - [`server`]: binds every listener and runs them over one Broker; [`config`]: its settings.
 //! - [`cli`]: the `obelisk` command line; [`telemetry`]: logging setup.
+//! - [`legacy`]: the original Obelisk's binary TCP protocol, translated into Broker calls.
 //! - [`rfc3339`]: timestamps and durations as the original's JSON wrote them.
 pub mod broker;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod legacy;
 pub mod metrics;
 pub mod proto;
 pub mod rfc3339;

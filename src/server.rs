@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Broker, BrokerError};
 use crate::config::Validated;
 use crate::http::HttpState;
+use crate::legacy::{LegacyConfig, LegacyStats};
 use crate::status::{Recovery, ServerStatus};
 
 /// How long shutdown waits for listeners to drain before cutting the rest.
@@ -54,15 +55,23 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 /// A listener cannot bind, or the data directory cannot be opened.
 pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
     let grpc_listener = bind("gRPC", config.grpc_addr).await?;
+    let legacy_listener = match config.tcp_addr {
+        Some(addr) => Some(bind("legacy TCP", addr).await?),
+        None => None,
+    };
     let http_listener = match config.http_addr {
         Some(addr) => Some(bind("HTTP", addr).await?),
         None => None,
     };
     let grpc_addr = grpc_listener.local_addr().unwrap_or(config.grpc_addr);
     let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let tcp_addr = legacy_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let status = Arc::new(ServerStatus::new());
     status.grpc.enable();
+    if legacy_listener.is_some() {
+        status.legacy.enable();
+    }
     status.set_recovering(Recovery::Running);
     let broker = Broker::open(config.broker.clone()).await?;
     status.set_recovering(Recovery::Done);
@@ -92,6 +101,27 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
     }
     tracing::info!(%grpc_addr, "gRPC listening");
 
+    if let Some(listener) = legacy_listener {
+        let legacy = LegacyConfig {
+            max_connections: config.grpc.max_connections,
+            idle_timeout: config.legacy_idle_timeout,
+            ..LegacyConfig::default()
+        };
+        let stats = Arc::new(LegacyStats::for_server(Arc::clone(&status)));
+        let (broker, status, shutdown) = (broker.clone(), Arc::clone(&status), shutdown.clone());
+        tasks.push((
+            "legacy TCP",
+            tokio::spawn(async move {
+                status.legacy.mark_up();
+                let res = crate::legacy::serve(listener, broker, legacy, stats, shutdown).await;
+                status.legacy.mark_down();
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "legacy TCP listener failed");
+                }
+            }),
+        ));
+    }
+
     if let Some(listener) = http_listener {
         let state = HttpState::with_config(broker.clone(), Arc::clone(&status), config.http)
             .with_shutdown(shutdown.clone());
@@ -109,7 +139,7 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
 
     Ok(RunningServer {
         grpc_addr,
-        tcp_addr: None,
+        tcp_addr,
         http_addr,
         broker,
         status,

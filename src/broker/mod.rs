@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::storage::{BatchConfig, Durability};
 use crate::storage::{LogConfig, OffsetStore, PartitionConfig, StorageError, Topic};
 
+pub use admin::MAX_PARTITIONS;
 pub use error::{BrokerError, NameKind};
 pub use produce::PendingProduce;
 pub use subscription::Subscription;

@@ -8,7 +8,6 @@ use super::error::{BrokerError, NameKind};
 use super::names;
 use super::types::{ProduceRecord, RecordAck};
 use super::{Broker, now_ns};
-use crate::storage::record::encoded_len;
 use crate::storage::{AppendError, Record, StorageError, Topic, TopicConfig};
 
 impl Broker {
@@ -119,7 +118,13 @@ impl Broker {
     fn check_records(&self, records: &[ProduceRecord]) -> Result<(), BrokerError> {
         let max = self.inner.config.max_record_bytes;
         for r in records {
-            let size = encoded_len(&r.key, &r.value, &r.headers);
+            // The limit is on what the producer sent (key, value, headers), not on framing.
+            let size = r.key.len()
+                + r.value.len()
+                + r.headers
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len())
+                    .sum::<usize>();
             if size > max {
                 return Err(BrokerError::RecordTooLarge { size, max });
             }

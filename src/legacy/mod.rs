@@ -1,0 +1,160 @@
+//! The legacy TCP listener: the original Obelisk's binary produce protocol, byte for byte, as one
+//! translation step into the same [`Broker`] calls every other protocol uses.
+//!
+//! - [`codec`]: bytes ↔ frames and reply lines (no I/O);
+//! - [`replies`]: the one table from broker and codec errors to `NACK:*` replies;
+//! - `connection`: the per-connection loop (pipelining, in-order replies, idle timeout);
+//! - [`serve`] (here): the accept loop, the connection limit and draining on shutdown;
+//! - [`import`]: importing an original data directory (`partition-N.log`/`.idx`, consumer offsets);
+//! - [`client`]: a small pipelining producer client, for tests and the benchmark.
+//!
+//! The protocol as implemented, and where it departs from the original, is described in
+//! `docs/legacy-protocol.md`.
+
+pub mod client;
+pub mod codec;
+mod connection;
+pub mod import;
+pub mod replies;
+mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::broker::Broker;
+pub use client::{ClientError, FrameWriter, LegacyClient, ReplyReader};
+pub use import::{ImportError, ImportReport, import};
+pub use stats::LegacyStats;
+
+/// Settings of the legacy listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyConfig {
+    /// Connections served at once; one more is accepted and closed at once (with a warning).
+    /// The original declared this limit but never enforced it.
+    pub max_connections: usize,
+    /// A connection that sends no complete frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// Frames of one connection handed to the broker and not yet answered. Beyond it the
+    /// connection stops reading, which pushes back on the client through TCP.
+    pub max_in_flight: usize,
+    /// On shutdown, how long a connection may take to write its in-flight replies (to a client
+    /// that does not read them) before it is dropped.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for LegacyConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            max_in_flight: 1024,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Pause after an accept error that is not about one connection (out of file descriptors...).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves the legacy protocol on `listener` until `shutdown` is cancelled, then stops accepting,
+/// lets every connection write the replies of the frames it already handed to the broker, and
+/// returns once all connections are closed. Idle connections close at once on shutdown.
+///
+/// Call `Broker::shutdown` after this returns, so in-flight produces can still complete.
+///
+/// # Errors
+/// None at present: accept errors are logged and retried. The `Result` leaves room for listener
+/// failures a caller must see.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Broker,
+    config: LegacyConfig,
+    stats: Arc<LegacyStats>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let limit = Arc::new(Semaphore::new(
+        config.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    let tracker = TaskTracker::new();
+    let ctx = connection::ConnectionContext {
+        broker,
+        idle_timeout: config.idle_timeout,
+        max_in_flight: config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+        shutdown_grace: config.shutdown_grace,
+        shutdown: shutdown.clone(),
+        stats: Arc::clone(&stats),
+    };
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "legacy TCP listener serving"),
+        Err(e) => tracing::info!(error = %e, "legacy TCP listener serving"),
+    }
+    let mut next_id: u64 = 0;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "a connection failed while being accepted");
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "accepting legacy connections failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            stats.note_rejected();
+            tracing::warn!(
+                %peer,
+                max_connections = config.max_connections,
+                "legacy connection limit reached; closing the new connection"
+            );
+            drop(stream);
+            continue;
+        };
+        next_id += 1;
+        let span = tracing::info_span!("legacy_connection", id = next_id, %peer);
+        let ctx = ctx.clone();
+        let open = stats.open_guard();
+        tracker.spawn(
+            async move {
+                tracing::debug!("connection accepted");
+                connection::run(stream, ctx).await;
+                drop(open);
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    tracker.close();
+    tracing::info!(
+        open = tracker.len(),
+        "legacy listener stopped accepting; draining connections"
+    );
+    tracker.wait().await;
+    tracing::info!("legacy listener stopped");
+    Ok(())
+}
+
+/// Accept errors that concern only the connection being accepted.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
+}
