@@ -3,6 +3,8 @@
 
 const { test, beforeEach, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 const { status } = require('@grpc/grpc-js');
 const { Client, ObeliskError, HEALTH_SERVICE } = require('../src');
 const { startBroker, pollUntil, fnv1a32 } = require('../test-support/fixtures');
@@ -164,4 +166,12 @@ test('a broken stream fails the pending acks', async () => {
 
 test('health check answers SERVING for obelisk.v1.Broker', async () => {
   assert.equal(await broker.client.checkHealth(HEALTH_SERVICE), 'SERVING');
+});
+
+test('the quickstart example runs', () => {
+  const res = spawnSync(process.execPath, [path.join(__dirname, '..', 'examples', 'quickstart.js'), broker.server.addr],
+    { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(res.status, 0, res.stdout + res.stderr);
+  assert.match(res.stdout, /committed next offsets/);
+  assert.match(res.stdout, /INVALID_ARGUMENT: invalid topic name "bad\/topic"/);
 });
