@@ -61,7 +61,8 @@ struct Expected {
 }
 
 fn b64(v: &Value) -> Vec<u8> {
-    B64.decode(v.as_str().expect("base64 string")).expect("valid base64")
+    B64.decode(v.as_str().expect("base64 string"))
+        .expect("valid base64")
 }
 
 /// (partition, offset) -> record, from `path`; and the topic.
@@ -81,7 +82,10 @@ fn read_expected(path: &Path) -> (String, HashMap<(u32, u64), Expected>) {
         };
         (place, expected)
     });
-    (json["topic"].as_str().unwrap().to_string(), records.collect())
+    (
+        json["topic"].as_str().unwrap().to_string(),
+        records.collect(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,14 +127,24 @@ async fn python_produced_records_are_read_identically_by_rust_and_typescript() {
         consumer.commit(&records).await.unwrap();
         got.extend(records.into_iter().map(|r| ((r.partition, r.offset), r)));
     }
-    assert_eq!(got.len(), expected.len(), "every record read back within 10 s");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "every record read back within 10 s"
+    );
     for (place, want) in &expected {
-        let r = got.get(place).unwrap_or_else(|| panic!("no record at {place:?}"));
+        let r = got
+            .get(place)
+            .unwrap_or_else(|| panic!("no record at {place:?}"));
         let have = Expected {
             timestamp_ns: r.timestamp_ns,
             key: r.key.to_vec(),
             value: r.value.to_vec(),
-            headers: r.headers.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_vec()))
+                .collect(),
         };
         assert_eq!(&have, want, "record at {place:?}");
     }
@@ -148,7 +162,9 @@ async fn python_produced_records_are_read_identically_by_rust_and_typescript() {
             .arg(&expected_path);
         expect_success("the TypeScript consumer", &run(consume).await);
     } else {
-        eprintln!("SKIPPED the TypeScript half: no node or no clients/typescript/node_modules (npm ci there)");
+        eprintln!(
+            "SKIPPED the TypeScript half: no node or no clients/typescript/node_modules (npm ci there)"
+        );
     }
     server.stop().await;
 }
