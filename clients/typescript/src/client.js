@@ -1,0 +1,140 @@
+'use strict';
+/** @module client — the connection to a broker; unary calls return promises of plain objects. */
+
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+const { ObeliskError } = require('./errors');
+const { toProducerRecord } = require('./records');
+
+/** The repository's proto/ (override with the `protoDir` option or OBELISK_PROTO_DIR). */
+const DEFAULT_PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
+/** How proto/ is loaded: camelCase fields, 64-bit integers as decimal strings, bytes as Buffer. */
+const LOADER_OPTIONS = { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true };
+/** The server's default largest gRPC message (64 MiB). */
+const MAX_MESSAGE_BYTES = 64 << 20;
+/** The gRPC health-check service name of the broker. */
+const HEALTH_SERVICE = 'obelisk.v1.Broker';
+
+/** grpc.health.v1.Health, as a protobufjs JSON descriptor (small enough to inline). */
+const HEALTH_JSON = {
+  nested: { grpc: { nested: { health: { nested: { v1: { nested: {
+    HealthCheckRequest: { fields: { service: { type: 'string', id: 1 } } },
+    HealthCheckResponse: {
+      fields: { status: { type: 'ServingStatus', id: 1 } },
+      nested: { ServingStatus: { values: { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } } },
+    },
+    Health: { methods: { Check: { requestType: 'HealthCheckRequest', responseType: 'HealthCheckResponse' } } },
+  } } } } } } },
+};
+
+const loaded = new Map();
+/** Loads (once per directory) the obelisk.v1 package from `protoDir`. */
+function loadProto(protoDir) {
+  if (!loaded.has(protoDir)) {
+    const def = protoLoader.loadSync('obelisk/v1/broker.proto', { ...LOADER_OPTIONS, includeDirs: [protoDir] });
+    loaded.set(protoDir, grpc.loadPackageDefinition(def).obelisk.v1);
+  }
+  return loaded.get(protoDir);
+}
+
+/** Calls a unary method; resolves with the response, rejects with an ObeliskError. */
+function unary(stub, method, request, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    stub[method](request, { deadline: Date.now() + timeoutMs }, (err, resp) => {
+      if (err) reject(ObeliskError.from(err));
+      else resolve(resp);
+    });
+  });
+}
+
+/**
+ * A channel to one broker: `new Client('127.0.0.1:50051')` (`http://` is accepted; plaintext).
+ * `stub` is the generated `obelisk.v1.Broker` client for calls this layer does not wrap.
+ */
+class Client {
+  /**
+   * @param {string} [addr] host:port of the broker.
+   * @param {{timeoutMs?: number, protoDir?: string, channelOptions?: object}} [options]
+   */
+  constructor(addr = '127.0.0.1:50051', options = {}) {
+    this.addr = addr.replace(/^http:\/\//, '');
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    const protoDir = options.protoDir ?? process.env.OBELISK_PROTO_DIR ?? DEFAULT_PROTO_DIR;
+    /** The loaded obelisk.v1 package (message constructors are not needed: pass plain objects). */
+    this.proto = loadProto(protoDir);
+    const channelOptions = {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      ...options.channelOptions,
+    };
+    this.stub = new this.proto.Broker(this.addr, grpc.credentials.createInsecure(), channelOptions);
+  }
+
+  /** Resolves once the channel is connected; rejects with UNAVAILABLE after `timeoutMs`. */
+  waitReady(timeoutMs = 10_000) {
+    return new Promise((resolve, reject) => {
+      this.stub.waitForReady(Date.now() + timeoutMs, (err) => {
+        if (err) reject(new ObeliskError(grpc.status.UNAVAILABLE, `no broker answered at ${this.addr}: ${err.message}`));
+        else resolve();
+      });
+    });
+  }
+
+  /** The broker's health status ('SERVING', 'NOT_SERVING', ...) via grpc.health.v1. */
+  async checkHealth(service = HEALTH_SERVICE, timeoutMs = this.timeoutMs) {
+    if (!this._health) {
+      const def = protoLoader.fromJSON(HEALTH_JSON, { enums: String });
+      const Health = grpc.loadPackageDefinition(def).grpc.health.v1.Health;
+      this._health = new Health(this.addr, grpc.credentials.createInsecure(), { channelOverride: this.stub.getChannel() });
+    }
+    const resp = await unary(this._health, 'Check', { service }, timeoutMs);
+    return resp.status;
+  }
+
+  /** A batching {@link Producer} on this channel. */
+  producer(config) {
+    const { Producer } = require('./producer');
+    return new Producer(this, config);
+  }
+
+  /** A {@link Consumer} of `topic` in `group`. */
+  consumer(topic, group, config) {
+    const { Consumer } = require('./consumer');
+    return new Consumer(this, topic, group, config);
+  }
+
+  /** Appends records in one unary call; resolves once all are durable, with one ack per record. */
+  async produce(topic, records) {
+    const resp = await unary(this.stub, 'Produce', { topic, records: records.map(toProducerRecord) }, this.timeoutMs);
+    return resp.acks.map((a) => ({ partition: a.partition, offset: BigInt(a.offset) }));
+  }
+
+  /** Creates a topic (0 or unset = the server's default for each setting). */
+  async createTopic(name, { partitions = 0, retentionMs = 0, retentionBytes = 0 } = {}) {
+    const config = { partitions, retentionMs: String(retentionMs), retentionBytes: String(retentionBytes) };
+    return (await unary(this.stub, 'CreateTopic', { name, config }, this.timeoutMs)).topic;
+  }
+
+  /** A topic's config and its partitions' offsets (64-bit numbers as decimal strings). */
+  async describeTopic(name) {
+    return (await unary(this.stub, 'DescribeTopic', { name }, this.timeoutMs)).topic;
+  }
+
+  /** Every topic. */
+  async listTopics() {
+    return (await unary(this.stub, 'ListTopics', {}, this.timeoutMs)).topics;
+  }
+
+  /** Deletes a topic and its data. */
+  async deleteTopic(name) {
+    await unary(this.stub, 'DeleteTopic', { name }, this.timeoutMs);
+  }
+
+  /** Closes the channel. */
+  close() {
+    this.stub.close();
+  }
+}
+
+module.exports = { Client, unary, HEALTH_SERVICE, DEFAULT_PROTO_DIR, LOADER_OPTIONS };

@@ -1,0 +1,133 @@
+// Types of the Obelisk Node.js client (src/*.js). 64-bit integers are `bigint`, bytes are `Buffer`.
+import type { Client as GrpcClient } from '@grpc/grpc-js';
+
+/** Bytes as a Buffer or a string (encoded as UTF-8). */
+export type BytesLike = Buffer | Uint8Array | string;
+
+/** A record to produce. */
+export interface ProducerRecord {
+  /** Routing key: records with the same non-empty key go to the same partition (FNV-1a). */
+  key?: BytesLike;
+  value?: BytesLike;
+  headers?: Record<string, BytesLike>;
+  /** Unix time in ns; unset: the broker stamps the arrival time. */
+  timestampNs?: bigint | number | string;
+  /** Explicit partition; unset: chosen from the key, or round-robin for an empty key. */
+  partition?: number;
+}
+
+/** A stored record, as read back. */
+export interface ConsumedRecord {
+  partition: number;
+  offset: bigint;
+  timestampNs: bigint;
+  key: Buffer;
+  value: Buffer;
+  headers: Record<string, Buffer>;
+}
+
+/** Where an acknowledged (durable) record was stored. */
+export interface Ack {
+  partition: number;
+  offset: bigint;
+}
+
+/** A position for subscribe/reset. */
+export type Position = 'earliest' | 'latest' | { offset: bigint | number } | { timestampNs: bigint | number | string };
+
+/** An error from the broker: `code` is the gRPC status number, `codeName` its name. */
+export class ObeliskError extends Error {
+  constructor(code: number, message: string);
+  readonly code: number;
+  readonly codeName: string;
+  static from(err: unknown): ObeliskError;
+}
+
+export interface ClientOptions {
+  /** Deadline of unary calls (default 30 000). */
+  timeoutMs?: number;
+  /** Directory holding obelisk/v1/broker.proto (default: the repository's proto/, or OBELISK_PROTO_DIR). */
+  protoDir?: string;
+  channelOptions?: Record<string, unknown>;
+}
+
+/** Partition configuration of a topic; 64-bit numbers as decimal strings. */
+export interface TopicDescription {
+  name: string;
+  config: { partitions: number; retentionMs: string; retentionBytes: string };
+  partitions: Array<{
+    partition: number;
+    logStartOffset: string;
+    logEndOffset: string;
+    sizeBytes: string;
+    segments: number;
+    readOnly: boolean;
+  }>;
+}
+
+export const HEALTH_SERVICE: 'obelisk.v1.Broker';
+
+/** A channel to one broker. */
+export class Client {
+  constructor(addr?: string, options?: ClientOptions);
+  readonly addr: string;
+  readonly timeoutMs: number;
+  /** The generated obelisk.v1.Broker client (grpc-js), for calls this layer does not wrap. */
+  readonly stub: GrpcClient & Record<string, any>;
+  waitReady(timeoutMs?: number): Promise<void>;
+  /** 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN' or 'UNKNOWN'. */
+  checkHealth(service?: string, timeoutMs?: number): Promise<string>;
+  producer(config?: ProducerConfig): Producer;
+  consumer(topic: string, group: string, config?: ConsumerConfig): Consumer;
+  produce(topic: string, records: ProducerRecord[]): Promise<Ack[]>;
+  createTopic(name: string, config?: { partitions?: number; retentionMs?: number; retentionBytes?: number }): Promise<TopicDescription>;
+  describeTopic(name: string): Promise<TopicDescription>;
+  listTopics(): Promise<TopicDescription[]>;
+  deleteTopic(name: string): Promise<void>;
+  close(): void;
+}
+
+export interface ProducerConfig {
+  /** Records per batch (default 500). */
+  batchRecords?: number;
+  /** How long a batch waits for more records (default 2 ms). */
+  lingerMs?: number;
+  /** Unacknowledged batches at once (default 16). */
+  maxInFlight?: number;
+}
+
+/** A batching producer over one ProduceStream. */
+export class Producer {
+  constructor(client: Client, config?: ProducerConfig);
+  send(topic: string, record: ProducerRecord): Promise<Ack>;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ConsumerConfig {
+  maxRecords?: number;
+  maxWaitMs?: number;
+  startIfNew?: 'earliest' | 'latest';
+}
+
+/** Reads one topic as one consumer group (at-least-once: commit after processing). */
+export class Consumer implements AsyncIterable<ConsumedRecord> {
+  constructor(client: Client, topic: string, group: string, config?: ConsumerConfig);
+  readonly topic: string;
+  readonly group: string;
+  maxRecords: number;
+  maxWaitMs: number;
+  poll(options?: { maxRecords?: number; maxWaitMs?: number; maxBytes?: number }): Promise<ConsumedRecord[]>;
+  /** Commits the offset after each partition's highest record; resolves with {partition: next offset}. */
+  commit(records: Iterable<ConsumedRecord>): Promise<Record<number, bigint>>;
+  commitOffsets(offsets: Record<number, bigint | number>): Promise<void>;
+  reset(to: Position): Promise<Record<number, bigint>>;
+  subscribe(options?: { start?: Position; maxRecordsPerMessage?: number; timeoutMs?: number }): Subscription;
+  [Symbol.asyncIterator](): AsyncIterator<ConsumedRecord>;
+}
+
+/** The records of a Subscribe stream. */
+export class Subscription implements AsyncIterable<ConsumedRecord> {
+  cancel(): void;
+  [Symbol.asyncIterator](): AsyncGenerator<ConsumedRecord, void, undefined>;
+}
