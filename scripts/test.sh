@@ -10,10 +10,10 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo build"
 cargo build --all-targets --locked
+# The client tests install their Python and npm packages, which the cross-language Rust test
+# (tests/cross_language.rs) needs too, so they run first.
+echo "== client tests (Python, TypeScript)"
+clients/run-tests.sh
 echo "== cargo test"
 cargo test --locked -- --test-threads=2
-if [ -x clients/run-tests.sh ]; then
-  echo "== client tests (Python, TypeScript)"
-  clients/run-tests.sh
-fi
 echo "== all tests passed"

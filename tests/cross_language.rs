@@ -162,6 +162,10 @@ async fn python_produced_records_are_read_identically_by_rust_and_typescript() {
             .arg(&expected_path);
         expect_success("the TypeScript consumer", &run(consume).await);
     } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI: node or clients/typescript/node_modules is missing; run clients/run-tests.sh first"
+        );
         eprintln!(
             "SKIPPED the TypeScript half: no node or no clients/typescript/node_modules (npm ci there)"
         );
