@@ -647,3 +647,55 @@ async fn health_reflection_and_shutdown_with_idle_clients() {
     );
     drop(channel);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_does_not_cut_long_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::test_config(dir.path());
+    cfg.request_timeout_ms = 200;
+    let server = common::start(cfg).await;
+    let mut c = common::grpc_client(&server).await;
+    c.create_topic(pb::CreateTopicRequest {
+        name: "slow".into(),
+        config: None,
+    })
+    .await
+    .unwrap();
+    let mut sub = c
+        .subscribe(pb::SubscribeRequest {
+            topic: "slow".into(),
+            start: pos(pb::position::Target::Latest(true)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Outlive the unary deadline before anything is produced.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    c.produce(pb::ProduceRequest {
+        topic: "slow".into(),
+        records: vec![record("k", "late")],
+    })
+    .await
+    .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a record arrives")
+        .expect("the stream is still open")
+        .expect("no error");
+    assert_eq!(msg.records[0].value, Bytes::from_static(b"late"));
+    // A long poll asking to wait past the deadline is answered (empty) within it, not failed.
+    let got = c
+        .poll(pb::PollRequest {
+            topic: "slow".into(),
+            group: "g".into(),
+            max_wait_ms: 10_000,
+            start_if_new: pb::StartPosition::Latest as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("answered within the deadline")
+        .into_inner();
+    assert!(got.records.is_empty());
+    server.stop().await;
+}

@@ -74,9 +74,13 @@ pub async fn serve(
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha();
-    let service = BrokerServer::new(BrokerService::new(broker, shutdown.clone()))
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+    let service = BrokerServer::new(BrokerService::new(
+        broker,
+        shutdown.clone(),
+        config.request_timeout,
+    ))
+    .max_decoding_message_size(config.max_message_bytes)
+    .max_encoding_message_size(config.max_message_bytes);
     let incoming = incoming::limited(listener, config.max_connections, status, shutdown.clone());
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)

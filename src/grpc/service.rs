@@ -23,11 +23,28 @@ pub struct BrokerService {
     broker: Broker,
     /// Cancelled when the server stops: streams end on it.
     shutdown: CancellationToken,
+    /// Longest long-poll wait, kept inside the unary request deadline so a poll answers (empty)
+    /// instead of failing with DEADLINE_EXCEEDED.
+    max_wait: std::time::Duration,
 }
 
 impl BrokerService {
-    pub fn new(broker: Broker, shutdown: CancellationToken) -> Self {
-        Self { broker, shutdown }
+    pub fn new(
+        broker: Broker,
+        shutdown: CancellationToken,
+        request_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            broker,
+            shutdown,
+            max_wait: request_timeout.mul_f64(0.9),
+        }
+    }
+
+    fn limits(&self, max_records: u32, max_bytes: u32, max_wait_ms: u32) -> ReadLimits {
+        let mut limits = ReadLimits::from_wire(max_records, max_bytes, max_wait_ms);
+        limits.max_wait = limits.max_wait.min(self.max_wait);
+        limits
     }
 }
 
@@ -127,7 +144,7 @@ impl pb::broker_server::Broker for BrokerService {
             .poll(PollRequest {
                 topic: r.topic,
                 group: r.group,
-                limits: ReadLimits::from_wire(r.max_records, r.max_bytes, r.max_wait_ms),
+                limits: self.limits(r.max_records, r.max_bytes, r.max_wait_ms),
                 start_if_new,
             })
             .await
@@ -147,7 +164,7 @@ impl pb::broker_server::Broker for BrokerService {
                 topic: r.topic,
                 partition,
                 offset: r.offset,
-                limits: ReadLimits::from_wire(r.max_records, r.max_bytes, r.max_wait_ms),
+                limits: self.limits(r.max_records, r.max_bytes, r.max_wait_ms),
             })
             .await
             .map(|f| pb::FetchResponse {
