@@ -22,13 +22,18 @@ fn free_port() -> u16 {
 }
 
 fn spawn_server(dir: &Path, port: u16) -> Child {
+    spawn_server_with_legacy(dir, port, None)
+}
+
+fn spawn_server_with_legacy(dir: &Path, port: u16, legacy: Option<u16>) -> Child {
+    let tcp = legacy.map_or("off".to_string(), |p| format!("127.0.0.1:{p}"));
     Command::new(env!("CARGO_BIN_EXE_obelisk"))
         .args([
             "serve",
             "--grpc-addr",
             &format!("127.0.0.1:{port}"),
             "--tcp-addr",
-            "off",
+            &tcp,
             "--http-addr",
             "off",
         ])
@@ -122,12 +127,90 @@ async fn acknowledged_records_survive_kill_9() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_oks_survive_kill_9() {
+    use obelisk::legacy::LegacyClient;
+    use obelisk::legacy::codec::{Message, Reply};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut oked: Vec<Bytes> = Vec::new();
+    for round in 0..3 {
+        let (port, legacy) = (free_port(), free_port());
+        let mut server = spawn_server_with_legacy(dir.path(), port, Some(legacy));
+        let _ready = connect(port).await;
+        let mut conns = Vec::new();
+        for conn in 0..4 {
+            // Each connection pipelines frames and records, in order, which ones were OK'd.
+            let client = LegacyClient::connect(("127.0.0.1", legacy)).await.unwrap();
+            let (mut writer, mut reader) = client.into_split();
+            let values: Vec<Bytes> = (0..200_000)
+                .map(|i| Bytes::from(format!("legacy-r{round}-c{conn}-{i}")))
+                .collect();
+            let to_send = values.clone();
+            let write = tokio::spawn(async move {
+                for (i, value) in to_send.into_iter().enumerate() {
+                    let m = Message {
+                        timestamp: i as i64,
+                        topic: Bytes::from_static(b"legacy-crash"),
+                        key: Bytes::from(format!("c{conn}")),
+                        value,
+                    };
+                    if writer.write_message(&m).await.is_err() {
+                        return;
+                    }
+                    if i % 64 == 63 && writer.flush().await.is_err() {
+                        return;
+                    }
+                }
+                let _ = writer.flush().await;
+            });
+            let read = tokio::spawn(async move {
+                let mut ok = Vec::new();
+                for value in values {
+                    match reader.expect_reply().await {
+                        Ok(Reply::Ok) => ok.push(value),
+                        Ok(other) => panic!("unexpected reply {other:?}"),
+                        Err(_) => break, // The server died.
+                    }
+                }
+                ok
+            });
+            conns.push((write, read));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1200))).await;
+        server.kill().unwrap(); // SIGKILL
+        server.wait().unwrap();
+        let before = oked.len();
+        for (write, read) in conns {
+            write.abort();
+            oked.extend(read.await.unwrap());
+        }
+        assert!(oked.len() > before, "round {round}: no OK before the kill");
+
+        let port = free_port();
+        let mut server = spawn_server(dir.path(), port);
+        let mut c = connect(port).await;
+        let stored: std::collections::HashSet<Bytes> = read_all_of(&mut c, "legacy-crash")
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        for v in &oked {
+            assert!(stored.contains(v), "round {round}: OK'd record {v:?} lost");
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
 /// Every record of every partition of the topic, by partition and offset.
 async fn read_all(c: &mut BrokerClient<Channel>) -> Vec<Vec<Bytes>> {
+    read_all_of(c, "crash").await
+}
+
+async fn read_all_of(c: &mut BrokerClient<Channel>, name: &str) -> Vec<Vec<Bytes>> {
     let topic = c
-        .describe_topic(pb::DescribeTopicRequest {
-            name: "crash".into(),
-        })
+        .describe_topic(pb::DescribeTopicRequest { name: name.into() })
         .await
         .unwrap()
         .into_inner()
@@ -139,7 +222,7 @@ async fn read_all(c: &mut BrokerClient<Channel>) -> Vec<Vec<Bytes>> {
         while (values.len() as u64) < p.log_end_offset {
             let resp = c
                 .fetch(pb::FetchRequest {
-                    topic: "crash".into(),
+                    topic: name.into(),
                     partition: p.partition,
                     offset: values.len() as u64,
                     max_records: 10_000,
