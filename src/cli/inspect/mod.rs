@@ -48,7 +48,36 @@ struct PartitionSummary {
     first: Option<u64>,
     end: Option<u64>,
     bytes: u64,
-    damaged: bool,
+    status: Status,
+}
+
+/// A partition's state, worst finding first in severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Status {
+    Ok,
+    Warning,
+    Damaged,
+}
+
+impl Status {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warning => "warning",
+            Self::Damaged => "DAMAGED",
+        }
+    }
+}
+
+fn worst(findings: &[Finding]) -> Status {
+    findings
+        .iter()
+        .map(|f| match f.severity {
+            Severity::Damage => Status::Damaged,
+            Severity::Warning => Status::Warning,
+        })
+        .max()
+        .unwrap_or(Status::Ok)
 }
 
 /// Runs the check.
@@ -168,7 +197,10 @@ fn inspect_topic(
         if args.partition.is_some_and(|only| only != partition) {
             continue;
         }
-        let summary = inspect_partition(&dir.join(name), topic, partition, printer, findings)?;
+        let mut found = Vec::new();
+        let mut summary = inspect_partition(&dir.join(name), topic, partition, printer, &mut found)?;
+        summary.status = worst(&found).max(summary.status);
+        findings.extend(found);
         summaries.push(summary);
     }
     Ok(())
@@ -215,7 +247,7 @@ fn inspect_partition(
         first: bases.first().copied(),
         end: None,
         bytes: 0,
-        damaged: false,
+        status: Status::Ok,
     };
     let mut expected_base: Option<u64> = None;
     for (i, &base) in bases.iter().enumerate() {
@@ -233,14 +265,12 @@ fn inspect_partition(
                 format!("this segment starts at offset {base}, inside the previous one (ends at {e})")
             };
             findings.push(damage(&segment_path(dir, base), message));
-            summary.damaged = true;
         }
         let mut each = |r: &Record| printer.print(topic, partition, r);
         let report = segment::check(dir, base, role, &mut each)
             .with_context(|| format!("reading {}", segment_path(dir, base).display()))?;
         summary.records += report.records;
         summary.bytes += report.bytes;
-        summary.damaged |= report.damaged;
         let next = base + report.records;
         // After damage the next segment's name is the best word on where this one should end.
         expected_base = (!report.damaged).then_some(next);
@@ -384,7 +414,7 @@ fn text_report(summaries: &[PartitionSummary], findings: &[Finding]) -> String {
             s.first.map_or("-".into(), |f| f.to_string()),
             last,
             human_bytes(s.bytes),
-            if s.damaged { "DAMAGED" } else { "ok" }.into(),
+            s.status.name().into(),
         ]);
     }
     let mut out = if t.is_empty() {
@@ -421,7 +451,7 @@ fn json_report(args: &InspectArgs, summaries: &[PartitionSummary], findings: &[F
                 _ => None,
             },
             "bytes": s.bytes,
-            "damaged": s.damaged,
+            "status": s.status.name().to_ascii_lowercase(),
         })).collect::<Vec<_>>(),
         "findings": findings.iter().map(|f| json!({
             "severity": match f.severity { Severity::Damage => "damage", Severity::Warning => "warning" },

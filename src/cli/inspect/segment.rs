@@ -116,6 +116,10 @@ pub fn check(
                 }
                 report.damaged = true;
                 let after = match next {
+                    Some((at, offset)) if offset == expected + 1 => format!(
+                        "; the next whole record is offset {offset} at byte {at}, so offset \
+                         {expected} is unreadable"
+                    ),
                     Some((at, offset)) => format!(
                         "; the next whole record is offset {offset} at byte {at}, so offsets \
                          {expected} to {} are unreadable",
