@@ -185,7 +185,9 @@ async fn subscribe_loop(
 ) -> Result<(), anyhow::Error> {
     let group = args.group.clone().unwrap_or_default();
     let mut consumer = Consumer::new(client, &args.topic, &group);
-    let mut stream = consumer.subscribe(args.from.map(Position::to_proto)).await?;
+    let mut stream = consumer
+        .subscribe(args.from.map(Position::to_proto))
+        .await?;
     let wait = Duration::from_millis(u64::from(args.wait_ms));
     loop {
         let message = stream.message();

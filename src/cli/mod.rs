@@ -2,7 +2,8 @@
 //!
 //! Client commands speak gRPC to a broker found with `--server` / `OBELISK_SERVER`. Errors are
 //! `anyhow` here (and only here): a failed command prints `error: …` on stderr and exits 1; a
-//! command that ran but found bad data (`inspect` damage, a failed `bench` verification) exits 2.
+//! command that ran but found bad data (`inspect` damage, a failed `bench` verification) exits 3
+//! (2 is clap's code for a command line it cannot parse).
 
 mod bench;
 mod connect;
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// Exit code of a command that ran to the end but found damaged or unverifiable data.
-pub const EXIT_DATA_PROBLEM: u8 = 2;
+pub const EXIT_DATA_PROBLEM: u8 = 3;
 
 /// Obelisk: a persistent, gRPC-first message broker.
 #[derive(Debug, Parser)]

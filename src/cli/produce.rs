@@ -224,7 +224,8 @@ async fn send_all(
 ) -> anyhow::Result<()> {
     if let Some(value) = &args.value {
         let record = parser.record(parser.key.clone(), Bytes::copy_from_slice(value.as_bytes()));
-        acks.pending.push_back(producer.send(&args.topic, record).await?);
+        acks.pending
+            .push_back(producer.send(&args.topic, record).await?);
         return Ok(());
     }
     let mut stdin = BufReader::new(tokio::io::stdin());
@@ -250,7 +251,8 @@ async fn send_all(
         let Some(record) = parser.parse(&line, number)? else {
             continue;
         };
-        acks.pending.push_back(producer.send(&args.topic, record).await?);
+        acks.pending
+            .push_back(producer.send(&args.topic, record).await?);
         acks.drain_ready()?;
         if acks.pending.len() >= MAX_PENDING_ACKS {
             acks.wait_oldest().await?;

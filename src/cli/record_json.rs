@@ -124,7 +124,10 @@ pub fn producer_record_from_json(line: &str) -> Result<pb::ProducerRecord, Strin
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|n| n.as_str().ok_or("\"headers_base64\" must list header names"))
+            .map(|n| {
+                n.as_str()
+                    .ok_or("\"headers_base64\" must list header names")
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("\"headers_base64\" must be an array of header names".into()),
     };

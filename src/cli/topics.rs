@@ -149,7 +149,11 @@ fn retention(c: &pb::TopicConfig) -> String {
         (0, 0) => "forever".into(),
         (ms, 0) => human_retention_ms(ms),
         (0, b) => format!("{} per partition", human_bytes(b)),
-        (ms, b) => format!("{} or {} per partition", human_retention_ms(ms), human_bytes(b)),
+        (ms, b) => format!(
+            "{} or {} per partition",
+            human_retention_ms(ms),
+            human_bytes(b)
+        ),
     }
 }
 

@@ -100,17 +100,21 @@ pub async fn run(
         verifier: state.verifier,
         end_to_end: state.e2e,
         last_record: state.last_record,
-        error: result
-            .err()
-            .map(|e| format!("consumer {}: {e}", spec.id)),
+        error: result.err().map(|e| format!("consumer {}: {e}", spec.id)),
     }
 }
 
 fn done(state: &State, expected: &watch::Receiver<Option<u64>>) -> bool {
-    expected.borrow().is_some_and(|e| state.verifier.received >= e)
+    expected
+        .borrow()
+        .is_some_and(|e| state.verifier.received >= e)
 }
 
-fn stalled(state: &State, expected: &watch::Receiver<Option<u64>>, since: Instant) -> Option<String> {
+fn stalled(
+    state: &State,
+    expected: &watch::Receiver<Option<u64>>,
+    since: Instant,
+) -> Option<String> {
     let e = (*expected.borrow())?;
     let last = state.last_record.unwrap_or(since).max(since);
     (last.elapsed() >= STALL_TIMEOUT).then(|| {

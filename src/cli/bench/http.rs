@@ -170,7 +170,10 @@ impl Reader {
             Ok(Instant::now())
         } else {
             let text = String::from_utf8_lossy(&body);
-            Err(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
+            Err(format!(
+                "HTTP {status}: {}",
+                text.chars().take(300).collect::<String>()
+            ))
         }
     }
 }
@@ -201,11 +204,20 @@ mod tests {
         let (mut w, mut r) = connect(addr).await.unwrap();
         let values = vec![bytes::Bytes::from_static(b"v\"quoted\""); 2];
         for topic in ["a", "b", "bad"] {
-            w.send(Batch { topic, values: values.clone(), timestamp_ns: 0 }).await.unwrap();
+            w.send(Batch {
+                topic,
+                values: values.clone(),
+                timestamp_ns: 0,
+            })
+            .await
+            .unwrap();
         }
         r.ack().await.unwrap();
         r.ack().await.unwrap();
         let err = r.ack().await.unwrap_err();
-        assert!(err.starts_with("HTTP 400") && err.contains("bad topic"), "{err}");
+        assert!(
+            err.starts_with("HTTP 400") && err.contains("bad topic"),
+            "{err}"
+        );
     }
 }

@@ -143,18 +143,34 @@ mod tests {
                 }
                 let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
                 s.read_exact(&mut body).await.unwrap();
-                let reply: &[u8] = if &body[12..15] == b"bad" { b"NACK:PUBLISH_FAILED\n" } else { b"OK\n" };
+                let reply: &[u8] = if &body[12..15] == b"bad" {
+                    b"NACK:PUBLISH_FAILED\n"
+                } else {
+                    b"OK\n"
+                };
                 s.write_all(reply).await.unwrap();
             }
         });
         let (mut w, mut r) = connect(addr).await.unwrap();
         let values = vec![bytes::Bytes::from_static(b"v"); 3];
         for _ in 0..2 {
-            w.send(Batch { topic: "ok", values: values.clone(), timestamp_ns: 0 }).await.unwrap();
+            w.send(Batch {
+                topic: "ok",
+                values: values.clone(),
+                timestamp_ns: 0,
+            })
+            .await
+            .unwrap();
         }
         r.ack(3).await.unwrap();
         r.ack(3).await.unwrap();
-        w.send(Batch { topic: "bad", values, timestamp_ns: 0 }).await.unwrap();
+        w.send(Batch {
+            topic: "bad",
+            values,
+            timestamp_ns: 0,
+        })
+        .await
+        .unwrap();
         let err = r.ack(3).await.unwrap_err();
         assert!(err.contains("NACK:PUBLISH_FAILED"), "{err}");
     }

@@ -1,7 +1,7 @@
 //! `obelisk bench`: producers, consumers or both against a fresh in-process broker (or an
 //! existing one with `--server`), closed-loop or at a fixed rate, over gRPC (unary or stream),
 //! the legacy protocol or HTTP. It reports throughput and HdrHistogram latency percentiles, and
-//! consumers verify every record (see [`payload`]): a failed check is reported, with exit code 2,
+//! consumers verify every record (see [`payload`]): a failed check is reported, with exit code 3,
 //! instead of a rate. `--suite` runs the standard table for the README.
 
 mod consumer;
@@ -185,9 +185,11 @@ impl Plan {
             transport: a.transport,
             message_size: a.message_size,
             batch_size: a.batch_size,
-            count: a
-                .count
-                .or(if a.duration.is_none() { Some(100_000) } else { None }),
+            count: a.count.or(if a.duration.is_none() {
+                Some(100_000)
+            } else {
+                None
+            }),
             duration: a.duration,
             topics: a.topics,
             partitions: a.partitions,

@@ -44,13 +44,7 @@ pub fn encode(producer: u32, sequence: u64, size: usize) -> Vec<u8> {
     let start = (sequence % 64) as usize;
     while v.len() < size {
         let take = (size - v.len()).min(64);
-        v.extend(
-            ALPHABET
-                .iter()
-                .cycle()
-                .skip(start)
-                .take(take),
-        );
+        v.extend(ALPHABET.iter().cycle().skip(start).take(take));
     }
     let crc = crc32c::crc32c_append(crc32c::crc32c(&v[..24]), &v[HEADER..]);
     let mut digits = Vec::with_capacity(8);
@@ -65,7 +59,11 @@ pub fn encode(producer: u32, sequence: u64, size: usize) -> Vec<u8> {
 /// What is wrong with the value.
 pub fn decode(value: &[u8], size: usize) -> Result<(u32, u64), String> {
     if value.len() != size.max(HEADER) {
-        return Err(format!("value of {} bytes, expected {}", value.len(), size.max(HEADER)));
+        return Err(format!(
+            "value of {} bytes, expected {}",
+            value.len(),
+            size.max(HEADER)
+        ));
     }
     let field = |r: std::ops::Range<usize>| unhex(&value[r]).ok_or("header is not hex");
     let producer = field(0..8)? as u32;
@@ -157,7 +155,9 @@ impl Verifier {
             *next += 1;
         }
         match decode(value, self.size) {
-            Err(e) => self.fail(format!("topic {topic} partition {partition} offset {offset}: {e}")),
+            Err(e) => self.fail(format!(
+                "topic {topic} partition {partition} offset {offset}: {e}"
+            )),
             Ok((producer, seq)) => match self.seen.get_mut(producer as usize) {
                 None => self.fail(format!("offset {offset}: unknown producer {producer}")),
                 Some(s) => {

@@ -118,7 +118,8 @@ pub async fn run(
                 let values = (0..n as u64)
                     .map(|i| Bytes::from(payload::encode(spec.id, sequence + i, spec.message_size)))
                     .collect();
-                let topic = &spec.topics[((u64::from(spec.id) + k) % spec.topics.len() as u64) as usize];
+                let topic =
+                    &spec.topics[((u64::from(spec.id) + k) % spec.topics.len() as u64) as usize];
                 let batch = Batch {
                     topic,
                     values,
@@ -146,7 +147,11 @@ pub async fn run(
         while let Some((scheduled, n)) = sent_rx.recv().await {
             match rx.ack(n).await {
                 Ok(at) => {
-                    record(&mut latency, at.saturating_duration_since(scheduled), n as u64);
+                    record(
+                        &mut latency,
+                        at.saturating_duration_since(scheduled),
+                        n as u64,
+                    );
                     acked += n as u64;
                     finished = at;
                     progress.fetch_add(n as u64, Ordering::Relaxed);

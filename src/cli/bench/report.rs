@@ -54,7 +54,9 @@ impl Outcome {
     }
 
     pub fn verification_failed(&self) -> bool {
-        self.verification.as_ref().is_some_and(|v| v.error_count > 0)
+        self.verification
+            .as_ref()
+            .is_some_and(|v| v.error_count > 0)
     }
 
     fn bytes(&self, records: u64) -> u64 {
@@ -136,10 +138,25 @@ impl Outcome {
             return out;
         }
         let mut t = Table::new(&[
-            "", "records", "seconds", "records/s", "MB/s", "p50", "p90", "p99", "p99.9", "max",
+            "",
+            "records",
+            "seconds",
+            "records/s",
+            "MB/s",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
         ]);
-        let row = |name: String, records: u64, seconds: f64, rate: Option<(f64, f64)>, h: Option<&Histogram<u64>>| {
-            let (rps, mbs) = rate.map_or(("-".into(), "-".into()), |(r, m)| (format!("{r:.0}"), format!("{m:.2}")));
+        let row = |name: String,
+                   records: u64,
+                   seconds: f64,
+                   rate: Option<(f64, f64)>,
+                   h: Option<&Histogram<u64>>| {
+            let (rps, mbs) = rate.map_or(("-".into(), "-".into()), |(r, m)| {
+                (format!("{r:.0}"), format!("{m:.2}"))
+            });
             let mut cells = vec![name, records.to_string(), format!("{seconds:.2}"), rps, mbs];
             for q in [50.0, 90.0, 99.0, 99.9] {
                 cells.push(h.map_or("-".into(), |h| human_us(h.value_at_percentile(q))));
@@ -148,7 +165,13 @@ impl Outcome {
             cells
         };
         if let Some(s) = &self.produce {
-            t.row(row("produce (ack latency)".into(), s.records, s.seconds, self.produce_rate(), Some(&s.latency)));
+            t.row(row(
+                "produce (ack latency)".into(),
+                s.records,
+                s.seconds,
+                self.produce_rate(),
+                Some(&s.latency),
+            ));
         }
         if let Some(c) = &self.consume {
             let name = if c.end_to_end.is_some() {
@@ -156,7 +179,13 @@ impl Outcome {
             } else {
                 format!("consume ×{}", c.consumers)
             };
-            t.row(row(name, c.records, c.seconds, self.consume_rate(), c.end_to_end.as_ref()));
+            t.row(row(
+                name,
+                c.records,
+                c.seconds,
+                self.consume_rate(),
+                c.end_to_end.as_ref(),
+            ));
         }
         out.push_str(&t.render());
         if let Some(v) = &self.verification {
@@ -205,7 +234,12 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(enabled: bool, produced: Arc<AtomicU64>, consumed: Arc<AtomicU64>, total: Option<u64>) -> Self {
+    pub fn start(
+        enabled: bool,
+        produced: Arc<AtomicU64>,
+        consumed: Arc<AtomicU64>,
+        total: Option<u64>,
+    ) -> Self {
         let bar = if enabled && std::io::stderr().is_terminal() {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
         } else {
@@ -221,7 +255,10 @@ impl Progress {
             let mut last = (Instant::now(), 0u64, 0u64);
             loop {
                 tick.tick().await;
-                let (p, c) = (produced.load(Ordering::Relaxed), consumed.load(Ordering::Relaxed));
+                let (p, c) = (
+                    produced.load(Ordering::Relaxed),
+                    consumed.load(Ordering::Relaxed),
+                );
                 let secs = last.0.elapsed().as_secs_f64().max(1e-3);
                 let (pr, cr) = ((p - last.1) as f64 / secs, (c - last.2) as f64 / secs);
                 let of = total.map(|t| format!(" of {t}")).unwrap_or_default();

@@ -78,7 +78,13 @@ impl LocalBroker {
                 true,
             ),
         };
-        let listener = |t: Transport| if plan.transport == t { "127.0.0.1:0" } else { "off" };
+        let listener = |t: Transport| {
+            if plan.transport == t {
+                "127.0.0.1:0"
+            } else {
+                "off"
+            }
+        };
         let config = Config {
             data_dir: dir.clone(),
             grpc_addr: "127.0.0.1:0".into(),
@@ -221,7 +227,8 @@ impl Phases<'_> {
                     ..load
                 };
                 let (_, producers) = self.produce(preload).await?;
-                let errors: Vec<String> = producers.iter().filter_map(|p| p.error.clone()).collect();
+                let errors: Vec<String> =
+                    producers.iter().filter_map(|p| p.error.clone()).collect();
                 if !errors.is_empty() {
                     outcome.errors = errors;
                     return Ok(outcome);
@@ -376,7 +383,11 @@ impl Phases<'_> {
     }
 }
 
-fn produce_stats(clock: Clock, producers: &[ProducerOutcome], errors: &mut Vec<String>) -> ProduceStats {
+fn produce_stats(
+    clock: Clock,
+    producers: &[ProducerOutcome],
+    errors: &mut Vec<String>,
+) -> ProduceStats {
     let mut latency = producer::histogram();
     let mut finished = clock.start;
     let mut records = 0;
@@ -390,7 +401,9 @@ fn produce_stats(clock: Clock, producers: &[ProducerOutcome], errors: &mut Vec<S
     }
     ProduceStats {
         records,
-        seconds: finished.saturating_duration_since(clock.start).as_secs_f64(),
+        seconds: finished
+            .saturating_duration_since(clock.start)
+            .as_secs_f64(),
         latency,
     }
 }

@@ -91,7 +91,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
         let outcome = super::run::run_one(plan, false).await?;
         if !args.quiet {
-            let rate = rate_of(&outcome).map_or("FAILED".into(), |(r, _)| format!("{r:.0} records/s"));
+            let rate =
+                rate_of(&outcome).map_or("FAILED".into(), |(r, _)| format!("{r:.0} records/s"));
             eprintln!("{rate}");
         }
         outcomes.push(outcome);
@@ -151,7 +152,11 @@ fn markdown(outcomes: &[Outcome]) -> String {
         let p = &o.plan;
         let (clients, batch, durability) = match p.mode {
             Mode::Consume => (p.consumers, p.consumer_batch, "n/a (reads)"),
-            _ => (p.producers, p.batch_size, p.durability.map_or("?", Named::name)),
+            _ => (
+                p.producers,
+                p.batch_size,
+                p.durability.map_or("?", Named::name),
+            ),
         };
         let (rate, mbs) = rate_of(o).map_or(("FAILED".into(), "-".into()), |(r, m)| {
             (format!("{r:.0}"), format!("{m:.2}"))
@@ -163,7 +168,11 @@ fn markdown(outcomes: &[Outcome]) -> String {
             ),
             _ => ("-".into(), "-".into()),
         };
-        let size = if p.message_size == 1024 { "1 KiB".into() } else { format!("{} B", p.message_size) };
+        let size = if p.message_size == 1024 {
+            "1 KiB".into()
+        } else {
+            format!("{} B", p.message_size)
+        };
         out.push_str(&format!(
             "| {} | {durability} | {size} | {clients} | {batch} | {} | {rate} | {mbs} | {p50} | {p99} | `{}` |\n",
             p.mode.name(),

@@ -123,7 +123,9 @@ pub async fn open(
             Ok((SendHalf::Legacy(w), AckHalf::Legacy(r)))
         }
         Transport::Http => {
-            let addr = target.http.ok_or_else(|| unavailable("http", "--http-addr"))?;
+            let addr = target
+                .http
+                .ok_or_else(|| unavailable("http", "--http-addr"))?;
             let (w, r) = http::connect(addr).await?;
             Ok((SendHalf::Http(w), AckHalf::Http(r)))
         }
@@ -131,7 +133,9 @@ pub async fn open(
 }
 
 async fn connect(addr: &str) -> Result<BrokerClient<Channel>, String> {
-    crate::client::connect(addr).await.map_err(|e| e.to_string())
+    crate::client::connect(addr)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn records(batch: Batch<'_>) -> Vec<pb::ProducerRecord> {
@@ -210,7 +214,8 @@ impl AckHalf {
                     .recv()
                     .await
                     .ok_or("the sending half stopped before its call was made")?;
-                call.await.map_err(|e| format!("produce call failed: {e}"))?
+                call.await
+                    .map_err(|e| format!("produce call failed: {e}"))?
             }
             Self::Stream(inbound) => match inbound.next().await {
                 Some(Ok(ack)) => match ack.error {

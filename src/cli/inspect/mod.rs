@@ -4,7 +4,7 @@
 //! `PartitionLog`, whose recovery truncates torn tails): per partition it prints segments, records,
 //! first and last offset and bytes; it verifies every record's CRC32C and offset, the offsets
 //! across segments, each offset index and each sealed time index against its log, and that group
-//! offset files parse. Damage exits with code 2 and names the file and byte position; warnings
+//! offset files parse. Damage exits with code 3 and names the file and byte position; warnings
 //! (what the broker repairs on start) do not change the exit code.
 
 mod segment;
@@ -198,7 +198,8 @@ fn inspect_topic(
             continue;
         }
         let mut found = Vec::new();
-        let mut summary = inspect_partition(&dir.join(name), topic, partition, printer, &mut found)?;
+        let mut summary =
+            inspect_partition(&dir.join(name), topic, partition, printer, &mut found)?;
         summary.status = worst(&found).max(summary.status);
         findings.extend(found);
         summaries.push(summary);
@@ -262,7 +263,9 @@ fn inspect_partition(
             let message = if base > e {
                 format!("offsets {e} to {} are missing between segments", base - 1)
             } else {
-                format!("this segment starts at offset {base}, inside the previous one (ends at {e})")
+                format!(
+                    "this segment starts at offset {base}, inside the previous one (ends at {e})"
+                )
             };
             findings.push(damage(&segment_path(dir, base), message));
         }
@@ -427,8 +430,15 @@ fn text_report(summaries: &[PartitionSummary], findings: &[Finding]) -> String {
             Severity::Damage => "damage",
             Severity::Warning => "warning",
         };
-        let at = f.position.map(|p| format!(" at byte {p}")).unwrap_or_default();
-        out.push_str(&format!("{kind}: {}{at}: {}\n", f.file.display(), f.message));
+        let at = f
+            .position
+            .map(|p| format!(" at byte {p}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{kind}: {}{at}: {}\n",
+            f.file.display(),
+            f.message
+        ));
     }
     if findings.iter().all(|f| f.severity != Severity::Damage) {
         out.push_str("no damage found\n");

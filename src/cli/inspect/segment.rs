@@ -140,9 +140,13 @@ pub fn check(
         }
     }
     report.records = positions.len() as u64;
-    report
-        .findings
-        .extend(check_offset_index(dir, base, role, &positions, report.damaged));
+    report.findings.extend(check_offset_index(
+        dir,
+        base,
+        role,
+        &positions,
+        report.damaged,
+    ));
     if role == Role::Sealed {
         report
             .findings
@@ -157,7 +161,8 @@ pub fn check(
 fn next_whole_record(bytes: &Bytes, from: usize, expected: u64) -> Option<(usize, u64)> {
     let min_body = record::RECORD_OVERHEAD - 4;
     let max_offset = expected + (bytes.len() - from) as u64 / record::RECORD_OVERHEAD as u64;
-    let u32_at = |q: usize| u32::from_le_bytes([bytes[q], bytes[q + 1], bytes[q + 2], bytes[q + 3]]);
+    let u32_at =
+        |q: usize| u32::from_le_bytes([bytes[q], bytes[q + 1], bytes[q + 2], bytes[q + 3]]);
     for q in from + 1..bytes.len().saturating_sub(record::RECORD_OVERHEAD - 1) {
         let len = u32_at(q) as usize;
         if len < min_body || q + 4 + len > bytes.len() {
@@ -209,7 +214,10 @@ fn check_offset_index(
         return vec![finding(
             severity,
             None,
-            format!("{} bytes is not a whole number of 4-byte entries", index.len()),
+            format!(
+                "{} bytes is not a whole number of 4-byte entries",
+                index.len()
+            ),
         )];
     }
     let entries = index.len() / 4;
@@ -262,14 +270,21 @@ fn check_time_index(dir: &Path, base: u64, running_max: &[i64], damaged: bool) -
             )];
         }
         Err(e) => {
-            return vec![finding(Severity::Damage, None, format!("cannot be read: {e}"))];
+            return vec![finding(
+                Severity::Damage,
+                None,
+                format!("cannot be read: {e}"),
+            )];
         }
     };
     if bytes.len() % 12 != 0 {
         return vec![finding(
             Severity::Damage,
             None,
-            format!("{} bytes is not a whole number of 12-byte entries", bytes.len()),
+            format!(
+                "{} bytes is not a whole number of 12-byte entries",
+                bytes.len()
+            ),
         )];
     }
     let mut previous = 0u32;
