@@ -11,6 +11,7 @@ pub fn record_request(
 ) {
 }
 
+#[derive(Default)]
 pub struct SubscriptionGuard;
 impl SubscriptionGuard {
     pub fn new() -> Self {

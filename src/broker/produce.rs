@@ -145,15 +145,19 @@ impl Broker {
     }
 }
 
+/// One partition's share of a produce: the partition, its durability wait (the first offset
+/// assigned), and the request positions of its records.
+type PartitionWait = (
+    u32,
+    oneshot::Receiver<Result<u64, StorageError>>,
+    Vec<usize>,
+);
+
 /// Records queued by [`Broker::enqueue`], waiting for durability.
 pub struct PendingProduce {
     topic: Arc<Topic>,
     total: usize,
-    waits: Vec<(
-        u32,
-        oneshot::Receiver<Result<u64, StorageError>>,
-        Vec<usize>,
-    )>,
+    waits: Vec<PartitionWait>,
 }
 
 impl PendingProduce {

@@ -2,9 +2,10 @@
 //! `inspect --records --json`, so one command's output is the next one's input:
 //!
 //! ```json
-//! {"partition":0,"offset":7,"timestamp_ns":1767225600000000000,
-//!  "key":"user-1","value":"hello","headers":{"trace":"AQI="},"headers_base64":["trace"]}
+//! {"headers":{"trace":"/wE="},"headers_base64":["trace"],"key":"user-1","offset":7,
+//!  "partition":0,"timestamp_ns":1767225600000000000,"value":"hello"}
 //! ```
+//! (keys in alphabetical order).
 //! Bytes appear as text when they are valid UTF-8, else as standard base64 with a flag:
 //! `"key_base64":true`, `"value_base64":true`, or the header's name in `"headers_base64"`.
 //! On input, `value` may also be any other JSON value, which is sent as its JSON text;
@@ -27,7 +28,7 @@ fn text_or_base64(bytes: &[u8]) -> (String, bool) {
     }
 }
 
-/// A stored record as a JSON object (fields in a stable order).
+/// A stored record as a JSON object.
 pub fn record_to_json(
     partition: u32,
     offset: u64,
@@ -179,7 +180,7 @@ mod tests {
             -1,
             b"k",
             b"\xff\x00",
-            &[("trace", b"\x01"), ("a", b"text")],
+            &[("trace", b"\xff\x01"), ("a", b"text")],
         );
         assert_eq!(v["value_base64"], json!(true));
         assert!(v.get("key_base64").is_none());
@@ -187,7 +188,7 @@ mod tests {
         let back = producer_record_from_json(&v.to_string()).unwrap();
         assert_eq!(back.key, Bytes::from_static(b"k"));
         assert_eq!(back.value, Bytes::from_static(b"\xff\x00"));
-        assert_eq!(back.headers["trace"], Bytes::from_static(b"\x01"));
+        assert_eq!(back.headers["trace"], Bytes::from_static(b"\xff\x01"));
         assert_eq!(back.headers["a"], Bytes::from_static(b"text"));
         assert_eq!(back.partition, Some(2));
         assert_eq!(back.timestamp_ns, Some(-1));

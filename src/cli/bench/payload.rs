@@ -27,8 +27,13 @@ fn hex(out: &mut Vec<u8>, v: u64, digits: usize) {
 }
 
 fn unhex(b: &[u8]) -> Option<u64> {
+    // Lowercase only, as written: any other byte is damage.
     b.iter().try_fold(0u64, |acc, &c| {
-        let d = (c as char).to_digit(16)?;
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
         Some(acc << 4 | u64::from(d))
     })
 }
