@@ -59,6 +59,7 @@ pub struct BenchArgs {
     /// The existing broker's HTTP listener, for --transport http with --server.
     #[arg(long, value_name = "HOST:PORT")]
     pub http_addr: Option<SocketAddr>,
+    /// What runs: producers, consumers of a preloaded topic, or both at once.
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     pub mode: Mode,
     /// How producers send (consumers always use gRPC).
@@ -91,6 +92,7 @@ pub struct BenchArgs {
     /// Records per Subscribe message or Poll.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub consumer_batch: u32,
+    /// How consumers read.
     #[arg(long, value_enum, default_value_t = ConsumeWith::Subscribe)]
     pub consume_with: ConsumeWith,
     /// Batches each producer may have sent and not yet had acknowledged.
