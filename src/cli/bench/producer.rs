@@ -76,6 +76,35 @@ pub struct ProducerOutcome {
     pub error: Option<String>,
 }
 
+/// Open loop: a tick at `start + k × every` for k = 0, 1, … until `deadline`, from a thread of
+/// its own, because the async timer's millisecond granularity would add up to a millisecond of
+/// lateness to every scheduled send (and so to every measured latency). Ticks queue up while the
+/// sender is held back, so the offered load does not drop when the broker stalls.
+fn pacer(
+    start: Instant,
+    every: Duration,
+    deadline: Option<Instant>,
+) -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for k in 0u64.. {
+            let at = start + every.mul_f64(k as f64);
+            if deadline.is_some_and(|d| at >= d) {
+                return;
+            }
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            // The sender is gone: the count was reached or it failed.
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Runs one producer to the end of its count or deadline.
 pub async fn run(
     spec: ProducerSpec,
@@ -87,6 +116,9 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(spec.in_flight.max(1)));
     // (scheduled send time, records) of each batch sent, in order.
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(Instant, usize)>();
+    let mut ticks = spec
+        .batch_interval
+        .map(|every| pacer(clock.start, every, spec.deadline));
     let sender = {
         let permits = Arc::clone(&permits);
         let spec = spec.clone();
@@ -103,16 +135,14 @@ pub async fn run(
                     break;
                 };
                 permit.forget();
-                let scheduled = match spec.batch_interval {
-                    None => Instant::now(),
-                    Some(every) => {
-                        let at = clock.start + every.mul_f64(k as f64);
-                        if spec.deadline.is_some_and(|d| at >= d) {
-                            break;
+                let scheduled = match (&mut ticks, spec.batch_interval) {
+                    (Some(ticks), Some(every)) => {
+                        if ticks.recv().await.is_none() {
+                            break; // The deadline passed.
                         }
-                        tokio::time::sleep_until(at.into()).await;
-                        at
+                        clock.start + every.mul_f64(k as f64)
                     }
+                    _ => Instant::now(),
                 };
                 let n = remaining.min(spec.batch as u64) as usize;
                 let values = (0..n as u64)

@@ -9,7 +9,7 @@ use super::{BenchArgs, ConsumeWith, Durability, Mode, Named, Plan, Transport};
 use crate::cli::table::{pretty_json, print_stdout};
 
 /// Records preloaded and read by each consume row.
-const CONSUME_RECORDS: u64 = 100_000;
+const CONSUME_RECORDS: u64 = 500_000;
 
 /// The rows: produce rows run for `--suite-duration`; consume rows read a preloaded topic.
 fn rows(args: &BenchArgs) -> Vec<Plan> {
