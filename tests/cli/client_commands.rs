@@ -353,7 +353,9 @@ async fn follow_streams_new_records_and_commits_as_it_goes() {
     let follower = tokio::spawn(obelisk(
         with_server(
             &url,
-            &["consume", "live", "--follow", "--group", "f", "--count", "4"],
+            &[
+                "consume", "live", "--follow", "--group", "f", "--count", "4",
+            ],
         ),
         b"",
     ));
@@ -363,7 +365,11 @@ async fn follow_streams_new_records_and_commits_as_it_goes() {
     let o = follower.await.unwrap();
     assert_ok(&o);
     assert_eq!(sorted_lines(&o), ["new-1", "new-2", "old-1", "old-2"]);
-    let d = obelisk(with_server(&url, &["groups", "describe", "f", "--json"]), b"").await;
+    let d = obelisk(
+        with_server(&url, &["groups", "describe", "f", "--json"]),
+        b"",
+    )
+    .await;
     assert_ok(&d);
     let d: Value = serde_json::from_slice(&d.stdout).unwrap();
     assert_eq!(d["total_lag"], 0, "{d}");

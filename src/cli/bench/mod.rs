@@ -212,18 +212,20 @@ impl Plan {
 
     /// The command line that repeats this run.
     pub fn command_line(&self) -> String {
-        let mut c = format!(
-            "obelisk bench --mode {} --transport {} --message-size {} --batch-size {} \
-             --producers {} --in-flight {} --topics {} --partitions {}",
-            name(self.mode),
-            self.transport.name(),
-            self.message_size,
-            self.batch_size,
-            self.producers,
-            self.in_flight,
-            self.topics,
-            self.partitions
-        );
+        let mut c = format!("obelisk bench --mode {}", name(self.mode));
+        // The consume mode's preload has fixed settings; only its producer count comes from here.
+        if self.mode != Mode::Consume {
+            c.push_str(&format!(
+                " --transport {} --batch-size {} --in-flight {}",
+                self.transport.name(),
+                self.batch_size,
+                self.in_flight
+            ));
+        }
+        c.push_str(&format!(
+            " --message-size {} --producers {} --topics {} --partitions {}",
+            self.message_size, self.producers, self.topics, self.partitions
+        ));
         if self.mode != Mode::Produce {
             c.push_str(&format!(
                 " --consumers {} --consumer-batch {} --consume-with {}",

@@ -173,10 +173,13 @@ fn markdown(outcomes: &[Outcome]) -> String {
         } else {
             format!("{} B", p.message_size)
         };
+        let in_flight = match p.mode {
+            Mode::Consume => "-".to_string(),
+            _ => p.in_flight.to_string(),
+        };
         out.push_str(&format!(
-            "| {} | {durability} | {size} | {clients} | {batch} | {} | {rate} | {mbs} | {p50} | {p99} | `{}` |\n",
+            "| {} | {durability} | {size} | {clients} | {batch} | {in_flight} | {rate} | {mbs} | {p50} | {p99} | `{}` |\n",
             p.mode.name(),
-            p.in_flight,
             p.command_line()
         ));
     }
