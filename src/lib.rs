@@ -4,6 +4,8 @@
 //! - [`broker`]: the Broker service every protocol translates into.
 //! - [`grpc`]: the tonic service over the Broker; [`proto`]: the generated types.
 //! - [`metrics`]: OpenTelemetry instruments exported for Prometheus.
+//! - [`client`]: a Rust client (batching producer, consumer); [`cli`]: the `obelisk` binary's
+//!   commands (serve, produce, consume, topics, groups, inspect, bench).
 pub mod broker;
 pub mod cli;
 pub mod client;
