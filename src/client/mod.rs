@@ -57,7 +57,21 @@ pub async fn connect(addr: &str) -> Result<BrokerClient<Channel>, ClientError> {
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_nodelay(true);
     let channel = endpoint.connect().await.map_err(|e| {
-        fail(std::error::Error::source(&e).map_or(e.to_string(), ToString::to_string))
+        // tonic's own message is "transport error"; the causes below it say what happened.
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if causes.last() != Some(&text) {
+                causes.push(text);
+            }
+            source = s.source();
+        }
+        fail(if causes.is_empty() {
+            e.to_string()
+        } else {
+            causes.join(": ")
+        })
     })?;
     Ok(BrokerClient::new(channel)
         .max_decoding_message_size(256 << 20)

@@ -1,0 +1,237 @@
+//! How a bench producer talks to the broker. Each transport is split into a sending half and an
+//! acknowledging half so that batches can be pipelined (`--in-flight`): the driver sends from one
+//! and awaits acks, in send order, from the other, concurrently and without cancelling either.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use clap::ValueEnum;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::{http, legacy};
+use crate::client::{BrokerClient, ClientError};
+use crate::proto as pb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// One Produce call per batch; --in-flight calls at once on one HTTP/2 connection.
+    GrpcUnary,
+    /// One ProduceStream per producer; --in-flight batches awaiting their acks.
+    GrpcStream,
+    /// The original binary protocol: a frame per record, pipelined, one reply line each.
+    Legacy,
+    /// POST /topics/{topic}/messages with a JSON batch over HTTP/1.1, pipelined.
+    Http,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GrpcUnary => "grpc-unary",
+            Self::GrpcStream => "grpc-stream",
+            Self::Legacy => "legacy",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// Where the broker's listeners are.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub grpc: String,
+    pub legacy: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+}
+
+/// One batch for the wire.
+pub struct Batch<'a> {
+    pub topic: &'a str,
+    pub values: Vec<Bytes>,
+    /// Unix ns of the batch's scheduled send, stamped on its records (legacy and gRPC).
+    pub timestamp_ns: i64,
+}
+
+pub enum SendHalf {
+    Unary {
+        client: BrokerClient<Channel>,
+        calls: mpsc::UnboundedSender<JoinHandle<Result<Instant, String>>>,
+    },
+    Stream {
+        requests: mpsc::Sender<pb::ProduceStreamRequest>,
+        sequence: u64,
+    },
+    Legacy(legacy::Writer),
+    Http(http::Writer),
+}
+
+pub enum AckHalf {
+    Unary(mpsc::UnboundedReceiver<JoinHandle<Result<Instant, String>>>),
+    Stream(tonic::Streaming<pb::ProduceStreamAck>),
+    Legacy(legacy::Reader),
+    Http(http::Reader),
+}
+
+/// Opens one producer's connection.
+///
+/// # Errors
+/// The broker cannot be reached, or the transport has no listener to talk to.
+pub async fn open(
+    transport: Transport,
+    target: &Target,
+    in_flight: usize,
+) -> Result<(SendHalf, AckHalf), String> {
+    let unavailable = |what: &str, flag: &str| {
+        format!(
+            "the {what} transport is not available: the broker has no {what} listener here (the \
+             in-process server of this build does not start one yet); use --server and {flag} to \
+             bench a broker that has one"
+        )
+    };
+    match transport {
+        Transport::GrpcUnary => {
+            let client = connect(&target.grpc).await?;
+            let (calls, rx) = mpsc::unbounded_channel();
+            Ok((SendHalf::Unary { client, calls }, AckHalf::Unary(rx)))
+        }
+        Transport::GrpcStream => {
+            let mut client = connect(&target.grpc).await?;
+            let (requests, rx) = mpsc::channel(in_flight.max(1));
+            let inbound = client
+                .produce_stream(ReceiverStream::new(rx))
+                .await
+                .map_err(|s| ClientError::from(s).to_string())?
+                .into_inner();
+            Ok((
+                SendHalf::Stream {
+                    requests,
+                    sequence: 0,
+                },
+                AckHalf::Stream(inbound),
+            ))
+        }
+        Transport::Legacy => {
+            let addr = target
+                .legacy
+                .ok_or_else(|| unavailable("legacy", "--legacy-addr"))?;
+            let (w, r) = legacy::connect(addr).await?;
+            Ok((SendHalf::Legacy(w), AckHalf::Legacy(r)))
+        }
+        Transport::Http => {
+            let addr = target
+                .http
+                .ok_or_else(|| unavailable("http", "--http-addr"))?;
+            let (w, r) = http::connect(addr).await?;
+            Ok((SendHalf::Http(w), AckHalf::Http(r)))
+        }
+    }
+}
+
+async fn connect(addr: &str) -> Result<BrokerClient<Channel>, String> {
+    crate::client::connect(addr)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn records(batch: Batch<'_>) -> Vec<pb::ProducerRecord> {
+    batch
+        .values
+        .into_iter()
+        .map(|value| pb::ProducerRecord {
+            value,
+            timestamp_ns: Some(batch.timestamp_ns),
+            ..Default::default()
+        })
+        .collect()
+}
+
+impl SendHalf {
+    /// Sends a batch without waiting for its ack.
+    ///
+    /// # Errors
+    /// The connection failed.
+    pub async fn send(&mut self, batch: Batch<'_>) -> Result<(), String> {
+        match self {
+            Self::Unary { client, calls } => {
+                let mut client = client.clone();
+                let request = pb::ProduceRequest {
+                    topic: batch.topic.to_string(),
+                    records: records(batch),
+                };
+                let call = tokio::spawn(async move {
+                    client
+                        .produce(request)
+                        .await
+                        .map(|_| Instant::now())
+                        .map_err(|s| ClientError::from(s).to_string())
+                });
+                calls
+                    .send(call)
+                    .map_err(|_| "the acknowledging half stopped".to_string())
+            }
+            Self::Stream { requests, sequence } => {
+                let request = pb::ProduceStreamRequest {
+                    sequence: *sequence,
+                    topic: batch.topic.to_string(),
+                    records: records(batch),
+                };
+                *sequence += 1;
+                requests
+                    .send(request)
+                    .await
+                    .map_err(|_| "the produce stream closed".to_string())
+            }
+            Self::Legacy(w) => w.send(batch).await,
+            Self::Http(w) => w.send(batch).await,
+        }
+    }
+
+    /// Ends the sending side (the acks of what was sent still arrive).
+    pub async fn close(self) {
+        match self {
+            Self::Unary { .. } | Self::Stream { .. } => {}
+            Self::Legacy(w) => w.close().await,
+            Self::Http(w) => w.close().await,
+        }
+    }
+}
+
+impl AckHalf {
+    /// Waits for the ack of the oldest unacknowledged batch (of `records` records); returns when
+    /// it arrived.
+    ///
+    /// # Errors
+    /// The batch was refused, or the connection failed.
+    pub async fn ack(&mut self, records: usize) -> Result<Instant, String> {
+        match self {
+            Self::Unary(calls) => {
+                let call = calls
+                    .recv()
+                    .await
+                    .ok_or("the sending half stopped before its call was made")?;
+                call.await
+                    .map_err(|e| format!("produce call failed: {e}"))?
+            }
+            Self::Stream(inbound) => match inbound.next().await {
+                Some(Ok(ack)) => match ack.error {
+                    None if ack.acks.len() == records => Ok(Instant::now()),
+                    None => Err(format!(
+                        "batch {} was acknowledged with {} acks for {records} records",
+                        ack.sequence,
+                        ack.acks.len()
+                    )),
+                    Some(e) => Err(format!("{:?}: {}", tonic::Code::from(e.code), e.message)),
+                },
+                Some(Err(status)) => Err(ClientError::from(status).to_string()),
+                None => Err("the broker closed the produce stream".into()),
+            },
+            Self::Legacy(r) => r.ack(records).await,
+            Self::Http(r) => r.ack().await,
+        }
+    }
+}

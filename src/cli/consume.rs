@@ -1,0 +1,222 @@
+//! `obelisk consume <topic>`: print records as values, `key<TAB>value` lines or JSON lines.
+//!
+//! - With `--group G` (and without `--follow` or `--no-commit`), it Polls the group and Commits
+//!   what it printed, so the next run continues where this one stopped (at least once: a record
+//!   printed just before a crash may be printed again). `--from` first Resets the group there.
+//! - Without `--group` there is no consumer group at all: it reads with Subscribe from `--from`
+//!   (default earliest) and commits nothing, so reading leaves no trace on the broker.
+//! - `--follow` Subscribes and keeps printing new records until interrupted; with a group it
+//!   commits as it goes (unless `--no-commit`). `--no-commit` with a group reads from the group's
+//!   position (or `--from`) without moving it.
+//! - Without `--follow` it stops once no record arrived for `--wait-ms`, or after `--count`.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tonic::transport::Channel;
+
+use super::connect::{ServerArgs, reply};
+use super::position::Position;
+use crate::client::{BrokerClient, ClientError, Consumer};
+use crate::proto as pb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The value, then a newline.
+    Value,
+    /// The key, a tab, the value, then a newline.
+    Kv,
+    /// One JSON object per line with partition, offset, timestamp_ns, key, value and headers.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    pub topic: String,
+    /// Consumer group: read from its committed offsets and commit what is printed. Without one,
+    /// nothing is committed and reading starts at --from (default earliest).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Where to start: earliest, latest, an offset (in every partition), a time like
+    /// 2026-01-01T00:00:00Z, or @<unix_ns>. With a group that commits, the group is reset there.
+    #[arg(long, value_name = "POSITION")]
+    pub from: Option<Position>,
+    /// Keep waiting for new records until interrupted (Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// Stop after this many records.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// How to print each record.
+    #[arg(long, value_enum, default_value_t = Format::Value)]
+    pub format: Format,
+    /// Do not commit offsets (the group's position does not move).
+    #[arg(long)]
+    pub no_commit: bool,
+    /// Without --follow: stop when no record arrived for this long, in ms.
+    #[arg(long, default_value_t = 500)]
+    pub wait_ms: u32,
+}
+
+/// Where printed records go; a closed stdout (`| head`) ends the command quietly.
+struct Output {
+    out: io::BufWriter<io::Stdout>,
+    format: Format,
+    remaining: Option<u64>,
+    closed: bool,
+}
+
+impl Output {
+    /// Prints records until `--count` or a closed pipe; returns how many were printed.
+    fn print(&mut self, records: &[pb::Record]) -> anyhow::Result<usize> {
+        let mut printed = 0;
+        for r in records {
+            if self.done() {
+                break;
+            }
+            match self.write(r) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    self.closed = true;
+                    break;
+                }
+                Err(e) => return Err(e).context("writing to stdout"),
+            }
+            printed += 1;
+            if let Some(n) = &mut self.remaining {
+                *n -= 1;
+            }
+        }
+        match self.out.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => self.closed = true,
+            other => other.context("writing to stdout")?,
+        }
+        Ok(printed)
+    }
+
+    fn write(&mut self, r: &pb::Record) -> io::Result<()> {
+        match self.format {
+            Format::Value => {
+                self.out.write_all(&r.value)?;
+            }
+            Format::Kv => {
+                self.out.write_all(&r.key)?;
+                self.out.write_all(b"\t")?;
+                self.out.write_all(&r.value)?;
+            }
+            Format::Json => {
+                serde_json::to_writer(&mut self.out, &super::record_json::proto_record_to_json(r))?;
+            }
+        }
+        self.out.write_all(b"\n")
+    }
+
+    fn done(&self) -> bool {
+        self.closed || self.remaining == Some(0)
+    }
+}
+
+/// Reads and prints records.
+///
+/// # Errors
+/// The broker cannot be reached or refuses a call (unknown topic, bad group name, ...).
+pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let client = args.server.connect().await?;
+    let mut out = Output {
+        out: io::BufWriter::new(io::stdout()),
+        format: args.format,
+        remaining: args.count,
+        closed: false,
+    };
+    if out.done() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let commit = !args.no_commit && args.group.is_some();
+    match &args.group {
+        Some(group) if commit && !args.follow => poll_loop(client, &args, group, &mut out).await?,
+        _ => subscribe_loop(client, &args, commit, &mut out).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn poll_loop(
+    mut client: BrokerClient<Channel>,
+    args: &ConsumeArgs,
+    group: &str,
+    out: &mut Output,
+) -> Result<(), anyhow::Error> {
+    if let Some(from) = args.from {
+        reply(
+            client
+                .reset(pb::ResetRequest {
+                    topic: args.topic.clone(),
+                    group: group.to_string(),
+                    to: Some(from.to_proto()),
+                })
+                .await,
+        )?;
+    }
+    let mut consumer = Consumer::new(client, &args.topic, group);
+    consumer.max_wait_ms = args.wait_ms;
+    loop {
+        consumer.max_records = out.remaining.map_or(500, |n| n.min(500) as u32);
+        let records = consumer.poll().await?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let printed = out.print(&records)?;
+        consumer.commit(&records[..printed]).await?;
+        if out.done() {
+            return Ok(());
+        }
+    }
+}
+
+async fn subscribe_loop(
+    client: BrokerClient<Channel>,
+    args: &ConsumeArgs,
+    commit: bool,
+    out: &mut Output,
+) -> Result<(), anyhow::Error> {
+    let group = args.group.clone().unwrap_or_default();
+    let mut consumer = Consumer::new(client, &args.topic, &group);
+    let mut stream = consumer
+        .subscribe(args.from.map(Position::to_proto))
+        .await?;
+    let wait = Duration::from_millis(u64::from(args.wait_ms));
+    loop {
+        let message = stream.message();
+        let next = if args.follow {
+            tokio::select! {
+                n = message => Some(n),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        } else {
+            tokio::select! {
+                n = tokio::time::timeout(wait, message) => n.ok(),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        };
+        let Some(next) = next else {
+            return Ok(()); // Caught up: nothing new within --wait-ms.
+        };
+        let Some(batch) = next.map_err(ClientError::from)? else {
+            if args.follow {
+                anyhow::bail!("the broker ended the subscription (is it shutting down?)");
+            }
+            return Ok(());
+        };
+        let printed = out.print(&batch.records)?;
+        if commit {
+            consumer.commit(&batch.records[..printed]).await?;
+        }
+        if out.done() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `bench` on tiny workloads: counts and verification in its JSON (no timing assertions).
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use super::{assert_ok, obelisk, start, stderr, stdout, with_server};
+
+fn bench_json(o: &Output) -> Value {
+    assert_ok(o);
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_counts_and_verifies_a_tiny_run() {
+    let data = tempfile::tempdir().unwrap();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "bench",
+            "--json",
+            "--quiet",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        v.extend(extra.iter().map(ToString::to_string));
+        v
+    };
+    let r = bench_json(
+        &obelisk(
+            args(&[
+                "--count",
+                "2000",
+                "--producers",
+                "2",
+                "--consumers",
+                "2",
+                "--batch-size",
+                "50",
+                "--in-flight",
+                "4",
+                "--durability",
+                "interval",
+            ]),
+            b"",
+        )
+        .await,
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["produce"]["records"], 2000);
+    assert_eq!(
+        r["consume"]["records"], 4000,
+        "every consumer reads every record"
+    );
+    assert_eq!(r["verification"]["ok"], true);
+    assert_eq!(r["verification"]["records_checked"], 4000);
+    assert_eq!(r["verification"]["error_count"], 0);
+    assert!(r["produce"]["latency_us"]["p99"].is_u64(), "{r}");
+    assert!(r["produce"]["records_per_sec"].is_f64(), "{r}");
+    assert_eq!(r["config"]["durability"], "interval");
+
+    let r = bench_json(
+        &obelisk(
+            args(&[
+                "--count",
+                "600",
+                "--transport",
+                "grpc-unary",
+                "--consume-with",
+                "poll",
+                "--topics",
+                "2",
+                "--batch-size",
+                "7",
+                "--in-flight",
+                "3",
+            ]),
+            b"",
+        )
+        .await,
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["produce"]["records"], 600);
+    assert_eq!(r["verification"]["records_checked"], 600);
+
+    let r = bench_json(
+        &obelisk(
+            args(&[
+                "--mode",
+                "consume",
+                "--count",
+                "500",
+                "--consumer-batch",
+                "3",
+            ]),
+            b"",
+        )
+        .await,
+    );
+    assert_eq!(r["produce"], Value::Null, "the preload is not reported");
+    assert_eq!(r["consume"]["records"], 500);
+    assert_eq!(r["verification"]["ok"], true);
+
+    let r = bench_json(
+        &obelisk(
+            args(&[
+                "--mode",
+                "produce",
+                "--duration",
+                "300ms",
+                "--rate",
+                "1000",
+                "--batch-size",
+                "10",
+            ]),
+            b"",
+        )
+        .await,
+    );
+    let produced = r["produce"]["records"].as_u64().unwrap();
+    assert!(
+        produced > 0 && produced <= 300,
+        "open loop sends at most rate × duration: {produced}"
+    );
+    assert_eq!(produced % 10, 0, "whole batches");
+    assert_eq!(r["verification"], Value::Null);
+
+    // Unavailable listeners are refused clearly.
+    let legacy = obelisk(args(&["--count", "10", "--transport", "legacy"]), b"").await;
+    assert_eq!(legacy.status.code(), Some(1));
+    assert!(
+        stderr(&legacy).contains("legacy transport is not available"),
+        "{}",
+        stderr(&legacy)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_against_an_existing_broker_cleans_up_its_topics() {
+    let (_dir, server, url) = start().await;
+    let o = obelisk(
+        with_server(
+            &url,
+            &[
+                "bench",
+                "--json",
+                "--quiet",
+                "--count",
+                "1000",
+                "--partitions",
+                "2",
+            ],
+        ),
+        b"",
+    )
+    .await;
+    let r = bench_json(&o);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["config"]["server"], url.as_str());
+    assert_eq!(
+        r["config"]["durability"],
+        Value::Null,
+        "the broker's own setting applies"
+    );
+    assert_eq!(r["verification"]["records_checked"], 1000);
+    let topics = obelisk(with_server(&url, &["topics", "list", "--json"]), b"").await;
+    assert_ok(&topics);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&topics.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    server.stop().await;
+}
