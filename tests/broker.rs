@@ -497,3 +497,21 @@ async fn subscription_streams_new_records_in_order() {
         "subscription ends at shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_has_one_broker_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let Err(e) = Broker::open(config(dir.path())).await else {
+        panic!("a second broker opened the same data directory");
+    };
+    assert!(
+        e.to_string().contains("in use by another obelisk process"),
+        "{e}"
+    );
+    broker.shutdown().await;
+    let again = Broker::open(config(dir.path()))
+        .await
+        .expect("free after shutdown");
+    again.shutdown().await;
+}

@@ -366,3 +366,45 @@ async fn invalid_directory_names_and_missing_files_are_refused() {
     setup.assert_nothing_imported();
     setup.broker.shutdown().await;
 }
+
+/// `obelisk import-legacy` as a user runs it: the built binary, a data directory, a report; then
+/// damaged input refused with the file and position and a non-zero exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_import_legacy_command_reports_and_refuses_damage() {
+    let setup = Setup::new().await;
+    setup.broker.shutdown().await;
+    let v = vectors();
+    let (log, _) = setup.write_vectors_pair(&v);
+    let data = setup.root.path().join("imported");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_obelisk"))
+            .arg("import-legacy")
+            .arg(setup.src())
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .expect("runs")
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("topic vectors: 8 records in 1 partitions"),
+        "{stdout}"
+    );
+
+    let full = std::fs::read(&log).expect("read");
+    std::fs::write(&log, &full[..full.len() - 10]).expect("truncate");
+    std::fs::remove_dir_all(&data).expect("fresh target");
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("partition-0.log") && stderr.contains("1602"),
+        "{stderr}"
+    );
+}

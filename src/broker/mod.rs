@@ -95,6 +95,9 @@ pub(crate) struct Inner {
     offsets: OffsetStore,
     shutdown: CancellationToken,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The data directory's lock file, held (flock) from open to shutdown: two brokers (or an
+    /// import and a broker) never write one directory.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// A handle on the broker; clones share one broker.
@@ -139,6 +142,7 @@ impl Broker {
                 e,
             ))
         })?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let trash = config.data_dir.join("trash");
         if trash.exists() {
             let _ = std::fs::remove_dir_all(&trash);
@@ -173,6 +177,7 @@ impl Broker {
                 offsets,
                 shutdown: CancellationToken::new(),
                 background: std::sync::Mutex::new(Vec::new()),
+                lock: std::sync::Mutex::new(Some(lock)),
             }),
         };
         broker.start_background();
@@ -310,7 +315,41 @@ impl Broker {
         for t in self.topics() {
             t.close().await;
         }
+        let lock = self
+            .inner
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(file) = lock {
+            let _ = file.unlock();
+        }
         tracing::info!("broker stopped; all partitions flushed");
+    }
+}
+
+/// Takes the data directory's exclusive lock, creating the directory if needed.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, BrokerError> {
+    let fail = |e: std::io::Error| {
+        BrokerError::Unavailable(format!(
+            "cannot open the data directory {}: {e}",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .map_err(fail)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BrokerError::Unavailable(format!(
+            "the data directory {} is in use by another obelisk process",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(e)),
     }
 }
 

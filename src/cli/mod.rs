@@ -9,6 +9,7 @@ mod bench;
 mod connect;
 mod consume;
 mod groups;
+mod import_legacy;
 mod inspect;
 mod position;
 mod produce;
@@ -47,6 +48,8 @@ pub enum Command {
     Groups(groups::GroupsArgs),
     /// Check a data directory offline (no server): summaries, checksums, offsets and indexes.
     Inspect(inspect::InspectArgs),
+    /// Import the original Go Obelisk's data directory (offline).
+    ImportLegacy(import_legacy::ImportLegacyArgs),
     /// Measure produce and consume throughput and latency, verifying every record.
     Bench(Box<bench::BenchArgs>),
 }
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Topics(args) => topics::run(args).await,
             Command::Groups(args) => groups::run(args).await,
             Command::Bench(args) => bench::run(*args).await,
+            Command::ImportLegacy(args) => import_legacy::run(args).await,
             // Offline and synchronous; it only borrows the runtime's thread.
             Command::Inspect(args) => inspect::run(&args),
         }

@@ -4,7 +4,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use super::{assert_ok, obelisk, start, stderr, stdout, with_server};
+use super::{assert_ok, obelisk, start, stdout, with_server};
 
 fn bench_json(o: &Output) -> Value {
     assert_ok(o);
@@ -127,14 +127,28 @@ async fn bench_counts_and_verifies_a_tiny_run() {
     assert_eq!(produced % 10, 0, "whole batches");
     assert_eq!(r["verification"], Value::Null);
 
-    // Unavailable listeners are refused clearly.
-    let legacy = obelisk(args(&["--count", "10", "--transport", "legacy"]), b"").await;
-    assert_eq!(legacy.status.code(), Some(1));
-    assert!(
-        stderr(&legacy).contains("legacy transport is not available"),
-        "{}",
-        stderr(&legacy)
-    );
+    // The legacy TCP and HTTP transports produce through their own listeners; the consumers
+    // (gRPC) verify every record they wrote.
+    for transport in ["legacy", "http"] {
+        let r = bench_json(
+            &obelisk(
+                args(&[
+                    "--count",
+                    "400",
+                    "--batch-size",
+                    "20",
+                    "--transport",
+                    transport,
+                ]),
+                b"",
+            )
+            .await,
+        );
+        assert_eq!(r["ok"], true, "{transport}: {r}");
+        assert_eq!(r["produce"]["records"], 400, "{transport}");
+        assert_eq!(r["verification"]["ok"], true, "{transport}");
+        assert_eq!(r["verification"]["records_checked"], 400, "{transport}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

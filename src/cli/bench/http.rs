@@ -89,8 +89,10 @@ impl Writer {
             .map_err(|e| format!("HTTP connection failed: {e}"))
     }
 
-    pub async fn close(mut self) {
-        let _ = self.socket.shutdown().await;
+    /// Stops sending without half-closing: an HTTP/1.1 server may drop a connection whose read side
+    /// ended before it wrote the last responses. The connection closes when the reader is dropped.
+    pub async fn close(self) {
+        self.socket.forget();
     }
 }
 
