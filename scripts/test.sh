@@ -12,8 +12,17 @@ echo "== cargo build"
 cargo build --all-targets --locked
 # The client tests install their Python and npm packages, which the cross-language Rust test
 # (tests/cross_language.rs) needs too, so they run first.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 echo "== client tests (Python, TypeScript)"
-clients/run-tests.sh
+clients/run-tests.sh 2>&1 | tee "$log"
 echo "== cargo test"
-cargo test --locked -- --test-threads=2
-echo "== all tests passed"
+cargo test --locked -- --test-threads=2 2>&1 | tee -a "$log"
+# One closing line for the whole suite: cargo's per-binary results, pytest's and node's summaries.
+awk '
+  /^test result:/            { p += $4; f += $6 }
+  / passed.* in [0-9.]+s/    { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^# pass [0-9]+$/          { p += $3 }
+  /^# fail [0-9]+$/          { f += $3 }
+  END { printf "all tests: %d passed, %d failed\n", p, f }
+' "$log"
