@@ -192,6 +192,10 @@ impl PartitionCore {
         }
     }
 
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// The end of what has been acknowledged: the next offset a reader can wait for.
     pub fn acked_end(&self) -> u64 {
         *self.acked_end.borrow()
