@@ -86,7 +86,9 @@ pub async fn serve(
         .max_concurrent_streams(config.max_concurrent_streams)
         .timeout(config.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A span per RPC, so the core's logs say which call they belong to.
+        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()));
     let mut router = builder.add_service(health).add_service(service);
     if let Ok(r) = reflection_v1 {
         router = router.add_service(r);
