@@ -515,3 +515,36 @@ async fn a_data_directory_has_one_broker_at_a_time() {
         .expect("free after shutdown");
     again.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_enormous_retention_keeps_everything() {
+    // u64::MAX ms must mean "very long", not wrap into a negative age that deletes everything.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_bytes = 300;
+    let broker = Broker::open(cfg).await.unwrap();
+    broker
+        .create_topic(
+            "t",
+            TopicConfig {
+                partitions: 1,
+                retention_ms: u64::MAX,
+                retention_bytes: 0,
+            },
+        )
+        .await
+        .unwrap();
+    for _ in 0..30 {
+        broker
+            .produce("t", vec![rec("", "some record padding")])
+            .await
+            .unwrap();
+    }
+    assert!(broker.describe_topic("t").unwrap().partitions[0].segments > 2);
+    broker.enforce_retention().await;
+    assert_eq!(
+        broker.describe_topic("t").unwrap().partitions[0].log_start,
+        0
+    );
+    broker.shutdown().await;
+}

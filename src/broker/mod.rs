@@ -285,8 +285,10 @@ impl Broker {
                 if retention_ms == 0 && retention_bytes == 0 {
                     continue;
                 }
-                let min_ts = (retention_ms > 0)
-                    .then(|| now.saturating_sub((retention_ms as i64).saturating_mul(1_000_000)));
+                let min_ts = (retention_ms > 0).then(|| {
+                    let ms = i64::try_from(retention_ms).unwrap_or(i64::MAX);
+                    now.saturating_sub(ms.saturating_mul(1_000_000))
+                });
                 let max_bytes = (retention_bytes > 0).then_some(retention_bytes);
                 for p in t.partitions() {
                     if let Err(e) = p.core().retain(min_ts, max_bytes) {
