@@ -97,7 +97,13 @@ impl Broker {
                 "topic {name:?} was closed but its files could not be removed; see the broker log"
             )));
         }
-        let _ = std::fs::remove_dir_all(&target);
+        // The rename made the deletion durable in effect (the trash is emptied at start too);
+        // removing a large topic's files can take a while, so it happens off the async threads.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::remove_dir_all(&target) {
+                tracing::warn!(path = %target.display(), error = %e, "emptying the trash failed");
+            }
+        });
         self.inner
             .offsets
             .forget_topic(name)

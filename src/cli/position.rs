@@ -6,16 +6,9 @@ use std::str::FromStr;
 
 use crate::proto as pb;
 
-/// Where to start reading, or where to move a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    Earliest,
-    Latest,
-    /// The same offset in every partition (clamped by the broker to each partition's range).
-    Offset(u64),
-    /// The first record at or after this Unix time in nanoseconds.
-    Timestamp(i64),
-}
+/// Where to start reading, or where to move a group: the broker's own type, parsed and printed
+/// here for people.
+pub use crate::broker::Position;
 
 impl FromStr for Position {
     type Err = String;
