@@ -90,7 +90,9 @@ impl Broker {
         let trash = self.inner.config.data_dir.join("trash");
         let target = trash.join(format!("{name}-{}", super::now_ns()));
         let dir = topic.dir().to_path_buf();
-        let moved = std::fs::create_dir_all(&trash).and_then(|()| std::fs::rename(&dir, &target));
+        let moved = std::fs::create_dir_all(&trash)
+            .and_then(|()| std::fs::rename(&dir, &target))
+            .and_then(|()| std::fs::File::open(self.inner.config.topics_dir())?.sync_all());
         if let Err(e) = moved {
             tracing::error!(topic = name, error = %e, "deleting a topic's files failed");
             return Err(BrokerError::Unavailable(format!(
