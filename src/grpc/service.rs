@@ -14,8 +14,10 @@ use super::status::to_status;
 use crate::broker::{Broker, BrokerError, FetchRequest, PollRequest, ReadLimits, SubscribeRequest};
 use crate::proto as pb;
 
-/// Batches of one ProduceStream being stored at once; more wait in the HTTP/2 window.
+/// Batches of one ProduceStream being stored at once, and their bytes of keys and values; more
+/// wait in the HTTP/2 window, so a stream holds a bounded amount of the broker's memory.
 const STREAM_IN_FLIGHT: usize = 64;
+const STREAM_IN_FLIGHT_BYTES: usize = 64 << 20;
 
 /// The `obelisk.v1.Broker` service.
 #[derive(Clone)]
@@ -83,18 +85,24 @@ impl pb::broker_server::Broker for BrokerService {
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut in_flight = FuturesOrdered::new();
+            let mut in_flight_bytes = 0usize;
             let mut reading = true;
             loop {
+                let has_room =
+                    in_flight.len() < STREAM_IN_FLIGHT && in_flight_bytes < STREAM_IN_FLIGHT_BYTES;
                 tokio::select! {
                     biased;
-                    Some(ack) = in_flight.next(), if !in_flight.is_empty() => {
+                    Some((ack, bytes)) = in_flight.next(), if !in_flight.is_empty() => {
+                        in_flight_bytes -= bytes;
                         if tx.send(Ok(ack)).await.is_err() {
                             // The client is gone; the batches already handed over still complete.
                             reading = false;
                         }
                     }
-                    msg = inbound.next(), if reading && in_flight.len() < STREAM_IN_FLIGHT => match msg {
+                    msg = inbound.next(), if reading && has_room => match msg {
                         Some(Ok(batch)) => {
+                            let bytes: usize = batch.records.iter().map(|r| r.key.len() + r.value.len()).sum();
+                            in_flight_bytes += bytes;
                             // Enqueued here, in stream order, so batches are stored in the order
                             // they were sent; their acks are awaited concurrently below.
                             let started = Instant::now();
@@ -108,14 +116,15 @@ impl pb::broker_server::Broker for BrokerService {
                                     Err(e) => Err(e),
                                 };
                                 crate::metrics::record_request("grpc", "produce_stream", started, res.as_ref().map(|_| ()));
-                                match res {
+                                let ack = match res {
                                     Ok(a) => pb::ProduceStreamAck { sequence, acks: convert::acks(a), error: None },
                                     Err(e) => pb::ProduceStreamAck {
                                         sequence,
                                         acks: Vec::new(),
                                         error: Some(pb::Error { code: super::status::code_of(&e) as i32, message: e.to_string() }),
                                     },
-                                }
+                                };
+                                (ack, bytes)
                             });
                         }
                         Some(Err(status)) => {
