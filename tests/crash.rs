@@ -47,14 +47,31 @@ fn spawn_server_with_legacy(dir: &Path, port: u16, legacy: Option<u16>) -> Child
 }
 
 /// Connects, retrying while the server starts (bounded).
+/// Connects once the server has recovered (gRPC health SERVING), retrying while it starts
+/// (bounded).
 async fn connect(port: u16) -> BrokerClient<Channel> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let addr = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
-        if let Ok(c) = client::connect(&format!("http://127.0.0.1:{port}")).await {
-            return c;
+        if let Ok(channel) = tonic::transport::Endpoint::from_shared(addr.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let serving = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "obelisk.v1.Broker".into(),
+                })
+                .await
+                .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
+            if serving && let Ok(c) = client::connect(&addr).await {
+                return c;
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the server did not come up on port {port}");
+    panic!("the server did not become ready on port {port}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
 //! Running a whole server: bind every listener, recover the broker, serve, and shut down in order
 //! (stop accepting, finish in-flight calls, end streams, flush and fsync).
 
+mod recovering;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,23 @@ pub struct RunningServer {
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
+/// Two handles on one listening socket: the real server's, and one for the recovery answers.
+fn twin(
+    what: &'static str,
+    listener: TcpListener,
+) -> Result<(TcpListener, TcpListener), ServerError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let fail = |source| ServerError::Bind { what, addr, source };
+    let std = listener.into_std().map_err(fail)?;
+    let clone = std.try_clone().map_err(fail)?;
+    Ok((
+        TcpListener::from_std(std).map_err(fail)?,
+        TcpListener::from_std(clone).map_err(fail)?,
+    ))
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
@@ -73,7 +92,29 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
         status.legacy.enable();
     }
     status.set_recovering(Recovery::Running);
-    let broker = Broker::open(config.broker.clone()).await?;
+    let (grpc_listener, grpc_during) = twin("gRPC", grpc_listener)?;
+    let (http_listener, http_during) = match http_listener {
+        Some(l) => {
+            let (real, during) = twin("HTTP", l)?;
+            (Some(real), Some(during))
+        }
+        None => (None, None),
+    };
+    let recovery = recovering::RecoveryServers::start(grpc_during, http_during);
+    // Recovery reads and checks files: a blocking thread, so the recovery answers keep flowing.
+    let broker_config = config.broker.clone();
+    let handle = tokio::runtime::Handle::current();
+    let opened =
+        tokio::task::spawn_blocking(move || handle.block_on(Broker::open(broker_config))).await;
+    recovery.stop().await;
+    let broker = match opened {
+        Ok(res) => res?,
+        Err(e) => {
+            return Err(ServerError::Broker(BrokerError::Unavailable(format!(
+                "recovery stopped unexpectedly: {e}"
+            ))));
+        }
+    };
     status.set_recovering(Recovery::Done);
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
