@@ -548,3 +548,37 @@ async fn an_enormous_retention_keeps_everything() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_group_polling_from_latest_gets_what_arrives_while_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(config(dir.path())).await.unwrap();
+    broker
+        .create_topic(
+            "t",
+            TopicConfig {
+                partitions: 2,
+                retention_ms: 0,
+                retention_bytes: 0,
+            },
+        )
+        .await
+        .unwrap();
+    broker.produce("t", vec![rec("a", "before")]).await.unwrap();
+    let mut req = poll_req("t", "late-joiner");
+    req.start_if_new = StartPosition::Latest;
+    req.limits.max_wait = Duration::from_secs(30);
+    let waiting = tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.poll(req).await }
+    });
+    tokio::task::yield_now().await;
+    broker
+        .produce("t", vec![rec("b", "while waiting")])
+        .await
+        .unwrap();
+    let got = waiting.await.unwrap().unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].record.value, Bytes::from_static(b"while waiting"));
+    broker.shutdown().await;
+}

@@ -24,21 +24,23 @@ impl Broker {
         let topic = self.existing_topic(&req.topic)?;
         let deadline = Instant::now() + req.limits.max_wait;
         let mut changes = topic.watch_changes();
+        // Positions are taken once: a new group starting at "latest" must get what arrives while
+        // it waits, not a fresh "latest" on every wake-up.
+        let positions: Vec<u64> = topic
+            .partitions()
+            .iter()
+            .map(|p| {
+                self.inner
+                    .offsets
+                    .committed(&req.group, &topic.name, p.id())
+                    .unwrap_or_else(|| match req.start_if_new {
+                        StartPosition::Earliest => p.core().start_offset(),
+                        StartPosition::Latest => p.core().acked_end(),
+                    })
+            })
+            .collect();
         loop {
             changes.borrow_and_update();
-            let positions: Vec<u64> = topic
-                .partitions()
-                .iter()
-                .map(|p| {
-                    self.inner
-                        .offsets
-                        .committed(&req.group, &topic.name, p.id())
-                        .unwrap_or_else(|| match req.start_if_new {
-                            StartPosition::Earliest => p.core().start_offset(),
-                            StartPosition::Latest => p.core().acked_end(),
-                        })
-                })
-                .collect();
             let out = read_from(
                 &topic,
                 &positions,
