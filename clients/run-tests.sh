@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests of the generated clients against a real `obelisk serve` (target/debug/obelisk, or $OBELISK_BIN):
-#   1. installs the pinned Python packages and the npm lockfile's packages,
+#   1. installs what is needed (clients/setup.sh: Debian packages if missing, the pinned Python
+#      packages in clients/.venv, the npm lockfile's packages),
 #   2. checks the checked-in generated code is fresh (clients/generate.sh --check),
 #   3. pytest (clients/python/tests), 4. tsc type check + node --test (clients/typescript/test).
 # Exits non-zero if any step fails; every step runs, and a summary is printed at the end.
@@ -8,21 +9,14 @@ set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-python="${PYTHON:-python3}"
-export PYTHON="$python"
 failed=()
 
 step() { echo; echo "=== $* ==="; }
 
-# Pins: must match clients/python/pyproject.toml [project.optional-dependencies] dev (the generated
-# stubs embed the grpcio-tools and protobuf versions that produced them).
-step "install Python packages"
-"$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-  grpcio==1.85.3 grpcio-tools==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 \
-  protobuf==7.36.2 pytest==9.2.0 || { echo "pip install failed" >&2; exit 1; }
-
-step "install Node packages (npm ci)"
-(cd "$here/typescript" && npm ci --no-audit --no-fund --loglevel=error) || { echo "npm ci failed" >&2; exit 1; }
+step "install what the client tests need (clients/setup.sh)"
+bash "$here/setup.sh" || { echo "clients/setup.sh failed" >&2; exit 1; }
+python="${PYTHON:-$here/.venv/bin/python}"
+export PYTHON="$python"
 
 if [[ -z "${OBELISK_BIN:-}" && ! -x "$root/target/debug/obelisk" ]]; then
   step "build the broker (cargo build --bin obelisk)"

@@ -17,6 +17,8 @@ trap 'rm -f "$log"' EXIT
 echo "== client tests (Python, TypeScript)"
 clients/run-tests.sh 2>&1 | tee "$log"
 echo "== cargo test"
+# The cross-language test runs the Python client with the interpreter clients/setup.sh prepared.
+export PYTHON="${PYTHON:-$PWD/clients/.venv/bin/python}"
 cargo test --locked -- --test-threads=2 2>&1 | tee -a "$log"
 # One closing line for the whole suite: cargo's per-binary results, pytest's and node's summaries.
 awk '
