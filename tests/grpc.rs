@@ -225,7 +225,7 @@ async fn every_error_has_its_code_and_a_message() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     assert!(
-        e.message().contains("auto-creation is off"),
+        e.message().contains("does not exist; create it first"),
         "{}",
         e.message()
     );

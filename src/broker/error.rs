@@ -31,7 +31,9 @@ pub enum BrokerError {
     InvalidArgument(String),
     #[error("record of {size} bytes exceeds the maximum record size of {max} bytes")]
     RecordTooLarge { size: usize, max: usize },
-    #[error("topic {0:?} does not exist (and auto-creation is off)")]
+    #[error(
+        "topic {0:?} does not exist; create it first (produce creates topics only while auto-creation is on)"
+    )]
     TopicNotFound(String),
     #[error("consumer group {0:?} does not exist")]
     GroupNotFound(String),
