@@ -582,3 +582,83 @@ async fn a_new_group_polling_from_latest_gets_what_arrives_while_it_waits() {
     assert_eq!(got[0].record.value, Bytes::from_static(b"while waiting"));
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_waiting_on_a_deleted_topic_are_told_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(config(dir.path())).await.unwrap();
+    broker
+        .create_topic(
+            "gone",
+            TopicConfig {
+                partitions: 1,
+                retention_ms: 0,
+                retention_bytes: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let mut sub = broker
+        .subscribe(SubscribeRequest {
+            topic: "gone".into(),
+            group: None,
+            start: None,
+            max_records_per_batch: 0,
+        })
+        .unwrap();
+    let mut req = poll_req("gone", "g");
+    req.limits.max_wait = Duration::from_secs(3600);
+    let polling = tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.poll(req).await }
+    });
+    let fetching = tokio::spawn({
+        let broker = broker.clone();
+        async move {
+            broker
+                .fetch(FetchRequest {
+                    topic: "gone".into(),
+                    partition: 0,
+                    offset: 0,
+                    limits: ReadLimits {
+                        max_wait: Duration::from_secs(3600),
+                        ..ReadLimits::default()
+                    },
+                })
+                .await
+        }
+    });
+    let subscribed = tokio::spawn(async move {
+        let first = sub.next_batch().await;
+        (first, sub.next_batch().await)
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await; // let all three start waiting
+    broker.delete_topic("gone").await.unwrap();
+    let within = Duration::from_secs(10);
+    let polled = tokio::time::timeout(within, polling)
+        .await
+        .expect("poll returns")
+        .unwrap();
+    assert!(
+        matches!(polled, Err(BrokerError::TopicNotFound(_))),
+        "{polled:?}"
+    );
+    let fetched = tokio::time::timeout(within, fetching)
+        .await
+        .expect("fetch returns")
+        .unwrap();
+    assert!(
+        matches!(fetched, Err(BrokerError::TopicNotFound(_))),
+        "{fetched:?}"
+    );
+    let (first, then) = tokio::time::timeout(within, subscribed)
+        .await
+        .expect("stream ends")
+        .unwrap();
+    assert!(
+        matches!(first, Some(Err(BrokerError::TopicNotFound(_)))),
+        "{first:?}"
+    );
+    assert!(then.is_none());
+    broker.shutdown().await;
+}

@@ -54,6 +54,7 @@ impl Broker {
                 changed = changes.changed() => if changed.is_err() { return Ok(out) },
                 () = tokio::time::sleep_until(deadline) => return Ok(out),
                 () = self.inner.shutdown.cancelled() => return Ok(out),
+                () = topic.closed() => return deleted_or_stopping(self, &topic, out),
             }
         }
     }
@@ -84,6 +85,10 @@ impl Broker {
             tokio::select! {
                 _ = end.changed() => {}
                 () = tokio::time::sleep_until(deadline) => {}
+                () = topic.closed() => {
+                    deleted_or_stopping(self, &topic, Vec::new())?;
+                    return Ok(FetchResponse { records, log_start: core.start_offset(), log_end: core.acked_end() });
+                }
                 () = self.inner.shutdown.cancelled() => {
                     return Ok(FetchResponse { records, log_start: core.start_offset(), log_end: core.acked_end() });
                 }
@@ -149,6 +154,20 @@ impl Broker {
     /// The committed offset of a group in one partition, if any.
     pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
         self.inner.offsets.committed(group, topic, partition)
+    }
+}
+
+/// What a waiting read answers when its topic closes: what it has while the broker stops, else
+/// NOT_FOUND (the topic was deleted under it).
+fn deleted_or_stopping(
+    broker: &Broker,
+    topic: &Topic,
+    out: Vec<ConsumedRecord>,
+) -> Result<Vec<ConsumedRecord>, BrokerError> {
+    if broker.inner.shutdown.is_cancelled() {
+        Ok(out)
+    } else {
+        Err(BrokerError::TopicNotFound(topic.name.clone()))
     }
 }
 

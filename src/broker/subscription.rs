@@ -23,6 +23,8 @@ pub struct Subscription {
     changes: watch::Receiver<u64>,
     max_records: usize,
     shutdown: CancellationToken,
+    /// Set once the subscription reported its end (topic deleted).
+    ended: bool,
     /// Partition to read first next time, so that one busy partition cannot starve the others.
     next_first: usize,
     /// Counts this subscription in `obelisk_active_subscriptions` until it is dropped.
@@ -72,6 +74,7 @@ impl Broker {
             },
             shutdown: self.inner.shutdown.clone(),
             next_first: 0,
+            ended: false,
         })
     }
 }
@@ -84,8 +87,13 @@ impl Subscription {
     /// `Unavailable`.
     pub async fn next_batch(&mut self) -> Option<Result<Vec<ConsumedRecord>, BrokerError>> {
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.shutdown.is_cancelled() || self.ended {
                 return None;
+            }
+            if self.topic.is_closed() {
+                // Deleted under the subscriber: say so once, then end.
+                self.ended = true;
+                return Some(Err(BrokerError::TopicNotFound(self.topic.name.clone())));
             }
             self.changes.borrow_and_update();
             let n = self.positions.len();
@@ -118,6 +126,7 @@ impl Subscription {
             tokio::select! {
                 changed = self.changes.changed() => if changed.is_err() { return None },
                 () = self.shutdown.cancelled() => return None,
+                () = self.topic.closed() => {}
             }
         }
     }

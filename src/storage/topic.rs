@@ -45,6 +45,8 @@ pub struct Topic {
     round_robin: AtomicU32,
     read_start: AtomicU32,
     changes: Arc<watch::Sender<u64>>,
+    /// Cancelled when the topic is closed (deleted or the broker stopping): waiting readers end.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 impl Topic {
@@ -107,6 +109,7 @@ impl Topic {
             round_robin: AtomicU32::new(0),
             read_start: AtomicU32::new(0),
             changes,
+            closed: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -150,8 +153,19 @@ impl Topic {
         self.changes.receiver_count()
     }
 
-    /// Stops every partition's batcher after it has written what is queued.
+    /// Fires when the topic is closed.
+    pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.closed.cancelled()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Wakes waiting readers, then stops every partition's batcher after it has written what is
+    /// queued.
     pub async fn close(&self) {
+        self.closed.cancel();
         for p in &self.partitions {
             p.close().await;
         }
