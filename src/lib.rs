@@ -24,4 +24,5 @@ pub mod rfc3339;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;

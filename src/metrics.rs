@@ -13,7 +13,7 @@
 //! addresses. `docs/http.md` lists every series with its type and labels.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
@@ -24,6 +24,7 @@ use prometheus::{Encoder as _, TextEncoder};
 
 use crate::broker::{Broker, BrokerError, WeakBroker};
 use crate::status::ServerStatus;
+use crate::sync::{lock, read, write};
 
 mod observed;
 
@@ -184,19 +185,11 @@ impl Metrics {
 
     /// The `topic` label for `name`, cached.
     fn topic_label(&self, name: &str) -> KeyValue {
-        if let Some(kv) = self
-            .topic_labels
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
+        if let Some(kv) = read(&self.topic_labels).get(name) {
             return kv.clone();
         }
         let kv = KeyValue::new("topic", Arc::<str>::from(name));
-        let mut cache = self
-            .topic_labels
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut cache = write(&self.topic_labels);
         if cache.len() >= TOPIC_LABEL_CACHE {
             cache.clear();
         }
@@ -352,7 +345,7 @@ fn sources() -> &'static Mutex<Vec<Source>> {
 pub fn observe_broker(broker: &Broker, status: &Arc<ServerStatus>) {
     metrics();
     let weak = broker.downgrade();
-    let mut all = sources().lock().unwrap_or_else(PoisonError::into_inner);
+    let mut all = lock(sources());
     all.retain(|s| s.broker.upgrade().is_some() && !s.broker.ptr_eq(&weak));
     all.push(Source {
         broker: weak,
@@ -362,7 +355,7 @@ pub fn observe_broker(broker: &Broker, status: &Arc<ServerStatus>) {
 
 /// The brokers still alive, with their server status when it is still alive.
 fn live_sources() -> Vec<(Broker, Option<Arc<ServerStatus>>)> {
-    let mut all = sources().lock().unwrap_or_else(PoisonError::into_inner);
+    let mut all = lock(sources());
     all.retain(|s| s.broker.upgrade().is_some());
     all.iter()
         .filter_map(|s| Some((s.broker.upgrade()?, s.status.upgrade())))

@@ -9,6 +9,7 @@ use super::types::{
     FailedPartition, GroupPartition, PartitionDescription, TopicConfig, TopicDescription,
 };
 use crate::storage::{StorageError, Topic};
+use crate::sync::write;
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 1024;
@@ -64,11 +65,7 @@ impl Broker {
             "topic created"
         );
         let topic = Arc::new(topic);
-        self.inner
-            .topics
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_string(), Arc::clone(&topic));
+        write(&self.inner.topics).insert(name.to_string(), Arc::clone(&topic));
         Ok(describe(&topic))
     }
 
@@ -79,11 +76,7 @@ impl Broker {
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         names::validate(NameKind::Topic, name)?;
         let _admin = self.inner.admin.lock().await;
-        let topic = self
-            .inner
-            .topics
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let topic = write(&self.inner.topics)
             .remove(name)
             .ok_or_else(|| BrokerError::TopicNotFound(name.to_string()))?;
         topic.close().await;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::storage::{BatchConfig, Durability};
 use crate::storage::{LogConfig, OffsetStore, PartitionConfig, StorageError, Topic};
+use crate::sync::{lock, read};
 
 pub use admin::MAX_PARTITIONS;
 pub use error::{BrokerError, NameKind};
@@ -225,30 +226,15 @@ impl Broker {
                 }
             }
         }));
-        *self
-            .inner
-            .background
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = tasks;
+        *lock(&self.inner.background) = tasks;
     }
 
     fn topics(&self) -> Vec<Arc<Topic>> {
-        self.inner
-            .topics
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+        read(&self.inner.topics).values().cloned().collect()
     }
 
     fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.inner
-            .topics
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        read(&self.inner.topics).get(name).cloned()
     }
 
     /// The topic, validating its name first.
@@ -304,26 +290,15 @@ impl Broker {
     /// queued (those produces are acknowledged), and fsyncs every partition.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let tasks = std::mem::take(
-            &mut *self
-                .inner
-                .background
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let tasks = std::mem::take(&mut *lock(&self.inner.background));
         for t in tasks {
             let _ = t.await;
         }
         for t in self.topics() {
             t.close().await;
         }
-        let lock = self
-            .inner
-            .lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(file) = lock {
+        let held = lock(&self.inner.lock).take();
+        if let Some(file) = held {
             let _ = file.unlock();
         }
         tracing::info!("broker stopped; all partitions flushed");

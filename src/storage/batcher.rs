@@ -50,11 +50,20 @@ impl Default for BatchConfig {
 /// Records to append and where to send the first offset once they are durable.
 pub struct AppendRequest {
     pub records: Vec<Record>,
+    /// The records' size on disk, computed once by the appending task (batch limits, metrics).
+    pub bytes: usize,
     pub ack: oneshot::Sender<Result<u64, StorageError>>,
 }
 
-fn size_of(req: &AppendRequest) -> usize {
-    req.records.iter().map(Record::encoded_len).sum()
+impl AppendRequest {
+    pub fn new(records: Vec<Record>, ack: oneshot::Sender<Result<u64, StorageError>>) -> Self {
+        let bytes = records.iter().map(Record::encoded_len).sum();
+        Self {
+            records,
+            bytes,
+            ack,
+        }
+    }
 }
 
 /// The batcher loop of one partition. Ends when `stop` fires (after writing everything queued)
@@ -81,7 +90,7 @@ pub async fn run(
         };
         let Some(first) = first else { break };
         let mut records = first.records.len();
-        let mut bytes = size_of(&first);
+        let mut bytes = first.bytes;
         let mut batch = vec![first];
         let full = |records: usize, bytes: usize| {
             records >= config.max_records || bytes >= config.max_bytes
@@ -92,7 +101,7 @@ pub async fn run(
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(req)) => {
                         records += req.records.len();
-                        bytes += size_of(&req);
+                        bytes += req.bytes;
                         batch.push(req);
                     }
                     Ok(None) | Err(_) => break,
@@ -103,7 +112,7 @@ pub async fn run(
             match rx.try_recv() {
                 Ok(req) => {
                     records += req.records.len();
-                    bytes += size_of(&req);
+                    bytes += req.bytes;
                     batch.push(req);
                 }
                 Err(_) => break,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::error::{IoContext, StorageError};
 use super::segment::sync_dir;
+use crate::sync::lock;
 
 /// topic → partition → next offset.
 pub type GroupOffsets = BTreeMap<String, BTreeMap<u32, u64>>;
@@ -68,28 +69,20 @@ impl OffsetStore {
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Group>>> {
-        self.groups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.groups)
     }
 
     /// The committed offset of one partition, if any.
     pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
         let g = self.groups().get(group).cloned()?;
-        let offsets = g
-            .offsets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let offsets = lock(&g.offsets);
         offsets.get(topic)?.get(&partition).copied()
     }
 
     /// All offsets of a group, or `None` for a group that never committed.
     pub fn group(&self, group: &str) -> Option<GroupOffsets> {
         let g = self.groups().get(group).cloned()?;
-        let offsets = g
-            .offsets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let offsets = lock(&g.offsets);
         Some(offsets.clone())
     }
 
@@ -126,12 +119,7 @@ impl OffsetStore {
         let names: Vec<String> = self
             .groups()
             .iter()
-            .filter(|(_, g)| {
-                g.offsets
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .contains_key(topic)
-            })
+            .filter(|(_, g)| lock(&g.offsets).contains_key(topic))
             .map(|(n, _)| n.clone())
             .collect();
         for name in names {
@@ -155,11 +143,7 @@ impl OffsetStore {
             })
         }));
         let _writing = g.write.lock().await;
-        let mut next = g
-            .offsets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let mut next = lock(&g.offsets).clone();
         change(&mut next);
         let json = serde_json::to_vec(&next)
             .map_err(|e| StorageError::io("encoding group offsets", std::io::Error::other(e)))?;
@@ -168,9 +152,7 @@ impl OffsetStore {
         tokio::task::spawn_blocking(move || write_atomically(&dir, &path, &json))
             .await
             .map_err(|e| StorageError::io("group offsets writer", std::io::Error::other(e)))??;
-        *g.offsets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        *lock(&g.offsets) = next;
         Ok(())
     }
 }

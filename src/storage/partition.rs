@@ -7,7 +7,9 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::sync::lock;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -66,12 +68,6 @@ pub struct Partition {
     tx: mpsc::Sender<AppendRequest>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stop: CancellationToken,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves consistent data (every mutation is a single
-    // step), so a poisoned lock is taken over rather than propagated.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Partition {
@@ -139,7 +135,7 @@ impl Partition {
         let (ack, rx) = oneshot::channel();
         match self
             .tx
-            .send_timeout(AppendRequest { records, ack }, wait)
+            .send_timeout(AppendRequest::new(records, ack), wait)
             .await
         {
             Ok(()) => Ok(rx),
@@ -286,6 +282,7 @@ impl PartitionCore {
         }
         let mut records = Vec::with_capacity(requests.iter().map(|r| r.records.len()).sum());
         let mut acks = Vec::with_capacity(requests.len());
+        let written: u64 = requests.iter().map(|r| r.bytes as u64).sum();
         let mut log = lock(&self.log);
         let base = log.end_offset();
         for req in requests {
@@ -296,7 +293,6 @@ impl PartitionCore {
             }
             acks.push((first, req.ack));
         }
-        let written: u64 = records.iter().map(|r| r.encoded_len() as u64).sum();
         let started = std::time::Instant::now();
         let result = if self.inject_fault.swap(false, Ordering::AcqRel) {
             Err(StorageError::io(
