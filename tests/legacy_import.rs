@@ -89,6 +89,16 @@ impl Setup {
     }
 }
 
+/// A group's committed offset in one partition, as DescribeGroup reports it.
+fn committed(broker: &Broker, group: &str, topic: &str, partition: u32) -> Option<u64> {
+    broker
+        .describe_group(group)
+        .ok()?
+        .into_iter()
+        .find(|g| g.topic == topic && g.partition == partition)
+        .map(|g| g.committed)
+}
+
 fn text_message(topic: &str, key: &str, value: &str, timestamp: i64) -> Message {
     Message {
         timestamp,
@@ -147,7 +157,7 @@ async fn the_captured_pair_imports_to_exactly_the_original_records() {
             "{name}"
         );
     }
-    assert_eq!(setup.broker.committed("reader", "vectors", 0), Some(3));
+    assert_eq!(committed(&setup.broker, "reader", "vectors", 0), Some(3));
     setup.broker.shutdown().await;
 }
 
@@ -307,8 +317,8 @@ async fn partitions_and_group_offsets_keep_their_numbers() {
         values(setup.records("orders", 2).await),
         ["c0", "c1", "c2", "c3", "c4"]
     );
-    assert_eq!(setup.broker.committed("billing", "orders", 0), Some(2));
-    assert_eq!(setup.broker.committed("billing", "orders", 2), Some(5));
+    assert_eq!(committed(&setup.broker, "billing", "orders", 0), Some(2));
+    assert_eq!(committed(&setup.broker, "billing", "orders", 2), Some(5));
     setup.broker.shutdown().await;
 }
 

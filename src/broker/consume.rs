@@ -26,19 +26,7 @@ impl Broker {
         let mut changes = topic.watch_changes();
         // Positions are taken once: a new group starting at "latest" must get what arrives while
         // it waits, not a fresh "latest" on every wake-up.
-        let positions: Vec<u64> = topic
-            .partitions()
-            .iter()
-            .map(|p| {
-                self.inner
-                    .offsets
-                    .committed(&req.group, &topic.name, p.id())
-                    .unwrap_or_else(|| match req.start_if_new {
-                        StartPosition::Earliest => p.core().start_offset(),
-                        StartPosition::Latest => p.core().acked_end(),
-                    })
-            })
-            .collect();
+        let positions = self.group_positions(&topic, &req.group, req.start_if_new);
         loop {
             changes.borrow_and_update();
             let out = read_from(
@@ -151,9 +139,26 @@ impl Broker {
         Ok(offsets)
     }
 
-    /// The committed offset of a group in one partition, if any.
-    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
-        self.inner.offsets.committed(group, topic, partition)
+    /// The group's next offset in each partition of `topic`: its committed offset, or `new` where
+    /// it has none.
+    pub(super) fn group_positions(
+        &self,
+        topic: &Topic,
+        group: &str,
+        new: StartPosition,
+    ) -> Vec<u64> {
+        let committed = self.inner.offsets.topic_offsets(group, &topic.name);
+        topic
+            .partitions()
+            .iter()
+            .map(|p| match committed.get(&p.id()) {
+                Some(&offset) => offset,
+                None => match new {
+                    StartPosition::Earliest => p.core().start_offset(),
+                    StartPosition::Latest => p.core().acked_end(),
+                },
+            })
+            .collect()
     }
 }
 

@@ -14,7 +14,7 @@ use super::Broker;
 use super::consume::resolve_positions;
 use super::error::{BrokerError, NameKind};
 use super::names;
-use super::types::{ConsumedRecord, Position, SubscribeRequest};
+use super::types::{ConsumedRecord, Position, StartPosition, SubscribeRequest};
 use crate::storage::Topic;
 
 pub struct Subscription {
@@ -46,16 +46,7 @@ impl Broker {
                 .collect(),
             (None, Some(group)) => {
                 names::validate(NameKind::Group, group)?;
-                topic
-                    .partitions()
-                    .iter()
-                    .map(|p| {
-                        self.inner
-                            .offsets
-                            .committed(group, &topic.name, p.id())
-                            .unwrap_or_else(|| p.core().start_offset())
-                    })
-                    .collect()
+                self.group_positions(&topic, group, StartPosition::Earliest)
             }
             (None, None) => resolve_positions(&topic, Position::Earliest)?
                 .into_iter()

@@ -138,6 +138,18 @@ fn partition_labels(topic: String, core: &PartitionCore) -> [KeyValue; 2] {
     ]
 }
 
+/// Reports `read` of every partition of every live broker.
+fn observe_partitions(
+    o: &dyn opentelemetry::metrics::AsyncInstrument<u64>,
+    read: fn(&PartitionCore) -> u64,
+) {
+    for (broker, _) in live_sources() {
+        for (topic, core) in broker.partition_cores() {
+            o.observe(read(&core), &partition_labels(topic, &core));
+        }
+    }
+}
+
 fn partition_counter(
     meter: &Meter,
     name: &'static str,
@@ -147,13 +159,7 @@ fn partition_counter(
     meter
         .u64_observable_counter(name)
         .with_description(help)
-        .with_callback(move |o| {
-            for (broker, _) in live_sources() {
-                for (topic, core) in broker.partition_cores() {
-                    o.observe(read(&core), &partition_labels(topic, &core));
-                }
-            }
-        })
+        .with_callback(move |o| observe_partitions(o, read))
         .build();
 }
 
@@ -166,13 +172,7 @@ fn partition_gauge(
     meter
         .u64_observable_gauge(name)
         .with_description(help)
-        .with_callback(move |o| {
-            for (broker, _) in live_sources() {
-                for (topic, core) in broker.partition_cores() {
-                    o.observe(read(&core), &partition_labels(topic, &core));
-                }
-            }
-        })
+        .with_callback(move |o| observe_partitions(o, read))
         .build();
 }
 

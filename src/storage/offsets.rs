@@ -72,11 +72,13 @@ impl OffsetStore {
         lock(&self.groups)
     }
 
-    /// The committed offset of one partition, if any.
-    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
-        let g = self.groups().get(group).cloned()?;
+    /// The group's committed offsets in one topic (empty when it has none).
+    pub fn topic_offsets(&self, group: &str, topic: &str) -> BTreeMap<u32, u64> {
+        let Some(g) = self.groups().get(group).cloned() else {
+            return BTreeMap::new();
+        };
         let offsets = lock(&g.offsets);
-        offsets.get(topic)?.get(&partition).copied()
+        offsets.get(topic).cloned().unwrap_or_default()
     }
 
     /// All offsets of a group, or `None` for a group that never committed.
@@ -184,11 +186,17 @@ mod tests {
         store.commit("g2", "other", &[(3, 1)]).await.unwrap();
         drop(store);
         let store = OffsetStore::open(dir.path()).unwrap();
-        assert_eq!(store.committed("g1", "orders", 0), Some(6));
-        assert_eq!(store.committed("g1", "orders", 1), Some(7));
-        assert_eq!(store.committed("g1", "orders", 2), None);
+        assert_eq!(
+            store.topic_offsets("g1", "orders").get(&0).copied(),
+            Some(6)
+        );
+        assert_eq!(
+            store.topic_offsets("g1", "orders").get(&1).copied(),
+            Some(7)
+        );
+        assert_eq!(store.topic_offsets("g1", "orders").get(&2).copied(), None);
         assert_eq!(store.group_names(), vec!["g1", "g2"]);
         store.forget_topic("orders").await.unwrap();
-        assert_eq!(store.committed("g1", "orders", 0), None);
+        assert_eq!(store.topic_offsets("g1", "orders").get(&0).copied(), None);
     }
 }
