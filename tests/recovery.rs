@@ -6,13 +6,19 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use obelisk::storage::{LogConfig, PartitionLog, Record, StorageError};
+use std::sync::Arc;
+
+use obelisk::storage::{LogConfig, LogFiles, PartitionLog, Record, StorageError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const CONFIG: LogConfig = LogConfig {
     segment_bytes: 2048,
 };
+
+fn files() -> Arc<LogFiles> {
+    Arc::new(LogFiles::new(8))
+}
 
 fn random_record(rng: &mut StdRng, offset: u64) -> Record {
     let key: Vec<u8> = (0..rng.gen_range(0..12)).map(|_| rng.r#gen()).collect();
@@ -33,7 +39,7 @@ fn random_record(rng: &mut StdRng, offset: u64) -> Record {
 
 /// Writes random batches; returns the records written.
 fn fill(dir: &Path, rng: &mut StdRng) -> Vec<Record> {
-    let mut log = PartitionLog::open(dir, CONFIG).unwrap();
+    let mut log = PartitionLog::open(dir, CONFIG, &files()).unwrap();
     let mut all = Vec::new();
     let total = rng.gen_range(20..120);
     while all.len() < total {
@@ -101,12 +107,12 @@ fn positions(records: &[Record], base: u64, end: u64) -> Vec<(u64, u64, u64)> {
 }
 
 fn check_appends_continue(dir: &Path, rng: &mut StdRng, expected_end: u64) {
-    let mut log = PartitionLog::open(dir, CONFIG).unwrap();
+    let mut log = PartitionLog::open(dir, CONFIG, &files()).unwrap();
     assert_eq!(log.end_offset(), expected_end);
     let extra = random_record(rng, expected_end);
     log.append(std::slice::from_ref(&extra)).unwrap();
     drop(log);
-    let log = PartitionLog::open(dir, CONFIG).unwrap();
+    let log = PartitionLog::open(dir, CONFIG, &files()).unwrap();
     let got = log
         .plan_read(expected_end, 1, u64::MAX, expected_end + 1)
         .unwrap()
@@ -135,7 +141,7 @@ fn active_segment_cut_at_random_positions() {
             .iter()
             .filter(|(_, _, end)| *end <= cut)
             .count() as u64;
-        let log = PartitionLog::open(dir.path(), CONFIG).unwrap();
+        let log = PartitionLog::open(dir.path(), CONFIG, &files()).unwrap();
         let expected_end = active + whole;
         assert_eq!(
             log.end_offset(),
@@ -150,8 +156,10 @@ fn active_segment_cut_at_random_positions() {
     }
 }
 
+/// A flipped byte in the active segment is damage, not a torn tail: the damaged record's offset
+/// fails closed, every other record keeps its offset, and no offset is ever given out again.
 #[test]
-fn active_segment_flipped_byte_truncates_from_the_damaged_record() {
+fn active_segment_flipped_byte_costs_only_the_damaged_record() {
     for seed in 0..150 {
         let mut rng = StdRng::seed_from_u64(1000 + seed);
         let dir = tempfile::tempdir().unwrap();
@@ -170,13 +178,45 @@ fn active_segment_flipped_byte_truncates_from_the_damaged_record() {
             .find(|(_, start, end)| (*start..*end).contains(&(at as u64)))
             .unwrap()
             .0;
-        let log = PartitionLog::open(dir.path(), CONFIG).unwrap();
-        assert_eq!(log.end_offset(), damaged, "seed {seed}: flip at byte {at}");
-        let (got, err) = read_one_by_one(&log);
-        assert!(err.is_none(), "seed {seed}: {err:?}");
-        assert_eq!(got, all[..damaged as usize], "seed {seed}");
+        let log = PartitionLog::open(dir.path(), CONFIG, &files()).unwrap();
+        let end = log.end_offset();
+        assert!(
+            end >= all.len() as u64,
+            "seed {seed}: flip at byte {at}: end {end} would reuse acknowledged offsets"
+        );
+        let reported: Vec<_> = log.damage().map(|d| d.offsets.clone()).collect();
+        assert!(
+            reported.iter().any(|r| r.contains(&damaged)),
+            "seed {seed}: damage at {damaged} not reported: {reported:?}"
+        );
+        for offset in 0..all.len() as u64 {
+            let res = log
+                .plan_read(offset, 1, u64::MAX, end)
+                .and_then(|p| p.execute());
+            if offset == damaged {
+                assert!(
+                    matches!(res, Err(StorageError::Corrupt { .. })),
+                    "seed {seed}: damaged offset {offset} gave {res:?}"
+                );
+            } else {
+                assert_eq!(
+                    res.unwrap(),
+                    vec![all[offset as usize].clone()],
+                    "seed {seed} offset {offset}"
+                );
+            }
+        }
+        // A read across the damage returns the good records before it.
+        if damaged > active {
+            let got = log
+                .plan_read(active, usize::MAX, u64::MAX, end)
+                .unwrap()
+                .execute()
+                .unwrap();
+            assert_eq!(got, all[active as usize..damaged as usize], "seed {seed}");
+        }
         drop(log);
-        check_appends_continue(dir.path(), &mut rng, damaged);
+        check_appends_continue(dir.path(), &mut rng, end);
     }
 }
 
@@ -204,7 +244,7 @@ fn sealed_segment_damage_fails_closed_and_spares_the_rest() {
             .find(|(_, start, end)| (*start..*end).contains(&(at as u64)))
             .unwrap()
             .0;
-        let log = PartitionLog::open(dir.path(), CONFIG).unwrap();
+        let log = PartitionLog::open(dir.path(), CONFIG, &files()).unwrap();
         assert_eq!(
             log.end_offset(),
             all.len() as u64,
@@ -266,7 +306,7 @@ fn missing_or_truncated_indexes_are_rebuilt() {
                 std::fs::write(&path, &bytes).unwrap();
             }
         }
-        let log = PartitionLog::open(dir.path(), CONFIG).unwrap();
+        let log = PartitionLog::open(dir.path(), CONFIG, &files()).unwrap();
         assert_eq!(log.end_offset(), all.len() as u64, "seed {seed}");
         let (got, err) = read_one_by_one(&log);
         assert!(

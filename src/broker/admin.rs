@@ -9,7 +9,10 @@ use super::types::{
     FailedPartition, GroupPartition, PartitionDescription, TopicConfig, TopicDescription,
 };
 use crate::storage::{StorageError, Topic};
-use crate::sync::write;
+use crate::sync::{read, write};
+
+/// Makes trash names unique within one nanosecond.
+static TRASH_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 1024;
@@ -50,8 +53,11 @@ impl Broker {
         if self.topic(name).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
+        if let Some(e) = self.offline(name) {
+            return Err(e);
+        }
         let dir = defaults.topics_dir().join(name);
-        let pconfig = defaults.partition_config();
+        let pconfig = defaults.partition_config(&self.inner.files);
         let owned = name.to_string();
         let topic = task_shim::run(move || Topic::create(&dir, &owned, config, &pconfig))
             .await
@@ -69,29 +75,48 @@ impl Broker {
         Ok(describe(&topic))
     }
 
-    /// Deletes a topic, its data and the groups' offsets for it.
+    /// Deletes a topic, its data and the groups' offsets for it. All or nothing: the topic's
+    /// directory is moved out of `topics/` in one rename (under a short name that always fits the
+    /// filesystem); if that fails, the topic is opened again and stays as it was. A topic left
+    /// offline at start can be deleted too.
     ///
     /// # Errors
-    /// `InvalidName`, `TopicNotFound`, `Unavailable` when files cannot be removed.
+    /// `InvalidName`, `TopicNotFound`, `Unavailable` when files cannot be moved.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         names::validate(NameKind::Topic, name)?;
         let _admin = self.inner.admin.lock().await;
-        let topic = write(&self.inner.topics)
-            .remove(name)
-            .ok_or_else(|| BrokerError::TopicNotFound(name.to_string()))?;
-        topic.close().await;
+        let dir = self.inner.config.topics_dir().join(name);
+        let topic = write(&self.inner.topics).remove(name);
+        let offline = topic.is_none() && read(&self.inner.unavailable).contains_key(name);
+        if topic.is_none() && !offline {
+            return Err(BrokerError::TopicNotFound(name.to_string()));
+        }
+        if let Some(t) = &topic {
+            t.close().await;
+        }
         let trash = self.inner.config.data_dir.join("trash");
-        let target = trash.join(format!("{name}-{}", super::now_ns()));
-        let dir = topic.dir().to_path_buf();
+        let target = trash.join(format!(
+            "{}-{}",
+            super::now_ns(),
+            TRASH_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let moved = std::fs::create_dir_all(&trash)
             .and_then(|()| std::fs::rename(&dir, &target))
             .and_then(|()| std::fs::File::open(self.inner.config.topics_dir())?.sync_all());
         if let Err(e) = moved {
-            tracing::error!(topic = name, error = %e, "deleting a topic's files failed");
+            tracing::error!(topic = name, error = %e, "deleting a topic's files failed; the topic stays");
+            if target.exists() {
+                // The rename happened but could not be made durable: put it back.
+                let _ = std::fs::rename(&target, &dir);
+            }
+            if topic.is_some() {
+                self.reopen(name, &dir).await;
+            }
             return Err(BrokerError::Unavailable(format!(
-                "topic {name:?} was closed but its files could not be removed; see the broker log"
+                "topic {name:?} could not be deleted: its files could not be moved ({e}); it is unchanged"
             )));
         }
+        write(&self.inner.unavailable).remove(name);
         // The rename made the deletion durable in effect (the trash is emptied at start too);
         // removing a large topic's files can take a while, so it happens off the async threads.
         tokio::task::spawn_blocking(move || {
@@ -106,6 +131,42 @@ impl Broker {
             .map_err(|e| BrokerError::from_storage(name, 0, e))?;
         tracing::info!(topic = name, "topic deleted");
         Ok(())
+    }
+
+    /// Opens a topic again after a deletion that could not finish; if even that fails, the topic
+    /// is reported offline rather than forgotten (so a produce cannot recreate it over its data).
+    async fn reopen(&self, name: &str, dir: &std::path::Path) {
+        let pconfig = self.inner.config.partition_config(&self.inner.files);
+        let (owned, dir) = (name.to_string(), dir.to_path_buf());
+        match task_shim::run(move || Topic::open(&dir, &owned, &pconfig)).await {
+            Ok(t) => {
+                write(&self.inner.topics).insert(name.to_string(), Arc::new(t));
+            }
+            Err(e) => {
+                tracing::error!(topic = name, error = %e, "reopening a topic after a failed deletion failed; it is offline");
+                write(&self.inner.unavailable).insert(name.to_string(), e.to_string());
+            }
+        }
+    }
+
+    /// The error for a topic that could not be opened, if `name` is one.
+    pub(super) fn offline(&self, name: &str) -> Option<BrokerError> {
+        read(&self.inner.unavailable).get(name).map(|why| {
+            BrokerError::Unavailable(format!(
+                "topic {name:?} is offline: it could not be opened ({why}); the other topics \
+                 serve. Fix its files and restart, or delete the topic"
+            ))
+        })
+    }
+
+    /// Topics that could not be opened at start, with why.
+    pub fn offline_topics(&self) -> Vec<(String, String)> {
+        let mut out: Vec<_> = read(&self.inner.unavailable)
+            .iter()
+            .map(|(n, w)| (n.clone(), w.clone()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Every topic, sorted by name.

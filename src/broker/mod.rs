@@ -7,6 +7,7 @@ mod consume;
 pub mod error;
 pub mod names;
 mod produce;
+mod recovery;
 mod subscription;
 pub mod types;
 
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::storage::{BatchConfig, Durability};
-use crate::storage::{LogConfig, OffsetStore, PartitionConfig, StorageError, Topic};
+use crate::storage::{LogConfig, LogFiles, OffsetStore, PartitionConfig, StorageError, Topic};
 use crate::sync::{lock, read};
 
 pub use admin::MAX_PARTITIONS;
@@ -48,6 +49,8 @@ pub struct BrokerConfig {
     /// How long a produce waits for room in a full queue before RESOURCE_EXHAUSTED.
     pub enqueue_timeout: Duration,
     pub retention_check_interval: Duration,
+    /// Sealed segment logs kept open for reads at most (least recently used ones are closed).
+    pub open_segment_files: usize,
 }
 
 impl Default for BrokerConfig {
@@ -66,13 +69,15 @@ impl Default for BrokerConfig {
             queue_depth: 4096,
             enqueue_timeout: Duration::from_secs(5),
             retention_check_interval: Duration::from_secs(30),
+            open_segment_files: 256,
         }
     }
 }
 
 impl BrokerConfig {
-    fn partition_config(&self) -> PartitionConfig {
+    fn partition_config(&self, files: &Arc<LogFiles>) -> PartitionConfig {
         PartitionConfig {
+            files: Arc::clone(files),
             log: LogConfig {
                 segment_bytes: self.segment_bytes,
             },
@@ -94,6 +99,11 @@ pub(crate) struct Inner {
     /// Serialises topic creation and deletion.
     admin: tokio::sync::Mutex<()>,
     offsets: OffsetStore,
+    /// Open handles on sealed segment logs, shared by every partition.
+    files: Arc<LogFiles>,
+    /// Topics whose directory could not be opened at start, with why: they stay offline (and
+    /// their names taken) instead of keeping every other topic offline too.
+    unavailable: RwLock<HashMap<String, String>>,
     shutdown: CancellationToken,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// The data directory's lock file, held (flock) from open to shutdown: two brokers (or an
@@ -149,33 +159,18 @@ impl Broker {
             let _ = std::fs::remove_dir_all(&trash);
         }
         let offsets = OffsetStore::open(&config.data_dir.join("groups")).map_err(startup)?;
-        let pconfig = config.partition_config();
-        let mut topics = HashMap::new();
-        let entries = std::fs::read_dir(&topics_dir)
-            .map_err(|e| startup(StorageError::io("listing topics", e)))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| startup(StorageError::io("listing topics", e)))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if names::validate(NameKind::Topic, &name).is_err() {
-                tracing::warn!(name, "ignoring a directory that is not a valid topic name");
-                continue;
-            }
-            let topic = Topic::open(&entry.path(), &name, &pconfig).map_err(startup)?;
-            tracing::info!(
-                topic = name,
-                partitions = topic.config.partitions,
-                "topic recovered"
-            );
-            topics.insert(name, Arc::new(topic));
-        }
+        let files = Arc::new(LogFiles::new(config.open_segment_files));
+        let pconfig = config.partition_config(&files);
+        let (topics, unavailable) =
+            recovery::open_topics(&topics_dir, &pconfig).map_err(startup)?;
         let broker = Self {
             inner: Arc::new(Inner {
                 config,
                 topics: RwLock::new(topics),
                 admin: tokio::sync::Mutex::new(()),
                 offsets,
+                files,
+                unavailable: RwLock::new(unavailable),
                 shutdown: CancellationToken::new(),
                 background: std::sync::Mutex::new(Vec::new()),
                 lock: std::sync::Mutex::new(Some(lock)),
@@ -217,6 +212,17 @@ impl Broker {
         }
         let broker = self.clone();
         tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(STORAGE_RETRY_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => broker.retry_failed_partitions().await,
+                    () = broker.inner.shutdown.cancelled() => break,
+                }
+            }
+        }));
+        let broker = self.clone();
+        tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(broker.inner.config.retention_check_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -240,8 +246,10 @@ impl Broker {
     /// The topic, validating its name first.
     fn existing_topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
         names::validate(NameKind::Topic, name)?;
-        self.topic(name)
-            .ok_or_else(|| BrokerError::TopicNotFound(name.to_string()))
+        self.topic(name).ok_or_else(|| {
+            self.offline(name)
+                .unwrap_or_else(|| BrokerError::TopicNotFound(name.to_string()))
+        })
     }
 
     /// fsyncs every partition with unsynced writes.
@@ -252,6 +260,25 @@ impl Broker {
                 for p in t.partitions() {
                     p.core().sync();
                 }
+            }
+        })
+        .await;
+    }
+
+    /// Lets every read-only partition whose retry is due try to take writes again.
+    async fn retry_failed_partitions(&self) {
+        let failed: Vec<_> = self
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| Arc::clone(p.core())))
+            .filter(|c| c.failure().is_some())
+            .collect();
+        if failed.is_empty() {
+            return;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for core in failed {
+                core.retry_writes();
             }
         })
         .await;
@@ -304,6 +331,9 @@ impl Broker {
         tracing::info!("broker stopped; all partitions flushed");
     }
 }
+
+/// How often read-only partitions are checked for a retry that is due (each has its own backoff).
+const STORAGE_RETRY_TICK: Duration = Duration::from_millis(250);
 
 /// Takes the data directory's exclusive lock, creating the directory if needed.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, BrokerError> {

@@ -143,6 +143,9 @@ impl Broker {
         if let Some(t) = self.topic(name) {
             return Ok(t);
         }
+        if let Some(e) = self.offline(name) {
+            return Err(e);
+        }
         if !self.inner.config.auto_create_topics {
             return Err(BrokerError::TopicNotFound(name.to_string()));
         }

@@ -1,9 +1,11 @@
-//! A segment's offset index (memory-mapped) and time index.
+//! A segment's offset index and time index.
 //!
 //! The offset index is dense: entry `i` is the byte position (u32 LE) in the segment's `.log` of the
-//! record with offset `base + i`. An active segment's index file is preallocated to its capacity and
-//! mapped read-write; sealing shrinks it to the entries used and maps it read-only. The index is
-//! derived data: recovery rebuilds it from the log whenever it does not match.
+//! record with offset `base + i`. The active segment's index lives in memory: it is derived from
+//! the log (rebuilt by the scan at every start), so it needs no file until the segment seals, and
+//! a full disk can never turn a touch of a mapped page into SIGBUS. Sealing writes it out whole
+//! (`write` + fsync, so every block is allocated) and maps it read-only with memmap2; the file
+//! handle is closed once mapped, so sealed segments hold no descriptor for their index.
 //!
 //! The time index is sparse: `(max timestamp so far, relative offset)` pairs (i64 LE + u32 LE), one
 //! every [`TIME_INDEX_INTERVAL`] bytes of log, kept in memory and written to disk when the segment
@@ -13,48 +15,29 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::mmap::{self, Mmap, MmapMut};
+use super::mmap::{self, Mmap};
 
 /// Bytes of log between two time index entries.
 pub const TIME_INDEX_INTERVAL: u64 = 4096;
 
-enum Map {
-    Empty,
-    Active(MmapMut),
-    Sealed(Mmap),
+enum Entries {
+    Active(Vec<u32>),
+    Sealed(Option<Mmap>),
 }
 
 /// Offset → byte position for one segment.
 pub struct OffsetIndex {
-    file: File,
-    map: Map,
+    entries: Entries,
     len: usize,
-    capacity: usize,
 }
 
 impl OffsetIndex {
-    /// Opens an active index with room for `capacity` entries; `positions` become its content.
-    ///
-    /// # Errors
-    /// I/O errors creating, sizing or mapping the file.
-    pub fn create_active(path: &Path, capacity: usize, positions: &[u32]) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        file.set_len((capacity * 4) as u64)?;
-        let mut map = mmap::map_write(&file)?;
-        for (i, p) in positions.iter().enumerate() {
-            map[i * 4..i * 4 + 4].copy_from_slice(&p.to_le_bytes());
-        }
-        Ok(Self {
-            file,
-            map: Map::Active(map),
+    /// An active (in-memory) index holding `positions`.
+    pub fn active(positions: Vec<u32>) -> Self {
+        Self {
             len: positions.len(),
-            capacity,
-        })
+            entries: Entries::Active(positions),
+        }
     }
 
     /// Opens a sealed index file as it is; the caller checks it against the log.
@@ -65,19 +48,17 @@ impl OffsetIndex {
         let file = File::open(path)?;
         let size = file.metadata()?.len() as usize;
         let map = if size == 0 {
-            Map::Empty
+            None
         } else {
-            Map::Sealed(mmap::map_read(&file)?)
+            Some(mmap::map_read(&file)?)
         };
         Ok(Self {
-            file,
-            map,
+            entries: Entries::Sealed(map),
             len: size / 4,
-            capacity: size / 4,
         })
     }
 
-    /// Writes a sealed index holding exactly `positions`, fsynced.
+    /// Writes a sealed index holding exactly `positions`, fsynced, and maps it.
     ///
     /// # Errors
     /// I/O errors writing the file.
@@ -105,66 +86,53 @@ impl OffsetIndex {
         self.len == 0
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.len >= self.capacity
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match &self.map {
-            Map::Empty => &[],
-            Map::Active(m) => &m[..],
-            Map::Sealed(m) => &m[..],
-        }
-    }
-
     /// The position of entry `i`, if present.
     pub fn position(&self, i: usize) -> Option<u32> {
         if i >= self.len {
             return None;
         }
-        let b = &self.bytes()[i * 4..i * 4 + 4];
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        match &self.entries {
+            Entries::Active(v) => v.get(i).copied(),
+            Entries::Sealed(map) => {
+                let b = map.as_ref()?.get(i * 4..i * 4 + 4)?;
+                Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            }
+        }
     }
 
-    /// Appends an entry to an active index. Returns false when the index is full or sealed.
+    /// Every entry, in order.
+    pub fn entries(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        (0..self.len).map(|i| self.position(i).unwrap_or(u32::MAX))
+    }
+
+    /// Appends an entry to an active index. Returns false for a sealed one.
     pub fn push(&mut self, position: u32) -> bool {
-        if self.len >= self.capacity {
-            return false;
-        }
-        match &mut self.map {
-            Map::Active(m) => {
-                m[self.len * 4..self.len * 4 + 4].copy_from_slice(&position.to_le_bytes());
+        match &mut self.entries {
+            Entries::Active(v) => {
+                v.push(position);
                 self.len += 1;
                 true
             }
-            Map::Empty | Map::Sealed(_) => false,
+            Entries::Sealed(_) => false,
         }
     }
 
     /// Forgets entries from `len` on (after a failed write was rolled back).
     pub fn truncate(&mut self, len: usize) {
+        if let Entries::Active(v) = &mut self.entries {
+            v.truncate(len);
+        }
         self.len = self.len.min(len);
     }
 
-    /// Turns an active index into a sealed one: flush, unmap, shrink the file to the entries used,
-    /// fsync, map read-only.
+    /// Writes an active index to `path` (fsynced) and turns it into a sealed, mapped one. On error
+    /// the index stays active and unchanged, so sealing can be tried again.
     ///
     /// # Errors
-    /// I/O errors flushing, resizing or mapping.
-    pub fn seal(&mut self) -> io::Result<()> {
-        if let Map::Active(m) = &self.map {
-            m.flush()?;
-        }
-        self.map = Map::Empty;
-        self.file.set_len((self.len * 4) as u64)?;
-        self.file.sync_all()?;
-        self.capacity = self.len;
-        if self.len > 0 {
-            self.map = Map::Sealed(mmap::map_read(&self.file)?);
+    /// I/O errors writing or mapping the file.
+    pub fn seal(&mut self, path: &Path) -> io::Result<()> {
+        if let Entries::Active(v) = &self.entries {
+            *self = Self::write_sealed(path, v)?;
         }
         Ok(())
     }
@@ -187,8 +155,12 @@ pub struct TimeIndex {
 impl TimeIndex {
     /// Reads a time index file; `None` if it is missing or not a whole number of entries.
     pub fn load(path: &Path) -> Option<Self> {
-        let bytes = std::fs::read(path).ok()?;
-        if bytes.len() % 12 != 0 {
+        Self::parse(&std::fs::read(path).ok()?)
+    }
+
+    /// Parses a time index file's bytes; `None` if they are not a whole number of entries.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        if !bytes.len().is_multiple_of(12) {
             return None;
         }
         let entries = bytes
@@ -240,17 +212,28 @@ mod tests {
     fn active_index_push_seal_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut idx = OffsetIndex::create_active(&path, 4, &[0, 10]).unwrap();
+        let mut idx = OffsetIndex::active(vec![0, 10]);
         assert!(idx.push(25));
         assert!(idx.push(40));
-        assert!(!idx.push(55), "capacity is 4");
-        assert!(idx.is_full());
-        idx.seal().unwrap();
+        assert!(!path.exists(), "an active index has no file");
+        idx.seal(&path).unwrap();
+        assert!(!idx.push(55), "a sealed index takes no entries");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
         let back = OffsetIndex::open_sealed(&path).unwrap();
-        let got: Vec<_> = (0..back.len()).filter_map(|i| back.position(i)).collect();
+        let got: Vec<_> = back.entries().collect();
         assert_eq!(got, vec![0, 10, 25, 40]);
         assert_eq!(back.position(4), None);
+    }
+
+    #[test]
+    fn a_failed_seal_leaves_the_index_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::active(vec![0, 10]);
+        let nowhere = dir.path().join("missing-dir").join("0.index");
+        assert!(idx.seal(&nowhere).is_err());
+        assert!(idx.push(20), "still active after the failed seal");
+        idx.seal(&dir.path().join("0.index")).unwrap();
+        assert_eq!(idx.entries().collect::<Vec<_>>(), vec![0, 10, 20]);
     }
 
     #[test]

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{IoContext, StorageError};
-use super::record::{self, RECORD_OVERHEAD, Record};
+use super::files::LogFiles;
+use super::layout;
+use super::record::{self, Record};
 use super::segment::{ReadPlan, Segment, sync_dir};
+use super::verify::Damage;
 
 /// Sizing of a partition's segments.
 #[derive(Debug, Clone, Copy)]
@@ -16,59 +19,56 @@ pub struct LogConfig {
     pub segment_bytes: u64,
 }
 
-impl LogConfig {
-    /// Index entries an active segment reserves: enough for a full segment of the smallest records.
-    fn index_capacity(&self) -> usize {
-        (self.segment_bytes as usize / RECORD_OVERHEAD).max(1024)
-    }
-}
-
 /// The segments of one partition; the last one takes appends.
 pub struct PartitionLog {
     dir: PathBuf,
     config: LogConfig,
+    files: Arc<LogFiles>,
     segments: Vec<Segment>,
     buf: Vec<u8>,
     frames: Vec<(u32, i64)>,
 }
 
 impl PartitionLog {
-    /// Opens (recovering) or creates the log in `dir`.
+    /// Opens (recovering) or creates the log in `dir`; sealed segments' logs are opened on demand
+    /// through `files`.
     ///
     /// # Errors
     /// I/O errors reading or repairing the files.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, StorageError> {
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        files: &Arc<LogFiles>,
+    ) -> Result<Self, StorageError> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let mut bases = Vec::new();
-        for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
-            let entry = entry.context(|| format!("listing {}", dir.display()))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some(stem) = name.strip_suffix(".log")
-                && let Ok(base) = stem.parse::<u64>()
-            {
-                bases.push(base);
-            }
-        }
-        bases.sort_unstable();
-        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let bases = layout::segment_bases(dir).context(|| format!("listing {}", dir.display()))?;
+        let mut segments = Vec::with_capacity(bases.len() + 1);
         for (i, &base) in bases.iter().enumerate() {
             let seg = match bases.get(i + 1) {
-                Some(&next) => Segment::open_sealed(dir, base, next)?,
-                None => Segment::open_active(dir, base, config.index_capacity())?,
+                Some(&next) => Segment::open_sealed(dir, base, next, files)?,
+                None => Segment::open_active(dir, base, files)?,
             };
             segments.push(seg);
         }
-        if segments.is_empty() {
-            segments.push(Segment::create(dir, 0, config.index_capacity())?);
-        }
-        Ok(Self {
+        let mut log = Self {
             dir: dir.to_path_buf(),
             config,
+            files: Arc::clone(files),
             segments,
             buf: Vec::new(),
             frames: Vec::new(),
-        })
+        };
+        // No segment yet, or the last one came back sealed (damage): appends need a new one. If
+        // it cannot be created now (a full disk), the first append tries again.
+        if log.segments.last().is_none_or(Segment::is_sealed)
+            && let Err(e) = log.start_segment()
+        {
+            if log.segments.is_empty() {
+                return Err(e);
+            }
+            tracing::warn!(dir = %dir.display(), error = %e, "could not start a new segment after a damaged one; the next append retries");
+        }
+        Ok(log)
     }
 
     pub fn dir(&self) -> &Path {
@@ -82,7 +82,12 @@ impl PartitionLog {
 
     /// The offset the next record will get.
     pub fn end_offset(&self) -> u64 {
-        self.active().next_offset()
+        self.last().next_offset()
+    }
+
+    /// Every unreadable stretch found when the segments were opened, in offset order.
+    pub fn damage(&self) -> impl Iterator<Item = &Damage> {
+        self.segments.iter().flat_map(Segment::damage)
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -93,28 +98,29 @@ impl PartitionLog {
         self.segments.len()
     }
 
-    fn active(&self) -> &Segment {
-        self.segments
-            .last()
-            .expect("a log always has an active segment")
+    fn last(&self) -> &Segment {
+        self.segments.last().expect("a log always has a segment")
     }
 
-    fn active_mut(&mut self) -> &mut Segment {
+    fn last_mut(&mut self) -> &mut Segment {
         self.segments
             .last_mut()
-            .expect("a log always has an active segment")
+            .expect("a log always has a segment")
     }
 
-    /// The active segment's file, to fsync after appends.
-    pub fn active_file(&self) -> Arc<File> {
-        self.active().log_file()
+    /// The active segment's file, to fsync after appends (`None` while a roll waits to be retried:
+    /// the sealed segment was fsynced).
+    pub fn active_file(&self) -> Option<Arc<File>> {
+        self.last().active_file()
     }
 
     /// Appends records whose offsets continue the log, with one write. Rolls to a new segment first
-    /// when they would not fit. Returns the file to fsync for durability.
+    /// when they would not fit (or when an earlier roll could not finish). Returns the file to
+    /// fsync for durability.
     ///
     /// # Errors
-    /// I/O errors; on error nothing of the batch is visible in the log.
+    /// I/O errors; on error nothing of the batch is in the log, and a roll that failed halfway is
+    /// finished by the next append.
     pub fn append(&mut self, records: &[Record]) -> Result<Arc<File>, StorageError> {
         debug_assert!(
             records
@@ -130,32 +136,45 @@ impl PartitionLog {
             self.frames
                 .push(((self.buf.len() - before) as u32, r.timestamp));
         }
-        if self.active().is_full(
-            self.buf.len() as u64,
-            records.len(),
-            self.config.segment_bytes,
-        ) {
-            self.roll(records.len())?;
+        let last = self.last();
+        if last.is_sealed() || last.is_full(self.buf.len() as u64, self.config.segment_bytes) {
+            self.roll()?;
         }
         let (buf, frames) = (
             std::mem::take(&mut self.buf),
             std::mem::take(&mut self.frames),
         );
-        let res = self.active_mut().append(&buf, &frames);
+        let res = self.last_mut().append(&buf, &frames);
         self.buf = buf;
         self.frames = frames;
         res?;
-        Ok(self.active_file())
+        self.last().active_file().ok_or_else(|| {
+            StorageError::io("appending", std::io::Error::other("no active segment"))
+        })
     }
 
-    fn roll(&mut self, batch_records: usize) -> Result<(), StorageError> {
-        let next = self.end_offset();
-        self.active_mut().seal()?;
-        let capacity = self.config.index_capacity().max(batch_records);
+    /// Seals the active segment (if not sealed yet) and starts the next. Each step either finishes
+    /// or leaves the log as it was, so a failed roll is simply tried again.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        self.last_mut().seal()?;
+        self.start_segment()
+    }
+
+    fn start_segment(&mut self) -> Result<(), StorageError> {
+        let next = self.segments.last().map_or(0, Segment::next_offset);
         self.segments
-            .push(Segment::create(&self.dir, next, capacity)?);
-        tracing::debug!(dir = %self.dir.display(), base = next, "rolled a new segment");
+            .push(Segment::create(&self.dir, next, &self.files)?);
+        tracing::debug!(dir = %self.dir.display(), base = next, "started a new segment");
         Ok(())
+    }
+
+    /// Takes back every record from `offset` on, if they are still in the active segment (records
+    /// written but not acknowledged, after a failed fsync).
+    ///
+    /// # Errors
+    /// I/O errors cutting the log.
+    pub fn truncate_to(&mut self, offset: u64) -> Result<(), StorageError> {
+        self.last_mut().truncate_to(offset)
     }
 
     /// Plans a read of records from `offset`, not past `limit` (the acknowledged end).
@@ -178,9 +197,7 @@ impl PartitionLog {
             });
         }
         let i = self.segments.partition_point(|s| s.base <= offset) - 1;
-        let seg = &self.segments[i];
-        // An empty tail of a segment (possible only after damage) moves the read to the next one.
-        seg.plan_read(offset, max_records, max_bytes, limit)
+        self.segments[i].plan_read(offset, max_records, max_bytes, limit)
     }
 
     /// The first offset whose record has a timestamp at or after `ts`, or the end of the log (up to
@@ -194,6 +211,11 @@ impl PartitionLog {
         };
         let mut offset = seg.time_scan_start(ts).max(self.start_offset());
         while offset < limit {
+            // Damaged offsets have no timestamp: skip them.
+            if let Some(d) = self.damage().find(|d| d.offsets.contains(&offset)) {
+                offset = d.offsets.end;
+                continue;
+            }
             let records = self.plan_read(offset, 1024, 1 << 20, limit)?.execute()?;
             if records.is_empty() {
                 break;
@@ -243,6 +265,10 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
+    fn files() -> Arc<LogFiles> {
+        Arc::new(LogFiles::new(4))
+    }
+
     fn rec(offset: u64, ts: i64, value: &str) -> Record {
         Record {
             offset,
@@ -273,7 +299,7 @@ mod tests {
     fn rolls_reopens_and_reads_across_segments() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = LogConfig { segment_bytes: 300 };
-        let mut log = PartitionLog::open(dir.path(), cfg).unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg, &files()).unwrap();
         for i in 0..20u64 {
             log.append(&[rec(i, i as i64 * 10, &format!("value-{i}"))])
                 .unwrap();
@@ -282,7 +308,7 @@ mod tests {
         let all = read_all(&log);
         assert_eq!(all.len(), 20);
         drop(log);
-        let mut log = PartitionLog::open(dir.path(), cfg).unwrap();
+        let mut log = PartitionLog::open(dir.path(), cfg, &files()).unwrap();
         assert_eq!(log.end_offset(), 20);
         assert_eq!(read_all(&log), all);
         assert_eq!(log.offset_for_timestamp(55, 20).unwrap(), 6);
@@ -300,6 +326,7 @@ mod tests {
             LogConfig {
                 segment_bytes: 1 << 20,
             },
+            &files(),
         )
         .unwrap();
         let batch: Vec<_> = (0..10).map(|i| rec(i, 0, "0123456789")).collect();
@@ -331,7 +358,8 @@ mod tests {
     #[test]
     fn retention_by_age_and_size() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = PartitionLog::open(dir.path(), LogConfig { segment_bytes: 200 }).unwrap();
+        let mut log =
+            PartitionLog::open(dir.path(), LogConfig { segment_bytes: 200 }, &files()).unwrap();
         for i in 0..30u64 {
             log.append(&[rec(i, i as i64, "xxxxxxxxxxxxxxxxxxxxxxxxx")])
                 .unwrap();
@@ -349,7 +377,8 @@ mod tests {
         assert_eq!(log.end_offset(), 30);
         let start = log.start_offset();
         drop(log);
-        let log = PartitionLog::open(dir.path(), LogConfig { segment_bytes: 200 }).unwrap();
+        let log =
+            PartitionLog::open(dir.path(), LogConfig { segment_bytes: 200 }, &files()).unwrap();
         assert_eq!(log.start_offset(), start);
         assert_eq!(log.end_offset(), 30);
     }

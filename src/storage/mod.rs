@@ -5,13 +5,17 @@
 //! `docs/storage.md`.
 
 pub mod error;
+pub mod files;
 pub mod index;
+pub mod layout;
 pub mod log;
 mod mmap;
 pub mod record;
 pub mod segment;
+pub mod verify;
 
 pub use error::StorageError;
+pub use files::LogFiles;
 pub use log::{LogConfig, PartitionLog};
 pub use record::Record;
 pub mod batcher;

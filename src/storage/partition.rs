@@ -7,7 +7,8 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::sync::lock;
 
@@ -16,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::batcher::{self, AppendRequest, BatchConfig, Durability};
 use super::error::{IoContext, StorageError};
+use super::files::LogFiles;
 use super::log::{LogConfig, PartitionLog};
 use super::record::Record;
 use super::ring::RingBuffer;
+use super::verify::Damage;
 
 /// Everything a partition needs at open.
 #[derive(Debug, Clone)]
@@ -29,6 +32,19 @@ pub struct PartitionConfig {
     pub durability: Durability,
     /// Appends waiting for the batcher; beyond this a produce waits (and times out).
     pub queue_depth: usize,
+    /// The broker's cache of open sealed-segment logs.
+    pub files: Arc<LogFiles>,
+}
+
+/// First wait before a read-only partition tries to write again; it doubles up to the cap.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// Why a partition refuses writes, and when it next tries again.
+struct Failure {
+    reason: String,
+    attempts: u32,
+    next_retry: Instant,
 }
 
 /// Counters a partition keeps about itself, for health and metrics.
@@ -50,7 +66,14 @@ pub struct PartitionCore {
     log: Mutex<PartitionLog>,
     ring: Mutex<RingBuffer>,
     acked_end: watch::Sender<u64>,
-    failure: OnceLock<String>,
+    /// Set while the partition refuses writes (checked on every append without a lock).
+    failed: AtomicBool,
+    failure: Mutex<Option<Failure>>,
+    /// Held by a batch write from its first step to its acknowledgements, and by a retry after a
+    /// failure, so a retry never cuts records a batch is about to acknowledge.
+    writing: Mutex<()>,
+    /// Unreadable stretches found when the partition was opened.
+    damage: Vec<Damage>,
     dirty: AtomicBool,
     /// Records written since the last fsync in `interval` mode (for the records-per-fsync metric).
     unsynced_records: AtomicU64,
@@ -81,14 +104,18 @@ impl Partition {
         config: &PartitionConfig,
         topic_changes: Arc<watch::Sender<u64>>,
     ) -> Result<Self, StorageError> {
-        let log = PartitionLog::open(&dir, config.log)?;
+        let log = PartitionLog::open(&dir, config.log, &config.files)?;
         let end = log.end_offset();
+        let damage = log.damage().cloned().collect();
         let core = Arc::new(PartitionCore {
             id,
             log: Mutex::new(log),
             ring: Mutex::new(RingBuffer::new(config.ring_bytes)),
             acked_end: watch::Sender::new(end),
-            failure: OnceLock::new(),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            writing: Mutex::new(()),
+            damage,
             dirty: AtomicBool::new(false),
             unsynced_records: AtomicU64::new(0),
             inject_fault: AtomicBool::new(false),
@@ -170,21 +197,107 @@ pub enum AppendError {
 impl PartitionCore {
     /// The reason this partition refuses writes, if it does.
     pub fn failure(&self) -> Option<String> {
-        self.failure.get().cloned()
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.failure).as_ref().map(|f| f.reason.clone())
     }
 
-    /// Makes the next batch written to this partition fail with an I/O error, exactly as a failed
-    /// `write` would: nothing of it is acknowledged and the partition turns read-only. For tests
-    /// of failure handling (health, readiness, error mapping); costs one atomic swap per batch.
+    /// Unreadable stretches found when the partition was opened (reads of them fail with a
+    /// data-loss error; everything else stays readable).
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
+    }
+
+    /// Makes this partition's storage fail as a broken disk would, until
+    /// [`PartitionCore::repair_injected_failure`]: the next batch write fails with an I/O error
+    /// (nothing of it is acknowledged, the partition turns read-only) and so do its retries. For
+    /// tests of failure handling (health, readiness, error mapping, recovery); costs one atomic
+    /// load per batch.
     #[doc(hidden)]
     pub fn inject_write_failure(&self) {
         self.inject_fault.store(true, Ordering::Release);
     }
 
+    /// Ends an injected failure: the next retry finds the storage working.
+    #[doc(hidden)]
+    pub fn repair_injected_failure(&self) {
+        self.inject_fault.store(false, Ordering::Release);
+    }
+
+    fn injected_failure(&self) -> Result<(), StorageError> {
+        if self.inject_fault.load(Ordering::Acquire) {
+            return Err(StorageError::io(
+                "appending to the log",
+                std::io::Error::other("injected write failure"),
+            ));
+        }
+        Ok(())
+    }
+
     fn fail(&self, err: &StorageError) {
-        if self.failure.set(err.to_string()).is_ok() {
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            *failure = Some(Failure {
+                reason: err.to_string(),
+                attempts: 0,
+                next_retry: Instant::now() + RETRY_FIRST,
+            });
+            self.failed.store(true, Ordering::Release);
             crate::metrics::storage_failed();
-            tracing::error!(partition = self.id, error = %err, "storage failure: partition is now read-only");
+            tracing::error!(partition = self.id, error = %err, "storage failure: partition is read-only until a write succeeds again");
+        }
+    }
+
+    /// Tries to take writes again after a storage failure, once its backoff has passed: records
+    /// written but never acknowledged are cut off the log, the log is fsynced, and a probe file is
+    /// written and fsynced in the partition's directory. When all of that works the partition takes
+    /// writes again; otherwise the wait doubles (up to 30 s). Returns true when it recovered.
+    /// Runs on a blocking thread.
+    pub fn retry_writes(&self) -> bool {
+        if !self.failed.load(Ordering::Acquire) {
+            return false;
+        }
+        if lock(&self.failure)
+            .as_ref()
+            .is_some_and(|f| Instant::now() < f.next_retry)
+        {
+            return false;
+        }
+        let _writing = lock(&self.writing);
+        let acked = self.acked_end();
+        let attempt = (|| {
+            self.injected_failure()?;
+            let mut log = lock(&self.log);
+            log.truncate_to(acked)?;
+            if let Some(file) = log.active_file() {
+                file.sync_data().context(|| "fdatasync of the log".into())?;
+            }
+            probe_write(log.dir())
+        })();
+        let mut failure = lock(&self.failure);
+        match attempt {
+            Ok(()) => {
+                let was = failure.take();
+                self.failed.store(false, Ordering::Release);
+                tracing::info!(
+                    partition = self.id,
+                    after = ?was.map(|f| f.reason),
+                    "storage works again: the partition takes writes"
+                );
+                true
+            }
+            Err(e) => {
+                if let Some(f) = failure.as_mut() {
+                    f.attempts = f.attempts.saturating_add(1);
+                    let wait = RETRY_FIRST
+                        .saturating_mul(1u32 << f.attempts.min(6))
+                        .min(RETRY_CAP);
+                    f.next_retry = Instant::now() + wait;
+                    tracing::warn!(partition = self.id, error = %e, retry_in = ?wait, "the partition's storage still fails");
+                }
+                false
+            }
         }
     }
 
@@ -272,6 +385,7 @@ impl PartitionCore {
     /// Writes one batch of append requests (one write, and in `fsync` mode one fdatasync), then
     /// publishes and acknowledges them. Runs on a blocking thread.
     pub(super) fn write_batch(&self, requests: Vec<AppendRequest>) {
+        let _writing = lock(&self.writing);
         if let Some(reason) = self.failure() {
             for r in requests {
                 let _ = r.ack.send(Err(StorageError::ReadOnly {
@@ -294,16 +408,14 @@ impl PartitionCore {
             acks.push((first, req.ack));
         }
         let started = std::time::Instant::now();
-        let result = if self.inject_fault.swap(false, Ordering::AcqRel) {
-            Err(StorageError::io(
-                "appending to the log",
-                std::io::Error::other("injected write failure"),
-            ))
-        } else {
-            log.append(&records)
-        };
+        let result = self.injected_failure().and_then(|()| log.append(&records));
         drop(log);
         let result = result.and_then(|file| self.make_durable(&file, records.len() as u64));
+        if result.is_err() {
+            // Written but not durable: never acknowledged, so take the records back now (a retry
+            // after the failure cuts them too, should this fail as well).
+            let _ = lock(&self.log).truncate_to(base);
+        }
         match result {
             Ok(()) => {
                 crate::metrics::batch_flushed(records.len() as u64, started.elapsed());
@@ -369,11 +481,27 @@ impl PartitionCore {
             return;
         }
         let records = self.unsynced_records.swap(0, Ordering::Relaxed);
-        let file = lock(&self.log).active_file();
+        let Some(file) = lock(&self.log).active_file() else {
+            return;
+        };
         let started = std::time::Instant::now();
         match file.sync_data() {
             Ok(()) => self.note_flush(started, records),
             Err(e) => self.fail(&StorageError::io("periodic fdatasync of the log", e)),
         }
     }
+}
+
+/// Writes and fsyncs a small file in `dir`, then removes it: whether the filesystem takes writes.
+fn probe_write(dir: &std::path::Path) -> Result<(), StorageError> {
+    use std::io::Write;
+    let path = dir.join(".write-probe");
+    let result = std::fs::File::create(&path)
+        .and_then(|mut f| {
+            f.write_all(&[0u8; 4096])?;
+            f.sync_data()
+        })
+        .context(|| format!("writing {}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    result
 }

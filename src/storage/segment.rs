@@ -1,10 +1,12 @@
-//! One segment of a partition log: `<base>.log`, `<base>.index`, `<base>.timeindex`, named by the
-//! offset of the first record (20 digits, so names sort like offsets).
+//! One segment of a partition log: `<base>.log`, `<base>.index`, `<base>.timeindex` (named in
+//! [`super::layout`]).
 //!
-//! Opening a segment is where recovery happens: the active segment's log is scanned and checked
-//! record by record, a torn or corrupt tail is cut off, and both indexes are rebuilt from what
-//! survives. A sealed segment keeps its index when it matches the log, and is rescanned otherwise;
-//! damage found inside it is remembered so that reads of it fail closed.
+//! Opening a segment is where recovery happens, through the one scanner in [`super::verify`]: the
+//! active segment's torn tail is cut off and its indexes are rebuilt in memory; a sealed segment
+//! keeps its index when it fits the log and is rescanned otherwise. Damage found by a scan is kept
+//! (the bytes stay, their offsets are remembered as unreadable and reads of them fail closed), and
+//! an active segment with damage is sealed where it stands, so new records go to a new segment
+//! after every offset the damage could have held.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -15,220 +17,201 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::{IoContext, StorageError};
+use super::files::LogFiles;
 use super::index::{OffsetIndex, TIME_INDEX_INTERVAL, TimeEntry, TimeIndex};
-use super::record::{self, DecodeError, RECORD_OVERHEAD, Record};
-
-pub fn log_path(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.log"))
-}
-fn index_path(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.index"))
-}
-fn time_path(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.timeindex"))
-}
-
-/// What a scan of a log file found.
-struct Scan {
-    positions: Vec<u32>,
-    times: TimeIndex,
-    max_timestamp: i64,
-    /// Bytes of whole, valid records from the start.
-    valid_len: u64,
-    /// Why the scan stopped before the end of the file, if it did.
-    stopped: Option<DecodeError>,
-}
-
-fn scan(bytes: &Bytes, base: u64) -> Scan {
-    let mut s = Scan {
-        positions: Vec::new(),
-        times: TimeIndex::default(),
-        max_timestamp: i64::MIN,
-        valid_len: 0,
-        stopped: None,
-    };
-    let mut pos = 0usize;
-    let mut last_time_entry = 0u64;
-    while pos < bytes.len() {
-        match record::decode(bytes, pos) {
-            Ok((rec, len)) => {
-                let expected = base + s.positions.len() as u64;
-                if rec.offset != expected || pos > u32::MAX as usize {
-                    s.stopped = Some(DecodeError::Malformed);
-                    break;
-                }
-                s.positions.push(pos as u32);
-                s.max_timestamp = s.max_timestamp.max(rec.timestamp);
-                if s.times.entries.is_empty() || pos as u64 - last_time_entry >= TIME_INDEX_INTERVAL
-                {
-                    s.times.entries.push(TimeEntry {
-                        max_timestamp: s.max_timestamp,
-                        relative_offset: (rec.offset - base) as u32,
-                    });
-                    last_time_entry = pos as u64;
-                }
-                pos += len;
-            }
-            Err(e) => {
-                s.stopped = Some(e);
-                break;
-            }
-        }
-    }
-    s.valid_len = pos as u64;
-    s
-}
+use super::layout::{SegmentFile, segment_path};
+use super::record::{self, Record};
+use super::verify::{self, Damage, Role};
 
 /// One segment, sealed or active.
 pub struct Segment {
     pub base: u64,
     dir: PathBuf,
-    log: Arc<File>,
+    /// The active segment's log, open for appends; a sealed segment opens its log through `files`
+    /// when a read needs it.
+    active_log: Option<Arc<File>>,
+    files: Arc<LogFiles>,
     log_len: u64,
     index: OffsetIndex,
     times: TimeIndex,
     max_timestamp: i64,
     last_time_entry_pos: u64,
-    /// Offsets from here on could not be read back when the segment was opened (damage).
-    damaged_from: Option<u64>,
-    sealed: bool,
+    /// Stretches found unreadable when the segment was opened, in offset order.
+    damage: Vec<Damage>,
 }
 
 impl Segment {
+    fn path(&self, file: SegmentFile) -> PathBuf {
+        segment_path(&self.dir, self.base, file)
+    }
+
     /// Creates a new, empty active segment.
     ///
     /// # Errors
-    /// I/O errors creating the files.
-    pub fn create(dir: &Path, base: u64, index_capacity: usize) -> Result<Self, StorageError> {
-        let path = log_path(dir, base);
+    /// I/O errors creating the log file.
+    pub fn create(dir: &Path, base: u64, files: &Arc<LogFiles>) -> Result<Self, StorageError> {
+        let path = segment_path(dir, base, SegmentFile::Log);
         let log = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .context(|| format!("creating {}", path.display()))?;
-        let index = OffsetIndex::create_active(&index_path(dir, base), index_capacity, &[])
-            .context(|| format!("creating index for {}", path.display()))?;
-        sync_dir(dir)?;
+        if let Err(e) = sync_dir(dir) {
+            drop(log);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(Self {
             base,
             dir: dir.to_path_buf(),
-            log: Arc::new(log),
+            active_log: Some(Arc::new(log)),
+            files: Arc::clone(files),
             log_len: 0,
-            index,
+            index: OffsetIndex::active(Vec::new()),
             times: TimeIndex::default(),
             max_timestamp: i64::MIN,
             last_time_entry_pos: 0,
-            damaged_from: None,
-            sealed: false,
+            damage: Vec::new(),
         })
     }
 
-    /// Opens the active (last) segment: scans the log, truncates a torn or corrupt tail, rebuilds the
-    /// indexes.
+    /// Opens the partition's last segment: scans the log, cuts off a torn tail, and rebuilds the
+    /// indexes in memory. When the scan finds damage the segment comes back sealed (see the
+    /// module doc): the caller starts a new active segment at its [`Segment::next_offset`].
     ///
     /// # Errors
-    /// I/O errors reading, truncating or creating files.
-    pub fn open_active(dir: &Path, base: u64, index_capacity: usize) -> Result<Self, StorageError> {
-        let path = log_path(dir, base);
+    /// I/O errors reading or truncating the log.
+    pub fn open_active(dir: &Path, base: u64, files: &Arc<LogFiles>) -> Result<Self, StorageError> {
+        let path = segment_path(dir, base, SegmentFile::Log);
         let log = OpenOptions::new()
             .read(true)
             .append(true)
             .open(&path)
             .context(|| format!("opening {}", path.display()))?;
         let bytes = Bytes::from(fs::read(&path).context(|| format!("reading {}", path.display()))?);
-        let s = scan(&bytes, base);
-        if s.valid_len < bytes.len() as u64 {
+        let s = verify::scan_log(&bytes, base, Role::Active, &mut |_| {});
+        if let Some(torn) = &s.torn {
             tracing::warn!(
                 file = %path.display(),
-                kept = s.valid_len,
-                dropped = bytes.len() as u64 - s.valid_len,
-                reason = ?s.stopped,
-                "truncating the unfinished tail of the active segment"
+                kept = torn.at,
+                dropped = torn.bytes,
+                reason = torn.reason,
+                "cutting off the unfinished last write of the active segment"
             );
-            log.set_len(s.valid_len)
+            log.set_len(s.kept_len)
                 .context(|| format!("truncating {}", path.display()))?;
             log.sync_all()
                 .context(|| format!("syncing {}", path.display()))?;
         }
-        let capacity = index_capacity.max(s.positions.len());
-        let index = OffsetIndex::create_active(&index_path(dir, base), capacity, &s.positions)
-            .context(|| format!("rebuilding index for {}", path.display()))?;
         let last_time_entry_pos = s
             .times
             .entries
             .last()
             .and_then(|e| s.positions.get(e.relative_offset as usize))
             .map_or(0, |p| u64::from(*p));
-        Ok(Self {
+        let damaged = !s.damage.is_empty();
+        let mut seg = Self {
             base,
             dir: dir.to_path_buf(),
-            log: Arc::new(log),
-            log_len: s.valid_len,
-            index,
+            active_log: Some(Arc::new(log)),
+            files: Arc::clone(files),
+            log_len: s.kept_len,
+            index: OffsetIndex::active(s.positions),
             times: s.times,
             max_timestamp: s.max_timestamp,
             last_time_entry_pos,
-            damaged_from: None,
-            sealed: false,
-        })
+            damage: s.damage,
+        };
+        if damaged {
+            seg.report_damage();
+            // Nothing is appended after damage: the segment is sealed as it is. Should writing
+            // its indexes fail (a full disk), they stay in memory and the next start rescans.
+            if let Err(e) = seg.seal() {
+                tracing::warn!(file = %path.display(), error = %e, "could not write the indexes of a damaged segment; keeping them in memory");
+                seg.active_log = None;
+            }
+        }
+        Ok(seg)
     }
 
-    /// Opens a sealed segment expected to hold offsets `base..end`. A missing or mismatched index is
-    /// rebuilt; damage is remembered, not repaired.
+    /// Opens a sealed segment expected to hold offsets `base..end`. A missing or mismatched index
+    /// is rebuilt from the log; damage is remembered, not repaired.
     ///
     /// # Errors
-    /// I/O errors opening or writing files.
-    pub fn open_sealed(dir: &Path, base: u64, end: u64) -> Result<Self, StorageError> {
-        let path = log_path(dir, base);
+    /// I/O errors opening or reading the log.
+    pub fn open_sealed(
+        dir: &Path,
+        base: u64,
+        end: u64,
+        files: &Arc<LogFiles>,
+    ) -> Result<Self, StorageError> {
+        let path = segment_path(dir, base, SegmentFile::Log);
         let log = File::open(&path).context(|| format!("opening {}", path.display()))?;
         let log_len = log
             .metadata()
             .context(|| format!("reading metadata of {}", path.display()))?
             .len();
         let expected = (end - base) as usize;
-        let index = OffsetIndex::open_sealed(&index_path(dir, base))
-            .ok()
-            .filter(|idx| index_matches(idx, &log, log_len, expected));
-        let times = TimeIndex::load(&time_path(dir, base));
-        let (index, times, max_timestamp, damaged_from) = match (index, times) {
-            (Some(index), Some(times)) => {
-                let max = times.entries.last().map_or(i64::MIN, |e| e.max_timestamp);
-                (index, times, max, None)
-            }
-            _ => {
-                let bytes =
-                    Bytes::from(fs::read(&path).context(|| format!("reading {}", path.display()))?);
-                let s = scan(&bytes, base);
-                let damaged = (s.positions.len() < expected || s.stopped.is_some()).then(|| {
-                    tracing::error!(
-                        file = %path.display(),
-                        at_byte = s.valid_len,
-                        reason = ?s.stopped,
-                        "damage inside a sealed segment: reads past it will fail"
-                    );
-                    base + s.positions.len() as u64
-                });
-                let index = OffsetIndex::write_sealed(&index_path(dir, base), &s.positions)
-                    .context(|| format!("rebuilding index for {}", path.display()))?;
-                s.times
-                    .save(&time_path(dir, base))
-                    .context(|| format!("rebuilding time index for {}", path.display()))?;
-                (index, s.times, s.max_timestamp, damaged)
-            }
-        };
-        Ok(Self {
+        let index_path = segment_path(dir, base, SegmentFile::Index);
+        let index = OffsetIndex::open_sealed(&index_path).ok().filter(|idx| {
+            verify::sealed_index_fits(idx.entries(), expected, log_len, |at| {
+                let mut len = [0u8; 4];
+                log.read_exact_at(&mut len, at).ok()?;
+                Some(u32::from_le_bytes(len))
+            })
+        });
+        let time_path = segment_path(dir, base, SegmentFile::TimeIndex);
+        let times = TimeIndex::load(&time_path);
+        let mut seg = Self {
             base,
             dir: dir.to_path_buf(),
-            log: Arc::new(log),
+            active_log: None,
+            files: Arc::clone(files),
             log_len,
-            index,
-            times,
-            max_timestamp,
+            index: OffsetIndex::active(Vec::new()),
+            times: TimeIndex::default(),
+            max_timestamp: i64::MIN,
             last_time_entry_pos: 0,
-            damaged_from,
-            sealed: true,
-        })
+            damage: Vec::new(),
+        };
+        if let (Some(index), Some(times)) = (index, times) {
+            seg.max_timestamp = times.entries.last().map_or(i64::MIN, |e| e.max_timestamp);
+            seg.index = index;
+            seg.times = times;
+            return Ok(seg);
+        }
+        drop(log);
+        let bytes = Bytes::from(fs::read(&path).context(|| format!("reading {}", path.display()))?);
+        let s = verify::scan_log(&bytes, base, Role::Sealed { end }, &mut |_| {});
+        seg.max_timestamp = s.max_timestamp;
+        seg.damage = s.damage;
+        seg.report_damage();
+        seg.index = match OffsetIndex::write_sealed(&index_path, &s.positions) {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "could not write a rebuilt index; keeping it in memory");
+                OffsetIndex::active(s.positions)
+            }
+        };
+        if let Err(e) = s.times.save(&time_path) {
+            tracing::warn!(file = %path.display(), error = %e, "could not write a rebuilt time index; keeping it in memory");
+        }
+        seg.times = s.times;
+        Ok(seg)
+    }
+
+    fn report_damage(&self) {
+        for d in &self.damage {
+            tracing::error!(
+                file = %self.path(SegmentFile::Log).display(),
+                at_byte = d.bytes.start,
+                first_offset = d.offsets.start,
+                end_offset = d.offsets.end,
+                "damaged records: {}; the data is kept, reads of these offsets fail with DATA_LOSS",
+                verify::describe_damage(d)
+            );
+        }
     }
 
     /// The offset the next record appended here would get.
@@ -245,16 +228,21 @@ impl Segment {
         self.max_timestamp
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+    pub fn is_sealed(&self) -> bool {
+        self.active_log.is_none()
     }
 
-    /// True when appending `extra_records` records of `extra_bytes` must go to a new segment: this
-    /// one is not empty, and the bytes would pass `max_bytes` or the records overflow the index.
-    pub fn is_full(&self, extra_bytes: u64, extra_records: usize, max_bytes: u64) -> bool {
+    /// Unreadable stretches found when the segment was opened.
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
+    }
+
+    /// True when appending `extra_bytes` must go to a new segment: this one is not empty, and the
+    /// bytes would take it past `max_bytes` (or past what a u32 index entry can address).
+    pub fn is_full(&self, extra_bytes: u64, max_bytes: u64) -> bool {
         !self.index.is_empty()
             && (self.log_len + extra_bytes > max_bytes
-                || self.index.len() + extra_records > self.index.capacity())
+                || self.log_len + extra_bytes > u64::from(u32::MAX))
     }
 
     /// Appends encoded records (`frames`: each record's length and timestamp, in order) with one
@@ -263,26 +251,23 @@ impl Segment {
     /// # Errors
     /// The write's I/O error.
     pub fn append(&mut self, buf: &[u8], frames: &[(u32, i64)]) -> Result<(), StorageError> {
-        debug_assert!(!self.sealed);
-        if let Err(e) = (&*self.log).write_all(buf) {
-            let _ = self.log.set_len(self.log_len);
+        let Some(log) = &self.active_log else {
             return Err(StorageError::io(
-                format!("writing {}", log_path(&self.dir, self.base).display()),
+                "appending to a sealed segment",
+                std::io::Error::other("segment is sealed"),
+            ));
+        };
+        if let Err(e) = (&**log).write_all(buf) {
+            let _ = log.set_len(self.log_len);
+            return Err(StorageError::io(
+                format!("writing {}", self.path(SegmentFile::Log).display()),
                 e,
             ));
         }
         let mut pos = self.log_len;
         for &(len, ts) in frames {
             let rel = self.index.len() as u32;
-            if !self.index.push(pos as u32) {
-                // Capacity is checked before every append; reaching this is a bug, and the log
-                // would no longer match its index, so refuse loudly rather than serve wrong data.
-                let _ = self.log.set_len(self.log_len);
-                return Err(StorageError::io(
-                    "offset index full",
-                    std::io::Error::other("index capacity exceeded"),
-                ));
-            }
+            self.index.push(pos as u32);
             self.max_timestamp = self.max_timestamp.max(ts);
             if rel == 0 || pos - self.last_time_entry_pos >= TIME_INDEX_INTERVAL {
                 self.times.entries.push(TimeEntry {
@@ -297,17 +282,49 @@ impl Segment {
         Ok(())
     }
 
-    /// A handle on the log file, for fsync or reads outside the partition lock.
-    pub fn log_file(&self) -> Arc<File> {
-        Arc::clone(&self.log)
+    /// Takes back every record from `offset` on (records written but never acknowledged, after a
+    /// failed fsync): the log is cut and fsynced, the index forgets them.
+    ///
+    /// # Errors
+    /// I/O errors cutting or syncing the log.
+    pub fn truncate_to(&mut self, offset: u64) -> Result<(), StorageError> {
+        let Some(log) = &self.active_log else {
+            return Ok(());
+        };
+        let rel = offset.saturating_sub(self.base) as usize;
+        if rel >= self.index.len() {
+            return Ok(());
+        }
+        let at = self.index.position(rel).map_or(self.log_len, u64::from);
+        let path = self.path(SegmentFile::Log);
+        log.set_len(at)
+            .and_then(|()| log.sync_data())
+            .context(|| format!("cutting {} back to byte {at}", path.display()))?;
+        self.index.truncate(rel);
+        self.times
+            .entries
+            .retain(|e| (e.relative_offset as usize) < rel);
+        self.last_time_entry_pos = self
+            .times
+            .entries
+            .last()
+            .and_then(|e| self.index.position(e.relative_offset as usize))
+            .map_or(0, u64::from);
+        self.log_len = at;
+        Ok(())
+    }
+
+    /// The active segment's log, for fsync; `None` once sealed (sealing fsynced it).
+    pub fn active_file(&self) -> Option<Arc<File>> {
+        self.active_log.clone()
     }
 
     /// Byte range `[start, end)` holding records from `offset` on: at most `max_records`, not past
-    /// `limit` (exclusive offset), and not more than `max_bytes` unless a single record is larger.
-    /// Returns the range and the number of records in it.
+    /// `limit` (exclusive offset) nor into damage, and not more than `max_bytes` unless a single
+    /// record is larger. Returns the range and the number of records in it.
     ///
     /// # Errors
-    /// `Corrupt` when the range reaches damage found at open.
+    /// `Corrupt` when `offset` itself lies in damage found at open; I/O errors opening the log.
     pub fn plan_read(
         &self,
         offset: u64,
@@ -315,18 +332,24 @@ impl Segment {
         max_bytes: u64,
         limit: u64,
     ) -> Result<ReadPlan, StorageError> {
-        let limit = limit.min(self.next_offset());
-        if let Some(d) = self.damaged_from
-            && offset >= d
-        {
+        let mut limit = limit.min(self.next_offset());
+        if let Some(d) = self.damage.iter().find(|d| d.offsets.contains(&offset)) {
             return Err(StorageError::Corrupt {
-                path: log_path(&self.dir, self.base),
-                position: self.log_len,
-                reason: format!("offset {offset} lies in a damaged part of this segment"),
+                path: self.path(SegmentFile::Log),
+                position: d.bytes.start,
+                reason: format!(
+                    "{}; reading can resume at offset {}",
+                    verify::describe_damage(d),
+                    d.offsets.end
+                ),
             });
         }
+        if let Some(d) = self.damage.iter().find(|d| d.offsets.start > offset) {
+            limit = limit.min(d.offsets.start);
+        }
         let first = (offset - self.base) as usize;
-        let last = ((limit - self.base) as usize).min(first.saturating_add(max_records));
+        let last =
+            ((limit.max(offset) - self.base) as usize).min(first.saturating_add(max_records));
         let start = u64::from(self.index.position(first).unwrap_or(0));
         let pos_of = |i: usize| -> u64 { self.index.position(i).map_or(self.log_len, u64::from) };
         // Largest count n in 1..=last-first with pos(first+n) - start <= max_bytes.
@@ -340,9 +363,19 @@ impl Segment {
             }
         }
         let count = if last > first { lo } else { 0 };
+        let path = self.path(SegmentFile::Log);
+        let file = match (&self.active_log, count) {
+            (_, 0) => None,
+            (Some(f), _) => Some(Arc::clone(f)),
+            (None, _) => Some(
+                self.files
+                    .get(&path)
+                    .context(|| format!("opening {}", path.display()))?,
+            ),
+        };
         Ok(ReadPlan {
-            file: self.log_file(),
-            path: log_path(&self.dir, self.base),
+            file,
+            path,
             first_offset: offset,
             start,
             end: pos_of(first + count),
@@ -355,22 +388,26 @@ impl Segment {
         self.base + u64::from(self.times.scan_start(ts))
     }
 
-    /// Seals the segment: indexes shrunk and written, log fsynced.
+    /// Seals the segment: log fsynced, indexes written and the index mapped, the log closed (it
+    /// reopens through the file cache when read). On error the segment stays active and
+    /// unchanged, so sealing can be tried again.
     ///
     /// # Errors
     /// I/O errors syncing or writing.
     pub fn seal(&mut self) -> Result<(), StorageError> {
-        let path = log_path(&self.dir, self.base);
-        self.log
-            .sync_data()
+        let Some(log) = &self.active_log else {
+            return Ok(());
+        };
+        let path = self.path(SegmentFile::Log);
+        log.sync_data()
             .context(|| format!("syncing {}", path.display()))?;
-        self.index
-            .seal()
-            .context(|| format!("sealing index of {}", path.display()))?;
         self.times
-            .save(&time_path(&self.dir, self.base))
+            .save(&self.path(SegmentFile::TimeIndex))
             .context(|| format!("writing time index of {}", path.display()))?;
-        self.sealed = true;
+        self.index
+            .seal(&self.path(SegmentFile::Index))
+            .context(|| format!("sealing index of {}", path.display()))?;
+        self.active_log = None;
         Ok(())
     }
 
@@ -379,44 +416,12 @@ impl Segment {
     /// # Errors
     /// I/O errors removing the log.
     pub fn delete(self) -> Result<(), StorageError> {
-        let path = log_path(&self.dir, self.base);
-        let _ = fs::remove_file(index_path(&self.dir, self.base));
-        let _ = fs::remove_file(time_path(&self.dir, self.base));
+        let path = self.path(SegmentFile::Log);
+        self.files.forget(&path);
+        let _ = fs::remove_file(self.path(SegmentFile::Index));
+        let _ = fs::remove_file(self.path(SegmentFile::TimeIndex));
         fs::remove_file(&path).context(|| format!("removing {}", path.display()))
     }
-}
-
-fn index_matches(idx: &OffsetIndex, log: &File, log_len: u64, expected: usize) -> bool {
-    if idx.len() != expected {
-        return false;
-    }
-    if expected == 0 {
-        return log_len == 0;
-    }
-    if idx.position(0) != Some(0) {
-        return false;
-    }
-    // Every entry must start a frame after the previous one (a frame is at least
-    // RECORD_OVERHEAD bytes) and inside the log: a cheap walk over the mapped index that catches
-    // stale or scribbled entries without reading the log.
-    let mut prev = 0u64;
-    for i in 1..expected {
-        let Some(p) = idx.position(i).map(u64::from) else {
-            return false;
-        };
-        if p < prev + RECORD_OVERHEAD as u64 || p >= log_len {
-            return false;
-        }
-        prev = p;
-    }
-    let Some(last) = idx.position(expected - 1) else {
-        return false;
-    };
-    let mut len = [0u8; 4];
-    if log.read_exact_at(&mut len, u64::from(last)).is_err() {
-        return false;
-    }
-    u64::from(last) + 4 + u64::from(u32::from_le_bytes(len)) == log_len
 }
 
 /// fsyncs a directory so that files created or removed in it survive a crash.
@@ -431,7 +436,8 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 
 /// A planned read: a byte range of one log file.
 pub struct ReadPlan {
-    file: Arc<File>,
+    /// `None` for an empty plan.
+    file: Option<Arc<File>>,
     path: PathBuf,
     first_offset: u64,
     start: u64,
@@ -440,37 +446,43 @@ pub struct ReadPlan {
 }
 
 impl ReadPlan {
-    /// Reads and decodes the planned records (without holding any lock).
+    /// Reads and decodes the planned records (without holding any lock). A record that fails its
+    /// checksum ends the read: the good records before it are returned, and a read that starts at
+    /// it fails, so damage costs only the records it hit.
     ///
     /// # Errors
-    /// I/O errors, or `Corrupt` when a record fails its checksum or has the wrong offset.
+    /// I/O errors, or `Corrupt` when the first record fails its checksum or has the wrong offset.
     pub fn execute(self) -> Result<Vec<Record>, StorageError> {
-        if self.count == 0 {
+        let Some(file) = self.file.as_ref().filter(|_| self.count > 0) else {
             return Ok(Vec::new());
-        }
+        };
         let mut buf = vec![0u8; (self.end - self.start) as usize];
-        self.file
-            .read_exact_at(&mut buf, self.start)
+        file.read_exact_at(&mut buf, self.start)
             .context(|| format!("reading {}", self.path.display()))?;
         let buf = Bytes::from(buf);
         let mut out = Vec::with_capacity(self.count);
         let mut pos = 0usize;
         for i in 0..self.count {
-            let (rec, len) = record::decode(&buf, pos)
-                .map_err(|e| StorageError::corrupt(&self.path, self.start + pos as u64, &e))?;
-            if rec.offset != self.first_offset + i as u64 {
+            let expected = self.first_offset + i as u64;
+            let problem = match record::decode(&buf, pos) {
+                Ok((rec, len)) if rec.offset == expected => {
+                    out.push(rec);
+                    pos += len;
+                    continue;
+                }
+                Ok((rec, _)) => format!("expected offset {expected}, found {}", rec.offset),
+                Err(e) => e.to_string(),
+            };
+            let position = self.start + pos as u64;
+            if out.is_empty() {
                 return Err(StorageError::Corrupt {
-                    path: self.path.clone(),
-                    position: self.start + pos as u64,
-                    reason: format!(
-                        "expected offset {}, found {}",
-                        self.first_offset + i as u64,
-                        rec.offset
-                    ),
+                    path: self.path,
+                    position,
+                    reason: format!("offset {expected}: {problem}"),
                 });
             }
-            out.push(rec);
-            pos += len;
+            tracing::error!(file = %self.path.display(), at_byte = position, offset = expected, problem, "damaged record met while reading; returning the records before it");
+            break;
         }
         Ok(out)
     }

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::table::{Table, human_bytes, pretty_json, print_stdout};
 use crate::storage::Record;
+use crate::storage::layout::{self, SegmentFile};
 use segment::{Finding, Role, Severity};
 
 #[derive(Debug, Args)]
@@ -219,9 +220,9 @@ fn inspect_partition(
     for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        match name.strip_suffix(".log").map(str::parse::<u64>) {
-            Some(Ok(base)) => bases.push(base),
-            _ => others.push(name),
+        match layout::log_file_base(&name) {
+            Some(base) => bases.push(base),
+            None => others.push(name),
         }
     }
     bases.sort_unstable();
@@ -252,10 +253,9 @@ fn inspect_partition(
     };
     let mut expected_base: Option<u64> = None;
     for (i, &base) in bases.iter().enumerate() {
-        let role = if i + 1 == bases.len() {
-            Role::Active
-        } else {
-            Role::Sealed
+        let role = match bases.get(i + 1) {
+            Some(&end) if end > base => Role::Sealed { end },
+            _ => Role::Active,
         };
         if let Some(e) = expected_base
             && e != base
@@ -272,11 +272,10 @@ fn inspect_partition(
         let mut each = |r: &Record| printer.print(topic, partition, r);
         let report = segment::check(dir, base, role, &mut each)
             .with_context(|| format!("reading {}", segment_path(dir, base).display()))?;
-        summary.records += report.records;
+        summary.records += report.readable;
         summary.bytes += report.bytes;
-        let next = base + report.records;
-        // After damage the next segment's name is the best word on where this one should end.
-        expected_base = (!report.damaged).then_some(next);
+        let next = base + report.offsets;
+        expected_base = Some(next);
         summary.end = Some(next);
         findings.extend(report.findings);
     }
@@ -287,7 +286,7 @@ fn inspect_partition(
 }
 
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
-    dir.join(format!("{base:020}.log"))
+    layout::segment_path(dir, base, SegmentFile::Log)
 }
 
 fn damage(file: &Path, message: String) -> Finding {

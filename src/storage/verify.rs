@@ -1,0 +1,651 @@
+//! Checking what is on disk against the format: the one scanner of segment logs (used when a
+//! segment opens and by `obelisk inspect`) and the checks of the index files against it.
+//!
+//! A scan reads a log frame by frame (length, CRC32C, offsets counting up from the base). When a
+//! frame does not decode it looks for the next whole record after it and goes on from there, so
+//! one damaged record costs its own offsets and no more:
+//! - a **torn tail** is only what a crash can leave, an unfinished last write: a frame cut short
+//!   by the end of the file with nothing whole after it, or a run of zero bytes to the end. It was
+//!   never acknowledged, and recovery cuts it off;
+//! - anything else is **damage**: the bytes are kept, the offsets they held are remembered as
+//!   unreadable (reads of them fail with a data-loss error), and the offsets after them keep
+//!   their records. When the damage reaches the end of the active segment, the number of records
+//!   it held is unknown; it is bounded by the bytes it spans, so the partition's next offset is
+//!   placed after every offset the damaged bytes could have held and no offset is ever reused.
+
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::index::{TIME_INDEX_INTERVAL, TimeEntry, TimeIndex};
+use super::layout::{SegmentFile, segment_path};
+use super::record::{self, DecodeError, RECORD_OVERHEAD, Record};
+
+/// Which segment of its partition a log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sealed, holding offsets up to `end` (exclusive): the next segment's base.
+    Sealed { end: u64 },
+    /// The partition's last segment, which takes appends.
+    Active,
+}
+
+/// A stretch of a log that holds no readable record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The offsets it held (may be empty when only stray bytes lie between two good records).
+    pub offsets: Range<u64>,
+    /// Where it lies in the log file.
+    pub bytes: Range<u64>,
+    pub reason: String,
+}
+
+/// An unfinished last write at the end of an active segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    pub at: u64,
+    pub bytes: u64,
+    pub reason: String,
+}
+
+/// What a scan of one log found.
+#[derive(Debug)]
+pub struct LogScan {
+    /// Entry `i` is where offset `base + i` lives in the log: its record's first byte, or, for an
+    /// unreadable offset, the first byte of the damage that holds it. So the entries never go
+    /// down, and a read of good records stops at the damage's first byte.
+    pub positions: Vec<u32>,
+    pub times: TimeIndex,
+    pub max_timestamp: i64,
+    pub damage: Vec<Damage>,
+    pub torn: Option<TornTail>,
+    /// Bytes of the log to keep: the whole file, or up to a torn tail.
+    pub kept_len: u64,
+}
+
+impl LogScan {
+    /// Offsets the log accounts for, readable or damaged.
+    pub fn records(&self) -> u64 {
+        self.positions.len() as u64
+    }
+
+    /// Offsets whose records can be read back.
+    pub fn readable(&self) -> u64 {
+        self.records()
+            - self
+                .damage
+                .iter()
+                .map(|d| d.offsets.end - d.offsets.start)
+                .sum::<u64>()
+    }
+}
+
+/// Scans a log whose first record has offset `base`; `each` sees every readable record in order.
+pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Record)) -> LogScan {
+    let mut s = LogScan {
+        positions: Vec::new(),
+        times: TimeIndex::default(),
+        max_timestamp: i64::MIN,
+        damage: Vec::new(),
+        torn: None,
+        kept_len: bytes.len() as u64,
+    };
+    let end = match role {
+        Role::Sealed { end } => Some(end),
+        Role::Active => None,
+    };
+    let mut pos = 0usize;
+    let mut last_time_entry = 0u64;
+    while pos < bytes.len() {
+        let expected = base + s.positions.len() as u64;
+        if end.is_some_and(|e| expected >= e) {
+            s.damage.push(Damage {
+                offsets: expected..expected,
+                bytes: pos as u64..bytes.len() as u64,
+                reason: format!("bytes after the segment's last offset {}", expected - 1),
+            });
+            break;
+        }
+        let problem = match record::decode(bytes, pos) {
+            Ok((rec, len)) if rec.offset == expected && pos <= u32::MAX as usize => {
+                s.positions.push(pos as u32);
+                s.max_timestamp = s.max_timestamp.max(rec.timestamp);
+                if s.times.entries.is_empty() || pos as u64 - last_time_entry >= TIME_INDEX_INTERVAL
+                {
+                    s.times.entries.push(TimeEntry {
+                        max_timestamp: s.max_timestamp,
+                        relative_offset: (rec.offset - base) as u32,
+                    });
+                    last_time_entry = pos as u64;
+                }
+                each(&rec);
+                pos += len;
+                continue;
+            }
+            Ok((rec, _)) => format!("record has offset {}, expected {expected}", rec.offset),
+            Err(e) => {
+                if role == Role::Active && is_torn(bytes, pos, expected, &e) {
+                    s.torn = Some(TornTail {
+                        at: pos as u64,
+                        bytes: (bytes.len() - pos) as u64,
+                        reason: e.to_string(),
+                    });
+                    s.kept_len = pos as u64;
+                    break;
+                }
+                e.to_string()
+            }
+        };
+        let (resume, lost_until) = match next_whole_record(bytes, pos, expected, end) {
+            Some((at, offset)) => (at, offset),
+            None => {
+                let most = ((bytes.len() - pos) / RECORD_OVERHEAD).max(1) as u64;
+                (bytes.len(), end.unwrap_or(expected + most))
+            }
+        };
+        s.damage.push(Damage {
+            offsets: expected..lost_until,
+            bytes: pos as u64..resume as u64,
+            reason: problem,
+        });
+        s.positions
+            .extend((expected..lost_until).map(|_| pos.min(u32::MAX as usize) as u32));
+        pos = resume;
+    }
+    if let Some(e) = end {
+        let expected = base + s.positions.len() as u64;
+        if expected < e {
+            // The log ends before the segment's last offset: those records are gone.
+            s.damage.push(Damage {
+                offsets: expected..e,
+                bytes: s.kept_len..s.kept_len,
+                reason: format!(
+                    "the log ends after offset {}; offsets up to {} are missing",
+                    expected.wrapping_sub(1),
+                    e - 1
+                ),
+            });
+            let at = s.kept_len.min(u64::from(u32::MAX)) as u32;
+            s.positions.extend((expected..e).map(|_| at));
+        }
+    }
+    s
+}
+
+/// Whether a frame that failed to decode at `pos` is a torn tail: nothing whole follows it and it
+/// is what an unfinished write leaves (cut short by the end of the file, or zeros to the end).
+/// A frame whose length field was damaged but whose bytes to the end of the file check out is
+/// damage, not a torn write: its checksum could not match if the write had been cut.
+fn is_torn(bytes: &Bytes, pos: usize, expected: u64, e: &DecodeError) -> bool {
+    let rest = &bytes[pos..];
+    if rest.iter().all(|&b| b == 0) {
+        return true;
+    }
+    if !matches!(e, DecodeError::Incomplete { .. }) {
+        return false;
+    }
+    if rest.len() >= RECORD_OVERHEAD {
+        let stored = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        if crc32c::crc32c(&rest[8..]) == stored {
+            return false;
+        }
+    }
+    next_whole_record(bytes, pos, expected, None).is_none()
+}
+
+/// The first whole, valid record after byte `from` whose offset is at least `expected` (and below
+/// `end`), that either ends the file or is followed by its successor: where reading resumes after
+/// damage. Returns its byte position and offset. Candidates are screened by their length and
+/// offset fields before the checksum is computed, so this stays linear in practice; the successor
+/// check keeps a frame stored inside some record's value from being taken for a real one.
+fn next_whole_record(
+    bytes: &Bytes,
+    from: usize,
+    expected: u64,
+    end: Option<u64>,
+) -> Option<(usize, u64)> {
+    let min_body = RECORD_OVERHEAD - 4;
+    let max_offset = end
+        .unwrap_or(u64::MAX)
+        .min(expected.saturating_add((bytes.len() - from) as u64 / RECORD_OVERHEAD as u64 + 1));
+    let u32_at =
+        |q: usize| u32::from_le_bytes([bytes[q], bytes[q + 1], bytes[q + 2], bytes[q + 3]]);
+    for q in from + 1..bytes.len().saturating_sub(RECORD_OVERHEAD - 1) {
+        let len = u32_at(q) as usize;
+        if len < min_body || q + 4 + len > bytes.len() {
+            continue;
+        }
+        let offset = u64::from(u32_at(q + 8)) | (u64::from(u32_at(q + 12)) << 32);
+        if offset < expected || offset >= max_offset {
+            continue;
+        }
+        let Ok((rec, len)) = record::decode(bytes, q) else {
+            continue;
+        };
+        let next = q + len;
+        let chained = next == bytes.len()
+            || matches!(record::decode(bytes, next), Ok((r, _)) if r.offset == rec.offset + 1);
+        if chained {
+            return Some((q, rec.offset));
+        }
+    }
+    None
+}
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Something the broker repairs on its next start without losing acknowledged data (a torn
+    /// tail of the active segment, a stale or missing index).
+    Warning,
+    /// Data that cannot be read back, or an index that disagrees with its sealed log.
+    Damage,
+}
+
+/// One problem, with where it is.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub severity: Severity,
+    pub file: PathBuf,
+    /// Byte position in `file`, when the problem has one.
+    pub position: Option<u64>,
+    pub message: String,
+}
+
+/// What a scan found, as findings about the log file at `path`.
+pub fn log_findings(path: &Path, scan: &LogScan) -> Vec<Finding> {
+    let mut out: Vec<Finding> = scan
+        .damage
+        .iter()
+        .map(|d| Finding {
+            severity: Severity::Damage,
+            file: path.to_path_buf(),
+            position: Some(d.bytes.start),
+            message: describe_damage(d),
+        })
+        .collect();
+    if let Some(t) = &scan.torn {
+        out.push(Finding {
+            severity: Severity::Warning,
+            file: path.to_path_buf(),
+            position: Some(t.at),
+            message: format!(
+                "torn tail: the last {} bytes are an unfinished record ({}); it was never \
+                 acknowledged and is cut off at the next start",
+                t.bytes, t.reason
+            ),
+        });
+    }
+    out
+}
+
+/// A person's description of one damaged stretch.
+pub fn describe_damage(d: &Damage) -> String {
+    let span = d.bytes.end - d.bytes.start;
+    match d.offsets.end - d.offsets.start {
+        0 => format!("{}: {span} stray bytes between two good records", d.reason),
+        1 => format!(
+            "{}: offset {} is unreadable ({span} bytes)",
+            d.reason, d.offsets.start
+        ),
+        _ => format!(
+            "{}: offsets {} to {} are unreadable ({span} bytes)",
+            d.reason,
+            d.offsets.start,
+            d.offsets.end - 1
+        ),
+    }
+}
+
+/// Whether a sealed index (its entries) fits a log of `log_len` bytes holding `expected` records:
+/// a cheap walk over the index that catches stale or scribbled entries without reading the log.
+/// `last_frame_len` reads the length field of the frame at a position.
+pub fn sealed_index_fits(
+    entries: impl ExactSizeIterator<Item = u32>,
+    expected: usize,
+    log_len: u64,
+    last_frame_len: impl FnOnce(u64) -> Option<u32>,
+) -> bool {
+    if entries.len() != expected {
+        return false;
+    }
+    if expected == 0 {
+        return log_len == 0;
+    }
+    let mut prev: Option<u64> = None;
+    for p in entries.map(u64::from) {
+        let ok = match prev {
+            None => p == 0,
+            Some(q) => p >= q + RECORD_OVERHEAD as u64 && p < log_len,
+        };
+        if !ok {
+            return false;
+        }
+        prev = Some(p);
+    }
+    let last = prev.unwrap_or(0);
+    last_frame_len(last).is_some_and(|len| last + 4 + u64::from(len) == log_len)
+}
+
+/// Checks the offset index of a segment against its scanned log.
+pub fn check_offset_index(dir: &Path, base: u64, role: Role, scan: &LogScan) -> Vec<Finding> {
+    let path = segment_path(dir, base, SegmentFile::Index);
+    let finding = |severity, position, message: String| Finding {
+        severity,
+        file: path.clone(),
+        position,
+        message,
+    };
+    let index = match fs::read(&path) {
+        Ok(b) => b,
+        // The active index lives in memory and is written when the segment seals.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && role == Role::Active => {
+            return Vec::new();
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return vec![finding(
+                Severity::Warning,
+                None,
+                "missing (rebuilt from the log at the next start)".into(),
+            )];
+        }
+        Err(e) => {
+            return vec![finding(
+                Severity::Damage,
+                None,
+                format!("cannot be read: {e}"),
+            )];
+        }
+    };
+    // An active segment's index file is one left by an older version (or a crash while sealing):
+    // the broker rebuilds it from the log, so a mismatch is stale, not damage.
+    let severity = match role {
+        Role::Sealed { .. } => Severity::Damage,
+        Role::Active => Severity::Warning,
+    };
+    if !index.len().is_multiple_of(4) {
+        return vec![finding(
+            severity,
+            None,
+            format!(
+                "{} bytes is not a whole number of 4-byte entries",
+                index.len()
+            ),
+        )];
+    }
+    let entries = index.len() / 4;
+    let records = scan.positions.len();
+    let wrong_len = match role {
+        Role::Sealed { .. } => entries != records,
+        Role::Active => entries < records,
+    };
+    if wrong_len {
+        return vec![finding(
+            severity,
+            None,
+            format!("has {entries} entries but the log accounts for {records} offsets"),
+        )];
+    }
+    for (i, &expected) in scan.positions.iter().enumerate() {
+        let e = &index[i * 4..i * 4 + 4];
+        let got = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+        if got != expected {
+            return vec![finding(
+                severity,
+                Some(i as u64 * 4),
+                format!(
+                    "entry {i} (offset {}) points at byte {got}, but that offset starts at byte \
+                     {expected} of the log",
+                    base + i as u64
+                ),
+            )];
+        }
+    }
+    Vec::new()
+}
+
+/// Checks a sealed segment's time index; `running_max[i]` is the largest timestamp among the
+/// readable records up to relative offset `i`.
+pub fn check_time_index(dir: &Path, base: u64, running_max: &[i64]) -> Vec<Finding> {
+    let path = segment_path(dir, base, SegmentFile::TimeIndex);
+    let finding = |severity, position, message: String| Finding {
+        severity,
+        file: path.clone(),
+        position,
+        message,
+    };
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return vec![finding(
+                Severity::Warning,
+                None,
+                "missing (rebuilt from the log at the next start)".into(),
+            )];
+        }
+        Err(e) => {
+            return vec![finding(
+                Severity::Damage,
+                None,
+                format!("cannot be read: {e}"),
+            )];
+        }
+    };
+    let Some(index) = TimeIndex::parse(&bytes) else {
+        return vec![finding(
+            Severity::Damage,
+            None,
+            format!(
+                "{} bytes is not a whole number of 12-byte entries",
+                bytes.len()
+            ),
+        )];
+    };
+    let mut previous = 0u32;
+    for (k, entry) in index.entries.iter().enumerate() {
+        let rel = entry.relative_offset;
+        let problem = if rel < previous {
+            Some(format!("entry {k} goes back to relative offset {rel}"))
+        } else {
+            match running_max.get(rel as usize) {
+                Some(&m) if m != entry.max_timestamp => Some(format!(
+                    "entry {k} says the newest timestamp up to offset {} is {}, the log says {m}",
+                    base + u64::from(rel),
+                    entry.max_timestamp
+                )),
+                None => Some(format!(
+                    "entry {k} points at offset {} beyond the log's last record",
+                    base + u64::from(rel)
+                )),
+                _ => None,
+            }
+        };
+        if let Some(message) = problem {
+            return vec![finding(Severity::Damage, Some(k as u64 * 12), message)];
+        }
+        previous = rel;
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(n: u64, base: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for i in 0..n {
+            let r = Record {
+                offset: base + i,
+                timestamp: i as i64,
+                key: Bytes::new(),
+                value: Bytes::from(format!("value-{i:04}")),
+                headers: Vec::new(),
+            };
+            record::encode(&r, &mut buf);
+        }
+        buf
+    }
+
+    fn frame_len() -> usize {
+        log_of(1, 0).len()
+    }
+
+    fn scan(bytes: Vec<u8>, role: Role) -> LogScan {
+        scan_log(&Bytes::from(bytes), 0, role, &mut |_| {})
+    }
+
+    #[test]
+    fn clean_log() {
+        let s = scan(log_of(10, 0), Role::Active);
+        assert_eq!(s.records(), 10);
+        assert_eq!(s.readable(), 10);
+        assert!(s.damage.is_empty() && s.torn.is_none());
+        assert_eq!(s.kept_len, 10 * frame_len() as u64);
+    }
+
+    #[test]
+    fn cut_last_record_is_a_torn_tail() {
+        let mut b = log_of(10, 0);
+        b.truncate(b.len() - 3);
+        let s = scan(b, Role::Active);
+        assert_eq!(s.records(), 9);
+        assert!(s.damage.is_empty());
+        assert_eq!(s.torn.as_ref().map(|t| t.at), Some(9 * frame_len() as u64));
+        assert_eq!(s.kept_len, 9 * frame_len() as u64);
+    }
+
+    #[test]
+    fn zeros_at_the_end_are_a_torn_tail() {
+        let mut b = log_of(5, 0);
+        b.extend_from_slice(&[0u8; 300]);
+        let s = scan(b, Role::Active);
+        assert_eq!(s.records(), 5);
+        assert!(s.torn.is_some() && s.damage.is_empty());
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_middle_loses_one_offset_only() {
+        let f = frame_len();
+        let mut b = log_of(10, 0);
+        b[3 * f + 20] ^= 0x40;
+        let s = scan(b, Role::Active);
+        assert!(s.torn.is_none());
+        assert_eq!(s.records(), 10, "offsets after the damage keep their place");
+        assert_eq!(s.readable(), 9);
+        assert_eq!(s.damage.len(), 1);
+        assert_eq!(s.damage[0].offsets, 3..4);
+        assert_eq!(s.damage[0].bytes, 3 * f as u64..4 * f as u64);
+        assert_eq!(s.positions[3], (3 * f) as u32);
+        assert_eq!(s.positions[4], (4 * f) as u32);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_last_record_is_damage_not_a_torn_tail() {
+        let f = frame_len();
+        let mut b = log_of(10, 0);
+        b[9 * f + 20] ^= 0x01;
+        let s = scan(b, Role::Active);
+        assert!(s.torn.is_none());
+        assert_eq!(s.damage.len(), 1);
+        assert_eq!(s.damage[0].offsets.start, 9);
+        assert!(s.records() >= 10, "offset 9 is never given out again");
+    }
+
+    #[test]
+    fn a_damaged_length_of_the_last_record_is_damage_not_a_torn_tail() {
+        let f = frame_len();
+        let mut b = log_of(10, 0);
+        b[9 * f + 1] ^= 0x10; // the length now reaches past the end of the file
+        let s = scan(b, Role::Active);
+        assert!(s.torn.is_none(), "its bytes to the end still check out");
+        assert!(s.records() >= 10);
+    }
+
+    #[test]
+    fn sealed_damage_uses_the_known_end() {
+        let f = frame_len();
+        let mut b = log_of(10, 0);
+        b[9 * f + 20] ^= 0x01;
+        let s = scan(b, Role::Sealed { end: 10 });
+        assert_eq!(s.records(), 10);
+        assert_eq!(s.damage[0].offsets, 9..10);
+        let mut b = log_of(10, 0);
+        b.truncate(7 * f);
+        let s = scan(b, Role::Sealed { end: 10 });
+        assert_eq!(
+            s.damage[0].offsets,
+            7..10,
+            "a short sealed log lost its last records"
+        );
+    }
+
+    #[test]
+    fn every_single_flip_keeps_every_other_record_and_never_reuses_an_offset() {
+        let f = frame_len();
+        let clean = log_of(6, 0);
+        for at in 0..clean.len() {
+            let mut b = clean.clone();
+            b[at] ^= 0xff;
+            let mut seen = Vec::new();
+            let s = scan_log(&Bytes::from(b), 0, Role::Active, &mut |r| {
+                seen.push(r.offset)
+            });
+            assert!(s.torn.is_none(), "flip at {at} taken for a torn tail");
+            assert!(s.records() >= 6, "flip at {at}: offsets would be reused");
+            let hit = (at / f) as u64;
+            for o in (0..6).filter(|&o| o != hit) {
+                assert!(
+                    seen.contains(&o),
+                    "flip at {at}: offset {o} lost, read {seen:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_inside_a_value_is_not_taken_for_a_record() {
+        // Record 1's value holds a whole frame claiming offset 2; record 1's header is damaged.
+        let mut inner = Vec::new();
+        record::encode(
+            &Record {
+                offset: 2,
+                timestamp: 0,
+                key: Bytes::new(),
+                value: Bytes::from_static(b"inner"),
+                headers: Vec::new(),
+            },
+            &mut inner,
+        );
+        let mut buf = Vec::new();
+        for (offset, value) in [
+            (0u64, Bytes::from_static(b"a")),
+            (1, Bytes::from(inner)),
+            (2, Bytes::from_static(b"b")),
+        ] {
+            record::encode(
+                &Record {
+                    offset,
+                    timestamp: 0,
+                    key: Bytes::new(),
+                    value,
+                    headers: Vec::new(),
+                },
+                &mut buf,
+            );
+        }
+        let first = log_of(1, 0).len() - "value-0000".len() + 1;
+        buf[first + 5] ^= 0x55; // record 1's checksum
+        let mut seen = Vec::new();
+        let s = scan_log(&Bytes::from(buf), 0, Role::Active, &mut |r| {
+            seen.push((r.offset, r.value.clone()))
+        });
+        assert_eq!(s.damage[0].offsets, 1..2);
+        assert_eq!(
+            seen.last().map(|(o, v)| (*o, v.as_ref())),
+            Some((2, &b"b"[..]))
+        );
+    }
+}
