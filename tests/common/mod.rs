@@ -32,3 +32,10 @@ pub async fn grpc_client(server: &RunningServer) -> BrokerClient<Channel> {
         .await
         .expect("client connects")
 }
+
+/// `config` with the legacy TCP and HTTP listeners on too, each on its own ephemeral port.
+pub fn with_every_listener(mut config: Config) -> Config {
+    config.tcp_addr = "127.0.0.1:0".into();
+    config.http_addr = "127.0.0.1:0".into();
+    config
+}
