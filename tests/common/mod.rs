@@ -2,6 +2,9 @@
 //! directory, and clients connected to it.
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod wait;
+
 use std::path::Path;
 
 use obelisk::client::{self, BrokerClient};
