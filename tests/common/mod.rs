@@ -3,13 +3,14 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod server;
 pub mod wait;
 
 use std::path::Path;
 
 use obelisk::client::{self, BrokerClient};
 use obelisk::config::Config;
-use obelisk::server::{self, RunningServer};
+use obelisk::server::RunningServer;
 use tonic::transport::Channel;
 
 /// A configuration for tests: every listener on 127.0.0.1:0, data in `dir`.
@@ -25,7 +26,7 @@ pub fn test_config(dir: &Path) -> Config {
 }
 
 pub async fn start(config: Config) -> RunningServer {
-    server::start(config.validate().expect("valid test config"))
+    obelisk::server::start(config.validate().expect("valid test config"))
         .await
         .expect("server starts")
 }
