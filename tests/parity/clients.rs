@@ -2,7 +2,6 @@
 //! client, the legacy codec over a `TcpStream`, and HTTP/1.1 written by hand over a `TcpStream`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use obelisk::broker::{Broker, FetchRequest, ReadLimits, TopicConfig};
@@ -26,8 +25,7 @@ use crate::table::{Conn, Protocol, Wire};
 pub const MAX_RECORD_BYTES: usize = 1024;
 /// The gRPC message limit: well above a record, well below the HTTP body limit.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
-/// Upper bound for any one reply, so a hang fails the test instead of stalling it.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub use crate::common::wait::PATIENCE;
 /// A topic that always exists, to check a legacy connection still answers after a NACK.
 pub const PROBE_TOPIC: &str = "probe";
 

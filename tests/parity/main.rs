@@ -1,12 +1,12 @@
 //! Parity of the three protocols: each scenario is run over gRPC (the generated client), the
 //! legacy binary protocol (frames over a `TcpStream`) and REST (HTTP/1.1 over a `TcpStream`)
-//! against one in-process server, and each must end in the outcome [`TABLE`] gives it. A rule
+//! against one in-process server, and each must end in the outcome [`table::TABLE`] gives it. A rule
 //! that reaches one protocol only (a check in one adapter, a mapping missing from one error
 //! table) fails here.
 //!
-//! Outcomes are classes from the error table of DESIGN.md; [`wire`] says what each class looks
+//! Outcomes are classes from the error table of DESIGN.md; [`table::wire`] says what each class looks
 //! like on each protocol. The server runs with auto-creation off and a small
-//! [`MAX_RECORD_BYTES`], so "record over the broker's maximum" (the broker refuses it: invalid)
+//! [`clients::MAX_RECORD_BYTES`], so "record over the broker's maximum" (the broker refuses it: invalid)
 //! is distinct from "frame over the transport's limit" (refused before the broker sees it; for
 //! the legacy protocol a length over 10 MiB is `NACK:PROTOCOL_ERROR` and the connection closes).
 
@@ -71,6 +71,9 @@ async fn produce_then_read_back_gives_the_same_offsets_and_values() {
             timestamp: 1_700_000_000_000_000_000 + i,
             ..rec(&format!("k{}", i % 5), &format!("v{i}"))
         }))
+        // Empty keys spread round-robin; an empty value is a value.
+        .chain((0..3).map(|i| rec("", &format!("unkeyed-{i}"))))
+        .chain(std::iter::once(rec("k-empty", "")))
         .collect();
     let mut acks = Vec::new();
     let mut read = Vec::new();
@@ -180,6 +183,59 @@ async fn a_record_over_the_brokers_maximum_is_invalid_everywhere() {
     check_same_message(scenario, &seen, &[]);
     let stored = parity.broker().describe_topic("big").expect("big exists");
     assert_eq!(stored.partitions[0].log_end, 0, "nothing stored");
+    parity.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_size_limit_falls_on_the_same_byte_everywhere() {
+    let mut parity = Parity::start().await;
+    // The broker is the authority: the longest value it takes with key "k", found on a scratch
+    // topic by bisection.
+    parity.create_topic("scratch", 1).await;
+    let (mut fits, mut too_big) = (0, MAX_RECORD_BYTES + 1);
+    while too_big - fits > 1 {
+        let mid = (fits + too_big) / 2;
+        let record = obelisk::broker::ProduceRecord {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(vec![b'x'; mid]),
+            timestamp: Some(1),
+            ..Default::default()
+        };
+        match parity.broker().produce("scratch", vec![record]).await {
+            Ok(_) => fits = mid,
+            Err(obelisk::broker::BrokerError::RecordTooLarge { .. }) => too_big = mid,
+            Err(e) => panic!("bisecting the limit: {e}"),
+        }
+    }
+    assert!(fits > 0, "some value fits under {MAX_RECORD_BYTES} bytes");
+    for protocol in PROTOCOLS {
+        let topic = format!("edge-{protocol:?}").to_lowercase();
+        parity.create_topic(&topic, 1).await;
+        let at = parity
+            .produce(protocol, &topic, &rec("k", &"x".repeat(fits)))
+            .await;
+        check(
+            Scenario::RecordAtMax,
+            protocol,
+            &at,
+            &format!("{fits}-byte value"),
+        );
+        let over = parity
+            .produce(protocol, &topic, &rec("k", &"x".repeat(too_big)))
+            .await;
+        check(
+            Scenario::RecordOverMax,
+            protocol,
+            &over,
+            &format!("{too_big}-byte value"),
+        );
+        let back = parity.read_back(protocol, &topic, 1).await;
+        assert_eq!(
+            back.iter().map(|r| r.3.len()).collect::<Vec<_>>(),
+            vec![fits],
+            "{protocol:?}: the record at the limit, and only it, stored"
+        );
+    }
     parity.stop().await;
 }
 

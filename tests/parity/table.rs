@@ -20,6 +20,9 @@ pub enum Scenario {
     ProduceThenRead,
     /// A topic name the naming rules refuse (several of them).
     BadTopicName,
+    /// The largest record the broker takes (found through the core), then one byte more: the
+    /// size is counted the same way whatever the protocol.
+    RecordAtMax,
     /// A record over the broker's `max_record_bytes`, in a request every transport accepts.
     RecordOverMax,
     /// A request over the transport's own size limit.
@@ -52,6 +55,10 @@ pub const TABLE: &[(Scenario, [(Protocol, Outcome); 3])] = {
         (
             Scenario::BadTopicName,
             [(Grpc, Invalid), (Legacy, Invalid), (Http, Invalid)],
+        ),
+        (
+            Scenario::RecordAtMax,
+            [(Grpc, Accepted), (Legacy, Accepted), (Http, Accepted)],
         ),
         (
             Scenario::RecordOverMax,
