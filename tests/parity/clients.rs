@@ -54,6 +54,26 @@ pub fn rec(key: &str, value: &str) -> Rec {
     }
 }
 
+/// A read-side call (gRPC and REST; the legacy protocol only produces).
+#[derive(Debug, Clone)]
+pub enum Read {
+    Fetch {
+        partition: u32,
+        offset: u64,
+    },
+    Poll {
+        group: String,
+    },
+    Commit {
+        group: String,
+        partition: u32,
+        offset: u64,
+    },
+    DescribeGroup {
+        group: String,
+    },
+}
+
 /// A record as read back: (partition, offset, key, value, timestamp).
 pub type ReadBack = (u32, u64, Bytes, Bytes, i64);
 
@@ -63,16 +83,24 @@ pub struct Parity {
     grpc: BrokerClient<Channel>,
     pub legacy: LegacyClient,
     http: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Parity {
+    /// The server for every scenario: auto-creation off, [`MAX_RECORD_BYTES`] and
+    /// [`MAX_MESSAGE_BYTES`].
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Parity::start`]'s configuration changed by `tune`.
+    pub async fn start_with(tune: impl FnOnce(&mut obelisk::config::Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = common::with_every_listener(common::test_config(dir.path()));
         config.auto_create_topics = false;
         config.max_record_bytes = MAX_RECORD_BYTES;
         config.max_message_bytes = MAX_MESSAGE_BYTES;
+        tune(&mut config);
         let server = common::start(config).await;
         let grpc = common::grpc_client(&server).await;
         let legacy = LegacyClient::connect(server.tcp_addr.expect("legacy listener on"))
@@ -84,10 +112,15 @@ impl Parity {
             grpc,
             legacy,
             http,
-            _dir: dir,
+            dir,
         };
         parity.create_topic(PROBE_TOPIC, 1).await;
         parity
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn broker(&self) -> &Broker {
@@ -216,6 +249,106 @@ impl Parity {
                 message: None,
             };
         }
+        Seen {
+            wire: Wire::Http(status),
+            ack: None,
+            message: body["error"]["message"].as_str().map(str::to_string),
+        }
+    }
+
+    /// One read-side call on `topic` over `protocol`.
+    pub async fn read(&mut self, protocol: Protocol, topic: &str, op: &Read) -> Seen {
+        match protocol {
+            Protocol::Grpc => self.read_grpc(topic, op).await,
+            Protocol::Http => self.read_http(topic, op).await,
+            Protocol::Legacy => panic!("the legacy protocol has no reads"),
+        }
+    }
+
+    async fn read_grpc(&mut self, topic: &str, op: &Read) -> Seen {
+        let c = &mut self.grpc;
+        let done = match op.clone() {
+            Read::Fetch { partition, offset } => c
+                .fetch(pb::FetchRequest {
+                    topic: topic.into(),
+                    partition,
+                    offset,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Read::Poll { group } => c
+                .poll(pb::PollRequest {
+                    topic: topic.into(),
+                    group,
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            Read::Commit {
+                group,
+                partition,
+                offset,
+            } => c
+                .commit(pb::CommitRequest {
+                    topic: topic.into(),
+                    group,
+                    offsets: vec![pb::PartitionOffset { partition, offset }],
+                })
+                .await
+                .map(drop),
+            Read::DescribeGroup { group } => c
+                .describe_group(pb::DescribeGroupRequest { group })
+                .await
+                .map(drop),
+        };
+        match done {
+            Ok(()) => Seen {
+                wire: Wire::Grpc(Code::Ok),
+                ack: None,
+                message: None,
+            },
+            Err(status) => Seen {
+                wire: Wire::Grpc(status.code()),
+                ack: None,
+                message: Some(status.message().to_string()),
+            },
+        }
+    }
+
+    async fn read_http(&mut self, topic: &str, op: &Read) -> Seen {
+        let t = path_segment(topic);
+        let (status, body) = match op {
+            Read::Fetch { partition, offset } => {
+                let path = format!("/topics/{t}/messages?partition={partition}&offset={offset}");
+                http(self.http, "GET", &path, None).await
+            }
+            Read::Poll { group } => {
+                let body = json!({ "group": group });
+                http(self.http, "POST", &format!("/topics/{t}/poll"), Some(&body)).await
+            }
+            Read::Commit {
+                group,
+                partition,
+                offset,
+            } => {
+                let body = json!({
+                    "group": group,
+                    "offsets": [{"partition": partition, "offset": offset}],
+                });
+                http(
+                    self.http,
+                    "POST",
+                    &format!("/topics/{t}/commit"),
+                    Some(&body),
+                )
+                .await
+            }
+            Read::DescribeGroup { group } => {
+                let path = format!("/groups/{}", path_segment(group));
+                http(self.http, "GET", &path, None).await
+            }
+        };
         Seen {
             wire: Wire::Http(status),
             ack: None,

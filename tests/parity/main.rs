@@ -21,7 +21,7 @@ use obelisk::legacy::codec::MAX_FRAME_LEN;
 use tokio::time::timeout;
 
 use clients::{
-    MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, PATIENCE, PROBE_TOPIC, Parity, Rec, Seen,
+    MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, PATIENCE, PROBE_TOPIC, Parity, Read, Rec, Seen,
     inject_write_failure, rec,
 };
 use table::{Outcome, PROTOCOLS, Protocol, Scenario, expected, wire};
@@ -129,10 +129,11 @@ async fn produce_then_read_back_gives_the_same_offsets_and_values() {
     parity.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_topic_name_is_invalid_everywhere() {
+/// Every bad name over every protocol, on a server with auto-creation `auto_create`: invalid,
+/// and no bad name becomes a topic (or a directory).
+async fn bad_topic_names(auto_create: bool) {
     let scenario = Scenario::BadTopicName;
-    let mut parity = Parity::start().await;
+    let mut parity = Parity::start_with(|c| c.auto_create_topics = auto_create).await;
     // 250 bytes: over the broker's 249; 300: over the legacy frame's 255 as well.
     let (too_long, far_too_long) = ("t".repeat(250), "t".repeat(300));
     let names = [
@@ -141,6 +142,7 @@ async fn a_bad_topic_name_is_invalid_everywhere() {
         ".",
         "bad topic",
         "a/b",
+        "../escape",
         "naïve",
         "x$y",
         too_long.as_str(),
@@ -165,7 +167,26 @@ async fn a_bad_topic_name_is_invalid_everywhere() {
         vec![PROBE_TOPIC],
         "no bad name became a topic"
     );
+    assert!(
+        !parity
+            .dir()
+            .parent()
+            .expect("a parent")
+            .join("escape")
+            .exists(),
+        "no name reached outside the data directory"
+    );
     parity.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_topic_name_is_invalid_everywhere() {
+    bad_topic_names(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_topic_name_is_invalid_everywhere_with_auto_creation_on() {
+    bad_topic_names(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,6 +314,40 @@ async fn an_unknown_topic_is_not_found_everywhere_with_auto_creation_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auto_creation_on_a_produce_creates_the_same_topic_everywhere() {
+    let scenario = Scenario::AutoCreate;
+    let mut parity = Parity::start_with(|c| {
+        c.auto_create_topics = true;
+        c.default_partitions = 3;
+    })
+    .await;
+    for protocol in PROTOCOLS {
+        let topic = format!("auto-{protocol:?}").to_lowercase();
+        let s = parity.produce(protocol, &topic, &rec("k", "v")).await;
+        check(scenario, protocol, &s, &topic);
+        let created = parity.broker().describe_topic(&topic).expect("created");
+        assert_eq!(
+            created.partitions.len(),
+            3,
+            "{protocol:?}: the default partitions"
+        );
+        assert_eq!(
+            created.partitions.iter().map(|p| p.log_end).sum::<u64>(),
+            1,
+            "{protocol:?}: the record in it"
+        );
+    }
+    // Reads never create a topic, whatever the protocol.
+    for protocol in [Protocol::Grpc, Protocol::Http] {
+        let op = Read::Poll { group: "g".into() };
+        let s = parity.read(protocol, "never-written", &op).await;
+        check(Scenario::ReadUnknownTopic, protocol, &s, "poll");
+    }
+    assert!(parity.broker().describe_topic("never-written").is_err());
+    parity.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_partition_is_unavailable_everywhere_and_keeps_what_it_had() {
     let scenario = Scenario::StorageReadOnly;
     let mut parity = Parity::start().await;
@@ -329,5 +384,103 @@ async fn a_read_only_partition_is_unavailable_everywhere_and_keeps_what_it_had()
     for seen in &seen {
         check_same_message(scenario, seen, &topic_refs);
     }
+    parity.stop().await;
+}
+
+/// Runs `op` on `topic` over every protocol that offers it, checks each against the table and
+/// the messages against each other.
+async fn read_scenario(parity: &mut Parity, scenario: Scenario, topic: &str, op: Read) {
+    let mut seen = Vec::new();
+    for protocol in PROTOCOLS {
+        if expected(scenario, protocol) == Outcome::NotOffered {
+            continue;
+        }
+        let s = parity.read(protocol, topic, &op).await;
+        check(scenario, protocol, &s, &format!("{op:?}"));
+        seen.push((protocol, s));
+    }
+    check_same_message(scenario, &seen, &[]);
+}
+
+/// Topic "r": one partition holding one record.
+async fn one_record() -> Parity {
+    let mut parity = Parity::start().await;
+    parity.create_topic("r", 1).await;
+    let seen = parity.produce(Protocol::Grpc, "r", &rec("k", "v")).await;
+    check(
+        Scenario::ProduceThenRead,
+        Protocol::Grpc,
+        &seen,
+        "the one record",
+    );
+    parity
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_past_the_log_end_is_out_of_range_everywhere() {
+    let mut parity = one_record().await;
+    let op = Read::Fetch {
+        partition: 0,
+        offset: 5,
+    };
+    read_scenario(&mut parity, Scenario::FetchBeyondEnd, "r", op).await;
+    parity.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_from_a_missing_partition_is_invalid_everywhere() {
+    let mut parity = one_record().await;
+    let op = Read::Fetch {
+        partition: 9,
+        offset: 0,
+    };
+    read_scenario(&mut parity, Scenario::FetchMissingPartition, "r", op).await;
+    parity.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_an_unknown_topic_is_not_found_everywhere() {
+    let mut parity = one_record().await;
+    let fetch = Read::Fetch {
+        partition: 0,
+        offset: 0,
+    };
+    read_scenario(&mut parity, Scenario::ReadUnknownTopic, "missing", fetch).await;
+    let poll = Read::Poll { group: "g".into() };
+    read_scenario(&mut parity, Scenario::ReadUnknownTopic, "missing", poll).await;
+    parity.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_with_a_bad_group_name_is_invalid_everywhere() {
+    let mut parity = one_record().await;
+    for group in ["", "bad group", "a/b", ".."] {
+        let op = Read::Poll {
+            group: group.into(),
+        };
+        read_scenario(&mut parity, Scenario::PollBadGroupName, "r", op).await;
+    }
+    parity.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_past_the_log_end_is_out_of_range_everywhere() {
+    let mut parity = one_record().await;
+    let op = Read::Commit {
+        group: "g".into(),
+        partition: 0,
+        offset: 2,
+    };
+    read_scenario(&mut parity, Scenario::CommitBeyondEnd, "r", op).await;
+    parity.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describing_an_unknown_group_is_not_found_everywhere() {
+    let mut parity = one_record().await;
+    let op = Read::DescribeGroup {
+        group: "nobody".into(),
+    };
+    read_scenario(&mut parity, Scenario::DescribeUnknownGroup, "r", op).await;
     parity.stop().await;
 }

@@ -29,8 +29,22 @@ pub enum Scenario {
     FrameOverTransportLimit,
     /// A topic that does not exist, auto-creation off.
     UnknownTopic,
+    /// A topic that does not exist, auto-creation on: created, with the default partitions.
+    AutoCreate,
     /// The partition's storage failed: it is read-only.
     StorageReadOnly,
+    /// Reads (the legacy protocol has none): a fetch past the log end.
+    FetchBeyondEnd,
+    /// A fetch from a partition the topic does not have.
+    FetchMissingPartition,
+    /// A fetch or a poll of a topic that does not exist.
+    ReadUnknownTopic,
+    /// A poll with a group name the naming rules refuse.
+    PollBadGroupName,
+    /// A commit past the log end.
+    CommitBeyondEnd,
+    /// Describing a group that never committed.
+    DescribeUnknownGroup,
 }
 
 /// An outcome class: what DESIGN.md's error table calls the case.
@@ -41,6 +55,9 @@ pub enum Outcome {
     NotFound,
     Unavailable,
     TooLargeForTransport,
+    OutOfRange,
+    /// The protocol has no such operation (the legacy protocol only produces).
+    NotOffered,
 }
 
 /// Scenario × protocol → outcome. Every row is the same across: that is the point.
@@ -73,6 +90,10 @@ pub const TABLE: &[(Scenario, [(Protocol, Outcome); 3])] = {
             ],
         ),
         (
+            Scenario::AutoCreate,
+            [(Grpc, Accepted), (Legacy, Accepted), (Http, Accepted)],
+        ),
+        (
             Scenario::UnknownTopic,
             [(Grpc, NotFound), (Legacy, NotFound), (Http, NotFound)],
         ),
@@ -83,6 +104,30 @@ pub const TABLE: &[(Scenario, [(Protocol, Outcome); 3])] = {
                 (Legacy, Unavailable),
                 (Http, Unavailable),
             ],
+        ),
+        (
+            Scenario::FetchBeyondEnd,
+            [(Grpc, OutOfRange), (Legacy, NotOffered), (Http, OutOfRange)],
+        ),
+        (
+            Scenario::FetchMissingPartition,
+            [(Grpc, Invalid), (Legacy, NotOffered), (Http, Invalid)],
+        ),
+        (
+            Scenario::ReadUnknownTopic,
+            [(Grpc, NotFound), (Legacy, NotOffered), (Http, NotFound)],
+        ),
+        (
+            Scenario::PollBadGroupName,
+            [(Grpc, Invalid), (Legacy, NotOffered), (Http, Invalid)],
+        ),
+        (
+            Scenario::CommitBeyondEnd,
+            [(Grpc, OutOfRange), (Legacy, NotOffered), (Http, OutOfRange)],
+        ),
+        (
+            Scenario::DescribeUnknownGroup,
+            [(Grpc, NotFound), (Legacy, NotOffered), (Http, NotFound)],
         ),
     ]
 };
@@ -105,7 +150,7 @@ pub enum Conn {
     Closed,
 }
 
-/// What a produce looked like on the wire.
+/// What a call looked like on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     Grpc(Code),
@@ -122,6 +167,7 @@ pub fn wire(outcome: Outcome, protocol: Protocol) -> Vec<Wire> {
         (Protocol::Grpc, Invalid) => vec![Wire::Grpc(Code::InvalidArgument)],
         (Protocol::Grpc, NotFound) => vec![Wire::Grpc(Code::NotFound)],
         (Protocol::Grpc, Unavailable) => vec![Wire::Grpc(Code::Unavailable)],
+        (Protocol::Grpc, OutOfRange) => vec![Wire::Grpc(Code::OutOfRange)],
         // tonic's decoder refuses the message before the service runs; which code it uses has
         // changed between versions.
         (Protocol::Grpc, TooLargeForTransport) => vec![
@@ -130,14 +176,18 @@ pub fn wire(outcome: Outcome, protocol: Protocol) -> Vec<Wire> {
         ],
         (Protocol::Legacy, Accepted) => vec![Wire::Legacy(Reply::Ok, Conn::Open)],
         (Protocol::Legacy, Invalid) => vec![Wire::Legacy(Reply::InvalidFormat, Conn::Open)],
-        (Protocol::Legacy, NotFound | Unavailable) => {
+        // Out of range cannot happen on a produce ("—" in DESIGN.md); the adapter's table says
+        // PUBLISH_FAILED.
+        (Protocol::Legacy, NotFound | Unavailable | OutOfRange) => {
             vec![Wire::Legacy(Reply::PublishFailed, Conn::Open)]
         }
+        (_, NotOffered) => vec![],
         (Protocol::Legacy, TooLargeForTransport) => {
             vec![Wire::Legacy(Reply::ProtocolError, Conn::Closed)]
         }
         (Protocol::Http, Accepted) => vec![Wire::Http(201)],
         (Protocol::Http, Invalid) => vec![Wire::Http(400)],
+        (Protocol::Http, OutOfRange) => vec![Wire::Http(416)],
         (Protocol::Http, NotFound) => vec![Wire::Http(404)],
         (Protocol::Http, Unavailable) => vec![Wire::Http(503)],
         (Protocol::Http, TooLargeForTransport) => vec![Wire::Http(413)],
