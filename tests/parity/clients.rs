@@ -1,5 +1,5 @@
 //! The server with all three listeners and one real client per protocol: the generated tonic
-//! client, the legacy codec over a `TcpStream`, and HTTP/1.1 written by hand over a `TcpStream`.
+//! client, the legacy codec over a `TcpStream`, and HTTP/1.1 written by hand over a `TcpStream` ([`crate::http`]).
 
 use std::net::SocketAddr;
 
@@ -10,14 +10,13 @@ use obelisk::legacy::LegacyClient;
 use obelisk::legacy::codec::{Message, Reply};
 use obelisk::proto as pb;
 use obelisk::server::RunningServer;
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use serde_json::json;
 use tokio::time::timeout;
 use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::common;
+use crate::http::{http, path_segment};
 use crate::table::{Conn, Protocol, Wire};
 
 /// The broker's maximum record size for these tests: small, so a record over it is nowhere near
@@ -438,61 +437,4 @@ pub fn inject_write_failure(broker: &Broker, topic: &str, partition: u32) {
         .find(|core| core.id == partition)
         .unwrap_or_else(|| panic!("{topic}/{partition} exists"));
     core.inject_write_failure();
-}
-
-/// `segment` percent-encoded for a URL path: everything but `[A-Za-z0-9_-]`, so `.` and `..`
-/// reach the router as names rather than as dot-segments.
-pub fn path_segment(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// One HTTP/1.1 request on a new connection (`Connection: close`): (status, JSON body or null).
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.expect("HTTP connects");
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: parity\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.expect("writes");
-        // The server may answer (413) and close before the whole body is sent.
-        let _ = stream.write_all(body.as_bytes()).await;
-        let mut raw = Vec::new();
-        // A reset after the answer (the body was refused mid-way) still leaves the answer read.
-        let _ = stream.read_to_end(&mut raw).await;
-        raw
-    };
-    let raw = timeout(PATIENCE, exchange)
-        .await
-        .expect("HTTP answers in time");
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    assert!(
-        !head
-            .lines()
-            .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked")),
-        "JSON answers have a length: {head}"
-    );
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
