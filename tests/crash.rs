@@ -2,6 +2,8 @@
 //! the server is killed with SIGKILL at a random moment, restarted on the same data directory, and
 //! every acknowledged record must be readable.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,11 @@ use obelisk::proto as pb;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
+/// Upper bound for anything these tests wait for, so a bug fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A port for the legacy listener, whose bound address the server does not log (gRPC's it does,
+/// so gRPC binds port 0).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -21,17 +28,33 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_server(dir: &Path, port: u16) -> Child {
-    spawn_server_with_legacy(dir, port, None)
+/// A running `obelisk serve` and the address its gRPC listener bound.
+struct Server {
+    child: Child,
+    grpc_addr: SocketAddr,
 }
 
-fn spawn_server_with_legacy(dir: &Path, port: u16, legacy: Option<u16>) -> Child {
+impl Server {
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+async fn spawn_server(dir: &Path) -> Server {
+    spawn_server_with_legacy(dir, None).await
+}
+
+/// Starts the binary on `dir` with gRPC on port 0, and returns once it logged that gRPC is
+/// listening (after recovery), with the address it bound. Its log is read to the end by a thread
+/// of its own, so the child never blocks on a full pipe.
+async fn spawn_server_with_legacy(dir: &Path, legacy: Option<u16>) -> Server {
     let tcp = legacy.map_or("off".to_string(), |p| format!("127.0.0.1:{p}"));
-    Command::new(env!("CARGO_BIN_EXE_obelisk"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_obelisk"))
         .args([
             "serve",
             "--grpc-addr",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--tcp-addr",
             &tcp,
             "--http-addr",
@@ -39,39 +62,83 @@ fn spawn_server_with_legacy(dir: &Path, port: u16, legacy: Option<u16>) -> Child
         ])
         .arg("--data-dir")
         .arg(dir)
-        .env("OBELISK_LOG_LEVEL", "warn")
+        .env("OBELISK_LOG_LEVEL", "warn,obelisk::server=info")
+        .env("OBELISK_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("the obelisk binary starts")
-}
-
-/// Connects, retrying while the server starts (bounded).
-/// Connects once the server has recovered (gRPC health SERVING), retrying while it starts
-/// (bounded).
-async fn connect(port: u16) -> BrokerClient<Channel> {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    let addr = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if let Ok(channel) = tonic::transport::Endpoint::from_shared(addr.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-            let serving = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: "obelisk.v1.Broker".into(),
-                })
-                .await
-                .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
-            if serving && let Ok(c) = client::connect(&addr).await {
-                return c;
+        .expect("the obelisk binary starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["fields"]["message"] == "gRPC listening"
+                && let Some(addr) = event["fields"]["grpc_addr"].as_str()
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.parse::<SocketAddr>().expect("a socket address"));
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    });
+    let grpc_addr = tokio::time::timeout(PATIENCE, rx)
+        .await
+        .expect("the server starts in time")
+        .expect("the server logs its gRPC address before exiting");
+    Server { child, grpc_addr }
+}
+
+/// Connects to a server that is listening, and checks it is serving.
+async fn connect(server: &Server) -> BrokerClient<Channel> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let addr = format!("http://{}", server.grpc_addr);
+    let channel = tonic::transport::Endpoint::from_shared(addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "obelisk.v1.Broker".into(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        ServingStatus::Serving as i32,
+        "serving once listening"
+    );
+    client::connect(&addr).await.expect("client connects")
+}
+
+/// Counts acknowledgements, so the kill can wait for a number of them rather than for a time.
+#[derive(Clone)]
+struct AckCount(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl AckCount {
+    fn new() -> Self {
+        Self(Arc::new(tokio::sync::watch::Sender::new(0)))
     }
-    panic!("the server did not become ready on port {port}");
+
+    fn add(&self, n: usize) {
+        self.0.send_modify(|count| *count += n);
+    }
+
+    async fn reached(&self, n: usize) {
+        let mut rx = self.0.subscribe();
+        tokio::time::timeout(PATIENCE, rx.wait_for(|count| *count >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} acknowledgements in time"))
+            .expect("the counter lives");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,13 +147,14 @@ async fn acknowledged_records_survive_kill_9() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let acked: Arc<Mutex<Vec<(u32, u64, Bytes)>>> = Arc::default();
     for round in 0..3 {
-        let port = free_port();
-        let mut server = spawn_server(dir.path(), port);
-        let client = connect(port).await;
+        let server = spawn_server(dir.path()).await;
+        let client = connect(&server).await;
+        let count = AckCount::new();
         let mut producers = Vec::new();
         for p in 0..4 {
             let mut c = client.clone();
             let acked = Arc::clone(&acked);
+            let count = count.clone();
             producers.push(tokio::spawn(async move {
                 for i in 0u64.. {
                     let records: Vec<pb::ProducerRecord> = (0..20)
@@ -106,23 +174,27 @@ async fn acknowledged_records_survive_kill_9() {
                     else {
                         return; // The server died: unacknowledged, so nothing is owed.
                     };
+                    let acks = resp.into_inner().acks;
+                    let n = acks.len();
                     let mut a = acked.lock().unwrap();
-                    for (ack, v) in resp.into_inner().acks.into_iter().zip(values) {
+                    for (ack, v) in acks.into_iter().zip(values) {
                         a.push((ack.partition, ack.offset, v));
                     }
+                    drop(a);
+                    count.add(n);
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1200))).await;
-        server.kill().unwrap(); // SIGKILL
-        server.wait().unwrap();
+        // SIGKILL at a random moment: after a random number of acknowledgements, while the
+        // producers are mid-flight.
+        count.reached(rng.gen_range(20..4000)).await;
+        server.kill();
         for p in producers {
             p.await.unwrap();
         }
 
-        let port = free_port();
-        let mut server = spawn_server(dir.path(), port);
-        let mut c = connect(port).await;
+        let server = spawn_server(dir.path()).await;
+        let mut c = connect(&server).await;
         let acked_now = acked.lock().unwrap().clone();
         assert!(
             !acked_now.is_empty(),
@@ -139,8 +211,7 @@ async fn acknowledged_records_survive_kill_9() {
                 "round {round}: acked {partition}/{offset} lost or changed"
             );
         }
-        server.kill().unwrap();
-        server.wait().unwrap();
+        server.kill();
     }
 }
 
@@ -152,9 +223,10 @@ async fn legacy_oks_survive_kill_9() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let mut oked: Vec<Bytes> = Vec::new();
     for round in 0..3 {
-        let (port, legacy) = (free_port(), free_port());
-        let mut server = spawn_server_with_legacy(dir.path(), port, Some(legacy));
-        let _ready = connect(port).await;
+        let legacy = free_port();
+        let server = spawn_server_with_legacy(dir.path(), Some(legacy)).await;
+        let _ready = connect(&server).await;
+        let count = AckCount::new();
         let mut conns = Vec::new();
         for conn in 0..4 {
             // Each connection pipelines frames and records, in order, which ones were OK'd.
@@ -164,6 +236,7 @@ async fn legacy_oks_survive_kill_9() {
                 .map(|i| Bytes::from(format!("legacy-r{round}-c{conn}-{i}")))
                 .collect();
             let to_send = values.clone();
+            let count = count.clone();
             let write = tokio::spawn(async move {
                 for (i, value) in to_send.into_iter().enumerate() {
                     let m = Message {
@@ -185,7 +258,10 @@ async fn legacy_oks_survive_kill_9() {
                 let mut ok = Vec::new();
                 for value in values {
                     match reader.expect_reply().await {
-                        Ok(Reply::Ok) => ok.push(value),
+                        Ok(Reply::Ok) => {
+                            ok.push(value);
+                            count.add(1);
+                        }
                         Ok(other) => panic!("unexpected reply {other:?}"),
                         Err(_) => break, // The server died.
                     }
@@ -194,9 +270,9 @@ async fn legacy_oks_survive_kill_9() {
             });
             conns.push((write, read));
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1200))).await;
-        server.kill().unwrap(); // SIGKILL
-        server.wait().unwrap();
+        // SIGKILL after a random number of OKs, with frames still in flight.
+        count.reached(rng.gen_range(100..20_000)).await;
+        server.kill();
         let before = oked.len();
         for (write, read) in conns {
             write.abort();
@@ -204,9 +280,8 @@ async fn legacy_oks_survive_kill_9() {
         }
         assert!(oked.len() > before, "round {round}: no OK before the kill");
 
-        let port = free_port();
-        let mut server = spawn_server(dir.path(), port);
-        let mut c = connect(port).await;
+        let server = spawn_server(dir.path()).await;
+        let mut c = connect(&server).await;
         let stored: std::collections::HashSet<Bytes> = read_all_of(&mut c, "legacy-crash")
             .await
             .into_iter()
@@ -215,8 +290,7 @@ async fn legacy_oks_survive_kill_9() {
         for v in &oked {
             assert!(stored.contains(v), "round {round}: OK'd record {v:?} lost");
         }
-        server.kill().unwrap();
-        server.wait().unwrap();
+        server.kill();
     }
 }
 

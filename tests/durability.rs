@@ -2,41 +2,34 @@
 //! producers and reports each acknowledgement on stdout; the parent kills it at a random moment and
 //! reopens the data: every acknowledged record must be there, with its value.
 //!
-//! The child is this same test binary, re-run with `OBELISK_DURABILITY_CHILD` pointing at the data
-//! directory.
+//! The child is this same test binary running this same test, re-run with
+//! `OBELISK_DURABILITY_CHILD` pointing at the data directory: there is no separate child "test"
+//! that would pass, doing nothing, in a normal run.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use obelisk::broker::{Broker, BrokerConfig, FetchRequest, ProduceRecord, ReadLimits, TopicConfig};
+use obelisk::broker::{BrokerConfig, FetchRequest, ProduceRecord, ReadLimits};
 use rand::{Rng, SeedableRng};
 
 const CHILD_ENV: &str = "OBELISK_DURABILITY_CHILD";
 
-/// Runs only inside the child: produce forever, print "ACK partition offset value" per ack.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn durability_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return; // Not the child: nothing to do.
-    };
-    let broker = Broker::open(BrokerConfig {
+const TEST_NAME: &str = "every_acknowledged_record_survives_sigkill";
+
+/// The child: produce forever on `dir`, print "ACK partition offset value" per ack.
+async fn produce_until_killed(dir: String) {
+    let broker = common::broker::open(BrokerConfig {
         data_dir: dir.into(),
         ..BrokerConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     if broker.describe_topic("d").is_err() {
         broker
-            .create_topic(
-                "d",
-                TopicConfig {
-                    partitions: 3,
-                    retention_ms: 0,
-                    retention_bytes: 0,
-                },
-            )
+            .create_topic("d", common::broker::topic_config(3))
             .await
             .unwrap();
     }
@@ -78,17 +71,15 @@ async fn durability_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_record_survives_sigkill() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        return produce_until_killed(dir).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut acked: Vec<(u32, u64, String)> = Vec::new();
     for round in 0..4 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "durability_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -127,12 +118,11 @@ async fn every_acknowledged_record_survives_sigkill() {
         );
         acked.extend(got);
 
-        let broker = Broker::open(BrokerConfig {
+        let broker = common::broker::open(BrokerConfig {
             data_dir: dir.path().into(),
             ..BrokerConfig::default()
         })
-        .await
-        .unwrap();
+        .await;
         for (partition, offset, value) in &acked {
             let r = broker
                 .fetch(FetchRequest {

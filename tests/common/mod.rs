@@ -2,11 +2,15 @@
 //! directory, and clients connected to it.
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod server;
+pub mod wait;
+
 use std::path::Path;
 
 use obelisk::client::{self, BrokerClient};
 use obelisk::config::Config;
-use obelisk::server::{self, RunningServer};
+use obelisk::server::RunningServer;
 use tonic::transport::Channel;
 
 /// A configuration for tests: every listener on 127.0.0.1:0, data in `dir`.
@@ -22,7 +26,7 @@ pub fn test_config(dir: &Path) -> Config {
 }
 
 pub async fn start(config: Config) -> RunningServer {
-    server::start(config.validate().expect("valid test config"))
+    obelisk::server::start(config.validate().expect("valid test config"))
         .await
         .expect("server starts")
 }
@@ -31,4 +35,11 @@ pub async fn grpc_client(server: &RunningServer) -> BrokerClient<Channel> {
     client::connect(&format!("http://{}", server.grpc_addr))
         .await
         .expect("client connects")
+}
+
+/// `config` with the legacy TCP and HTTP listeners on too, each on its own ephemeral port.
+pub fn with_every_listener(mut config: Config) -> Config {
+    config.tcp_addr = "127.0.0.1:0".into();
+    config.http_addr = "127.0.0.1:0".into();
+    config
 }
