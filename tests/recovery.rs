@@ -195,7 +195,10 @@ fn active_segment_flipped_byte_costs_only_the_damaged_record() {
                 .and_then(|p| p.execute());
             if offset == damaged {
                 assert!(
-                    matches!(res, Err(StorageError::Corrupt { .. })),
+                    matches!(
+                        res,
+                        Err(StorageError::Corrupt { .. } | StorageError::Damaged { .. })
+                    ),
                     "seed {seed}: damaged offset {offset} gave {res:?}"
                 );
             } else {
@@ -256,7 +259,10 @@ fn sealed_segment_damage_fails_closed_and_spares_the_rest() {
                 .and_then(|p| p.execute());
             if offset == damaged {
                 assert!(
-                    matches!(res, Err(StorageError::Corrupt { .. })),
+                    matches!(
+                        res,
+                        Err(StorageError::Corrupt { .. } | StorageError::Damaged { .. })
+                    ),
                     "seed {seed}: damaged offset {offset} gave {res:?}"
                 );
             } else {

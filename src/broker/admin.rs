@@ -197,6 +197,7 @@ impl Broker {
             .inner
             .offsets
             .group(group)
+            .map_err(|e| BrokerError::group_damaged(group, &e))?
             .ok_or_else(|| BrokerError::GroupNotFound(group.to_string()))?;
         let mut out = Vec::new();
         for (topic, parts) in offsets {

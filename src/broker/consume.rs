@@ -26,7 +26,7 @@ impl Broker {
         let mut changes = topic.watch_changes();
         // Positions are taken once: a new group starting at "latest" must get what arrives while
         // it waits, not a fresh "latest" on every wake-up.
-        let positions = self.group_positions(&topic, &req.group, req.start_if_new);
+        let positions = self.group_positions(&topic, &req.group, req.start_if_new)?;
         loop {
             changes.borrow_and_update();
             let out = read_from(
@@ -146,9 +146,13 @@ impl Broker {
         topic: &Topic,
         group: &str,
         new: StartPosition,
-    ) -> Vec<u64> {
-        let committed = self.inner.offsets.topic_offsets(group, &topic.name);
-        topic
+    ) -> Result<Vec<u64>, BrokerError> {
+        let committed = self
+            .inner
+            .offsets
+            .topic_offsets(group, &topic.name)
+            .map_err(|e| BrokerError::group_damaged(group, &e))?;
+        Ok(topic
             .partitions()
             .iter()
             .map(|p| match committed.get(&p.id()) {
@@ -158,7 +162,7 @@ impl Broker {
                     StartPosition::Latest => p.core().acked_end(),
                 },
             })
-            .collect()
+            .collect())
     }
 }
 

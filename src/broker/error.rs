@@ -77,6 +77,15 @@ impl BrokerError {
         }
     }
 
+    /// The error for a group whose committed offsets were found damaged on disk.
+    pub fn group_damaged(group: &str, err: &StorageError) -> Self {
+        tracing::error!(group, error = %err, "read of a damaged group's offsets refused");
+        Self::DataLoss(format!(
+            "the committed offsets of consumer group {group:?} were damaged on disk (set aside as \
+             groups/{group}.json.damaged); reset the group's offsets to choose where it resumes"
+        ))
+    }
+
     /// Maps a storage error met on `topic`/`partition`. I/O details go to the log; the message
     /// names the partition and what the client can do.
     pub fn from_storage(topic: &str, partition: u32, err: StorageError) -> Self {
@@ -92,6 +101,17 @@ impl BrokerError {
                 tracing::error!(topic, partition, error = %err, "corrupt data read");
                 Self::DataLoss(format!(
                     "{topic}/{partition}: stored data failed verification; see the broker log"
+                ))
+            }
+            StorageError::Damaged { ref offsets, .. } => {
+                tracing::warn!(topic, partition, error = %err, "read of damaged records refused");
+                Self::DataLoss(format!(
+                    "{topic}/{partition}: offsets {} to {} were damaged on disk and cannot be read; \
+                     the records after them are intact: continue from offset {} (commit or reset \
+                     the group past them)",
+                    offsets.start,
+                    offsets.end.saturating_sub(1),
+                    offsets.end
                 ))
             }
             StorageError::ReadOnly { .. } => {

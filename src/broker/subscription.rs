@@ -46,7 +46,7 @@ impl Broker {
                 .collect(),
             (None, Some(group)) => {
                 names::validate(NameKind::Group, group)?;
-                self.group_positions(&topic, group, StartPosition::Earliest)
+                self.group_positions(&topic, group, StartPosition::Earliest)?
             }
             (None, None) => resolve_positions(&topic, Position::Earliest)?
                 .into_iter()

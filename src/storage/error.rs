@@ -20,6 +20,12 @@ pub enum StorageError {
         position: u64,
         reason: String,
     },
+    /// A read starting at offsets found damaged (when the segment was opened).
+    #[error("offsets {} to {} are damaged: {reason}", offsets.start, offsets.end.saturating_sub(1))]
+    Damaged {
+        offsets: std::ops::Range<u64>,
+        reason: String,
+    },
     #[error("offset {offset} is out of range: the partition holds offsets {start}..{end}")]
     OffsetOutOfRange { offset: u64, start: u64, end: u64 },
     /// A write or fsync failed earlier; the partition refuses writes until restart.

@@ -26,16 +26,22 @@ struct Group {
 pub struct OffsetStore {
     dir: PathBuf,
     groups: Mutex<HashMap<String, Arc<Group>>>,
+    /// Groups whose file did not parse at start, with why. The file is set aside as
+    /// `<group>.json.damaged`; reads of the group's offsets fail until a commit or reset writes a
+    /// new file, so nobody silently starts over from the beginning.
+    damaged: Mutex<HashMap<String, String>>,
 }
 
 impl OffsetStore {
-    /// Loads every group file under `dir`.
+    /// Loads every group file under `dir`. A file that does not parse is set aside (and its
+    /// group reported damaged) rather than stopping the broker.
     ///
     /// # Errors
-    /// I/O errors, or a group file that does not parse.
+    /// I/O errors listing or reading the directory.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         let mut groups = HashMap::new();
+        let mut damaged = HashMap::new();
         for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
             let path = entry
                 .context(|| format!("listing {}", dir.display()))?
@@ -48,12 +54,17 @@ impl OffsetStore {
                 continue;
             };
             let bytes = fs::read(&path).context(|| format!("reading {}", path.display()))?;
-            let offsets: GroupOffsets =
-                serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
-                    path: path.clone(),
-                    position: 0,
-                    reason: e.to_string(),
-                })?;
+            let offsets: GroupOffsets = match serde_json::from_slice(&bytes) {
+                Ok(o) => o,
+                Err(e) => {
+                    let aside = path.with_extension("json.damaged");
+                    tracing::error!(file = %path.display(), error = %e, aside = %aside.display(), "a group's committed offsets do not parse; set aside, the group must be reset");
+                    fs::rename(&path, &aside)
+                        .context(|| format!("setting aside {}", path.display()))?;
+                    damaged.insert(name.to_string(), e.to_string());
+                    continue;
+                }
+            };
             groups.insert(
                 name.to_string(),
                 Arc::new(Group {
@@ -62,9 +73,13 @@ impl OffsetStore {
                 }),
             );
         }
+        if !damaged.is_empty() {
+            sync_dir(dir)?;
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             groups: Mutex::new(groups),
+            damaged: Mutex::new(damaged),
         })
     }
 
@@ -73,24 +88,61 @@ impl OffsetStore {
     }
 
     /// The group's committed offsets in one topic (empty when it has none).
-    pub fn topic_offsets(&self, group: &str, topic: &str) -> BTreeMap<u32, u64> {
+    ///
+    /// # Errors
+    /// `Corrupt` for a group whose file was found damaged at start.
+    pub fn topic_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<u32, u64>, StorageError> {
+        self.check_damaged(group)?;
         let Some(g) = self.groups().get(group).cloned() else {
-            return BTreeMap::new();
+            return Ok(BTreeMap::new());
         };
         let offsets = lock(&g.offsets);
-        offsets.get(topic).cloned().unwrap_or_default()
+        Ok(offsets.get(topic).cloned().unwrap_or_default())
     }
 
     /// All offsets of a group, or `None` for a group that never committed.
-    pub fn group(&self, group: &str) -> Option<GroupOffsets> {
-        let g = self.groups().get(group).cloned()?;
+    ///
+    /// # Errors
+    /// `Corrupt` for a group whose file was found damaged at start.
+    pub fn group(&self, group: &str) -> Result<Option<GroupOffsets>, StorageError> {
+        self.check_damaged(group)?;
+        let Some(g) = self.groups().get(group).cloned() else {
+            return Ok(None);
+        };
         let offsets = lock(&g.offsets);
-        Some(offsets.clone())
+        Ok(Some(offsets.clone()))
+    }
+
+    /// Groups whose committed offsets were found damaged at start (and not written since).
+    pub fn damaged_groups(&self) -> Vec<(String, String)> {
+        let mut out: Vec<_> = lock(&self.damaged)
+            .iter()
+            .map(|(g, why)| (g.clone(), why.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn check_damaged(&self, group: &str) -> Result<(), StorageError> {
+        match lock(&self.damaged).get(group) {
+            Some(why) => Err(StorageError::Corrupt {
+                path: self.dir.join(format!("{group}.json.damaged")),
+                position: 0,
+                reason: why.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn group_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.groups().keys().cloned().collect();
+        names.extend(lock(&self.damaged).keys().cloned());
         names.sort();
+        names.dedup();
         names
     }
 
@@ -155,6 +207,9 @@ impl OffsetStore {
             .await
             .map_err(|e| StorageError::io("group offsets writer", std::io::Error::other(e)))??;
         *lock(&g.offsets) = next;
+        if lock(&self.damaged).remove(group).is_some() {
+            tracing::info!(group, "a damaged group has committed offsets again");
+        }
         Ok(())
     }
 }
@@ -186,17 +241,38 @@ mod tests {
         store.commit("g2", "other", &[(3, 1)]).await.unwrap();
         drop(store);
         let store = OffsetStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.topic_offsets("g1", "orders").get(&0).copied(),
-            Some(6)
-        );
-        assert_eq!(
-            store.topic_offsets("g1", "orders").get(&1).copied(),
-            Some(7)
-        );
-        assert_eq!(store.topic_offsets("g1", "orders").get(&2).copied(), None);
+        let orders = |s: &OffsetStore| s.topic_offsets("g1", "orders").unwrap();
+        assert_eq!(orders(&store).get(&0).copied(), Some(6));
+        assert_eq!(orders(&store).get(&1).copied(), Some(7));
+        assert_eq!(orders(&store).get(&2).copied(), None);
         assert_eq!(store.group_names(), vec!["g1", "g2"]);
         store.forget_topic("orders").await.unwrap();
-        assert_eq!(store.topic_offsets("g1", "orders").get(&0).copied(), None);
+        assert_eq!(orders(&store).get(&0).copied(), None);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_group_file_is_set_aside_and_reported_until_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        store.commit("good", "t", &[(0, 3)]).await.unwrap();
+        store.commit("bad", "t", &[(0, 9)]).await.unwrap();
+        drop(store);
+        fs::write(dir.path().join("bad.json"), b"{\"t\":{\"0\":9").unwrap();
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.topic_offsets("good", "t").unwrap().get(&0), Some(&3));
+        assert!(matches!(
+            store.topic_offsets("bad", "t"),
+            Err(StorageError::Corrupt { .. })
+        ));
+        assert!(store.group("bad").is_err());
+        assert_eq!(store.damaged_groups().len(), 1);
+        assert_eq!(store.group_names(), vec!["bad", "good"]);
+        assert!(dir.path().join("bad.json.damaged").exists());
+        store.commit("bad", "t", &[(0, 1)]).await.unwrap();
+        assert_eq!(store.topic_offsets("bad", "t").unwrap().get(&0), Some(&1));
+        assert!(store.damaged_groups().is_empty());
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert!(store.damaged_groups().is_empty(), "the new file is good");
     }
 }

@@ -334,13 +334,13 @@ impl Segment {
     ) -> Result<ReadPlan, StorageError> {
         let mut limit = limit.min(self.next_offset());
         if let Some(d) = self.damage.iter().find(|d| d.offsets.contains(&offset)) {
-            return Err(StorageError::Corrupt {
-                path: self.path(SegmentFile::Log),
-                position: d.bytes.start,
+            return Err(StorageError::Damaged {
+                offsets: d.offsets.clone(),
                 reason: format!(
-                    "{}; reading can resume at offset {}",
+                    "{} at byte {} of {}",
                     verify::describe_damage(d),
-                    d.offsets.end
+                    d.bytes.start,
+                    self.path(SegmentFile::Log).display()
                 ),
             });
         }
