@@ -6,6 +6,7 @@ mod admin;
 mod consume;
 pub mod error;
 pub mod names;
+mod observe;
 mod produce;
 mod subscription;
 pub mod types;
@@ -21,9 +22,11 @@ use tokio_util::sync::CancellationToken;
 pub use crate::storage::{BatchConfig, Durability};
 use crate::storage::{LogConfig, OffsetStore, PartitionConfig, StorageError, Topic};
 use crate::sync::{lock, read};
+use observe::Observer;
 
 pub use admin::MAX_PARTITIONS;
 pub use error::{BrokerError, NameKind};
+pub use observe::{BrokerEvents, PartitionSnapshot, WriteCounters};
 pub use produce::PendingProduce;
 pub use subscription::Subscription;
 pub use types::*;
@@ -71,7 +74,8 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
-    fn partition_config(&self) -> PartitionConfig {
+    /// Partitions report their writes to `observer`.
+    fn partition_config(&self, observer: &Arc<Observer>) -> PartitionConfig {
         PartitionConfig {
             log: LogConfig {
                 segment_bytes: self.segment_bytes,
@@ -80,6 +84,7 @@ impl BrokerConfig {
             batch: self.batch,
             durability: self.durability,
             queue_depth: self.queue_depth,
+            events: Arc::clone(observer) as Arc<dyn crate::storage::StorageEvents>,
         }
     }
 
@@ -94,6 +99,8 @@ pub(crate) struct Inner {
     /// Serialises topic creation and deletion.
     admin: tokio::sync::Mutex<()>,
     offsets: OffsetStore,
+    /// The broker's events go here once someone observes it (the metrics).
+    observer: Arc<Observer>,
     shutdown: CancellationToken,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// The data directory's lock file, held (flock) from open to shutdown: two brokers (or an
@@ -149,7 +156,8 @@ impl Broker {
             let _ = std::fs::remove_dir_all(&trash);
         }
         let offsets = OffsetStore::open(&config.data_dir.join("groups")).map_err(startup)?;
-        let pconfig = config.partition_config();
+        let observer = Arc::new(Observer::default());
+        let pconfig = config.partition_config(&observer);
         let mut topics = HashMap::new();
         let entries = std::fs::read_dir(&topics_dir)
             .map_err(|e| startup(StorageError::io("listing topics", e)))?;
@@ -176,6 +184,7 @@ impl Broker {
                 topics: RwLock::new(topics),
                 admin: tokio::sync::Mutex::new(()),
                 offsets,
+                observer,
                 shutdown: CancellationToken::new(),
                 background: std::sync::Mutex::new(Vec::new()),
                 lock: std::sync::Mutex::new(Some(lock)),

@@ -5,6 +5,7 @@
 //! `docs/storage.md`.
 
 pub mod error;
+pub mod events;
 pub mod index;
 pub mod log;
 mod mmap;
@@ -12,6 +13,7 @@ pub mod record;
 pub mod segment;
 
 pub use error::StorageError;
+pub use events::StorageEvents;
 pub use log::{LogConfig, PartitionLog};
 pub use record::Record;
 pub mod batcher;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batcher::{self, AppendRequest, BatchConfig, Durability};
 use super::error::{IoContext, StorageError};
+use super::events::StorageEvents;
 use super::log::{LogConfig, PartitionLog};
 use super::record::Record;
 use super::ring::RingBuffer;
@@ -29,6 +30,8 @@ pub struct PartitionConfig {
     pub durability: Durability,
     /// Appends waiting for the batcher; beyond this a produce waits (and times out).
     pub queue_depth: usize,
+    /// Where the partition reports its batches, fsyncs and failures.
+    pub events: Arc<dyn StorageEvents>,
 }
 
 /// Counters a partition keeps about itself, for health and metrics.
@@ -57,6 +60,7 @@ pub struct PartitionCore {
     /// Test-only fault injection: the next batch write fails as an I/O error would.
     inject_fault: AtomicBool,
     durability: Durability,
+    events: Arc<dyn StorageEvents>,
     pub stats: PartitionStats,
     /// Bumped on every publish, shared by all partitions of a topic (long polls wait on it).
     topic_changes: Arc<watch::Sender<u64>>,
@@ -93,6 +97,7 @@ impl Partition {
             unsynced_records: AtomicU64::new(0),
             inject_fault: AtomicBool::new(false),
             durability: config.durability,
+            events: Arc::clone(&config.events),
             stats: PartitionStats::default(),
             topic_changes,
         });
@@ -183,7 +188,7 @@ impl PartitionCore {
 
     fn fail(&self, err: &StorageError) {
         if self.failure.set(err.to_string()).is_ok() {
-            crate::metrics::storage_failed();
+            self.events.storage_failed();
             tracing::error!(partition = self.id, error = %err, "storage failure: partition is now read-only");
         }
     }
@@ -306,7 +311,8 @@ impl PartitionCore {
         let result = result.and_then(|file| self.make_durable(&file, records.len() as u64));
         match result {
             Ok(()) => {
-                crate::metrics::batch_flushed(records.len() as u64, started.elapsed());
+                self.events
+                    .batch_flushed(records.len() as u64, started.elapsed());
                 let end = base + records.len() as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats
@@ -351,7 +357,7 @@ impl PartitionCore {
 
     fn note_flush(&self, started: std::time::Instant, records: u64) {
         let took = started.elapsed();
-        crate::metrics::fsync_done(records, took);
+        self.events.fsync_done(records, took);
         self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .last_fsync_micros
