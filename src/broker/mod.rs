@@ -77,6 +77,7 @@ impl BrokerConfig {
     /// Partitions report their writes to `observer`.
     fn partition_config(&self, observer: &Arc<Observer>) -> PartitionConfig {
         PartitionConfig {
+            events: Arc::clone(observer) as Arc<dyn crate::storage::StorageEvents>,
             log: LogConfig {
                 segment_bytes: self.segment_bytes,
             },
@@ -84,7 +85,6 @@ impl BrokerConfig {
             batch: self.batch,
             durability: self.durability,
             queue_depth: self.queue_depth,
-            events: Arc::clone(observer) as Arc<dyn crate::storage::StorageEvents>,
         }
     }
 

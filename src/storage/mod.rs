@@ -27,3 +27,6 @@ pub mod topic;
 
 pub use offsets::OffsetStore;
 pub use topic::{Topic, TopicConfig};
+
+#[cfg(test)]
+mod tests;

@@ -24,14 +24,14 @@ use super::ring::RingBuffer;
 /// Everything a partition needs at open.
 #[derive(Debug, Clone)]
 pub struct PartitionConfig {
+    /// Where the partition reports its batches, fsyncs and failures.
+    pub events: Arc<dyn StorageEvents>,
     pub log: LogConfig,
     pub ring_bytes: usize,
     pub batch: BatchConfig,
     pub durability: Durability,
     /// Appends waiting for the batcher; beyond this a produce waits (and times out).
     pub queue_depth: usize,
-    /// Where the partition reports its batches, fsyncs and failures.
-    pub events: Arc<dyn StorageEvents>,
 }
 
 /// Counters a partition keeps about itself, for health and metrics.

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::storage::{LogConfig, PartitionLog, Record, StorageError};
 use bytes::Bytes;
-use obelisk::storage::{LogConfig, PartitionLog, Record, StorageError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
