@@ -3,12 +3,13 @@
 //!
 //! Two kinds of series:
 //! - **Events** (requests, produces, connections, batches, fsyncs) are recorded by synchronous
-//!   instruments through the helpers below, which the core and every transport call.
+//!   instruments: the transports call the helpers below, and the core reports through the
+//!   [`BrokerEvents`] hook that [`observe_broker`] gives each broker (the core never calls here).
 //! - **State** (log sizes, offsets, consumer lag, ring buffers, health, per-partition write
 //!   counters) is read at scrape time by observable instruments from every broker registered
 //!   with [`observe_broker`]; nothing is recorded on the hot path for it.
 //!
-//! [`metrics()`] initialises lazily, so the core and tests can record without any setup. Labels
+//! [`metrics()`] initialises lazily, so transports and tests can record without any setup. Labels
 //! are bounded: topic, partition, group, protocol, call, kind, component — never keys or client
 //! addresses. `docs/http.md` lists every series with its type and labels.
 
@@ -22,7 +23,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
 
-use crate::broker::{Broker, BrokerError, WeakBroker};
+use crate::broker::{Broker, BrokerError, BrokerEvents, WeakBroker};
 use crate::status::ServerStatus;
 use crate::sync::{lock, read, write};
 
@@ -269,62 +270,52 @@ pub fn connection_error(protocol: &'static str, error_type: &'static str) {
     );
 }
 
-/// Called by `Broker::produce` once per request: `records` received, then stored or failed.
-/// `topic` is `None` when the topic does not exist.
-pub fn record_produce(topic: Option<&str>, records: u64, outcome: Result<(), &BrokerError>) {
-    let m = metrics();
-    let topic = match topic {
-        Some(name) => m.topic_label(name),
-        None => KeyValue::new("topic", UNKNOWN_TOPIC),
-    };
-    m.messages_received
-        .add(records, std::slice::from_ref(&topic));
-    match outcome {
-        Ok(()) => m.messages_stored.add(records, &[topic]),
-        Err(e) => m
-            .messages_failed
-            .add(records, &[topic, KeyValue::new("reason", e.kind())]),
-    }
-}
+/// The metrics' side of [`BrokerEvents`]: what the core reports, recorded into the instruments.
+/// [`observe_broker`] hands one to each broker.
+struct Recorder;
 
-/// Called by a partition after a batch was written and made durable (per the durability mode).
-pub fn batch_flushed(records: u64, took: Duration) {
-    let m = metrics();
-    m.batch_size.record(records, &[]);
-    m.flush_duration.record(took.as_secs_f64(), &[]);
-}
-
-/// Called by a partition after each successful fdatasync covering `records` records.
-pub fn fsync_done(records: u64, took: Duration) {
-    let m = metrics();
-    m.records_per_fsync.record(records, &[]);
-    m.fsync_duration.record(took.as_secs_f64(), &[]);
-}
-
-/// Called when a partition turns read-only after a storage failure.
-pub fn storage_failed() {
-    metrics().storage_failures.add(1, &[]);
-}
-
-/// Counts one open subscription in `obelisk_active_subscriptions{topic}` while it lives.
-pub struct ActiveSubscription {
-    topic: KeyValue,
-}
-
-impl ActiveSubscription {
-    pub fn start(topic: &str) -> Self {
+impl BrokerEvents for Recorder {
+    /// `records` received, then stored or failed; labelled `<none>` when the topic does not exist.
+    fn produced(&self, topic: Option<&str>, records: u64, outcome: Result<(), &BrokerError>) {
         let m = metrics();
-        let topic = m.topic_label(topic);
-        m.active_subscriptions.add(1, std::slice::from_ref(&topic));
-        Self { topic }
+        let topic = match topic {
+            Some(name) => m.topic_label(name),
+            None => KeyValue::new("topic", UNKNOWN_TOPIC),
+        };
+        m.messages_received
+            .add(records, std::slice::from_ref(&topic));
+        match outcome {
+            Ok(()) => m.messages_stored.add(records, &[topic]),
+            Err(e) => m
+                .messages_failed
+                .add(records, &[topic, KeyValue::new("reason", e.kind())]),
+        }
     }
-}
 
-impl Drop for ActiveSubscription {
-    fn drop(&mut self) {
-        metrics()
-            .active_subscriptions
-            .add(-1, std::slice::from_ref(&self.topic));
+    fn subscription_opened(&self, topic: &str) {
+        let m = metrics();
+        m.active_subscriptions.add(1, &[m.topic_label(topic)]);
+    }
+
+    fn subscription_closed(&self, topic: &str) {
+        let m = metrics();
+        m.active_subscriptions.add(-1, &[m.topic_label(topic)]);
+    }
+
+    fn batch_flushed(&self, records: u64, took: Duration) {
+        let m = metrics();
+        m.batch_size.record(records, &[]);
+        m.flush_duration.record(took.as_secs_f64(), &[]);
+    }
+
+    fn fsync_done(&self, records: u64, took: Duration) {
+        let m = metrics();
+        m.records_per_fsync.record(records, &[]);
+        m.fsync_duration.record(took.as_secs_f64(), &[]);
+    }
+
+    fn storage_failed(&self) {
+        metrics().storage_failures.add(1, &[]);
     }
 }
 
@@ -339,11 +330,14 @@ fn sources() -> &'static Mutex<Vec<Source>> {
     SOURCES.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// Reports `broker`'s state (log sizes, offsets, lag, buffers, health) in the metrics until the
-/// broker is dropped. Idempotent per broker; the HTTP state calls it. A process normally has one
-/// broker; with several (tests), series of equal labels are reported once, by the last one.
+/// Records `broker`'s events (produces, subscriptions, batches, fsyncs, failures) and reports its
+/// state (log sizes, offsets, lag, buffers, health) in the metrics until the broker is dropped.
+/// Idempotent per broker; the HTTP state calls it. A process normally has one broker; with several
+/// (tests), series of equal labels are reported once, by the last one.
 pub fn observe_broker(broker: &Broker, status: &Arc<ServerStatus>) {
     metrics();
+    // A broker keeps its first observer; every observer set here is the same recorder.
+    let _ = broker.observe(Arc::new(Recorder));
     let weak = broker.downgrade();
     let mut all = lock(sources());
     all.retain(|s| s.broker.upgrade().is_some() && !s.broker.ptr_eq(&weak));

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http_support::parse_metrics;
-use obelisk::broker::{Broker, BrokerConfig};
+use obelisk::broker::{Broker, BrokerConfig, encoded_len};
 use obelisk::http::{HttpState, router, serve};
 use obelisk::status::ServerStatus;
-use obelisk::storage::record::encoded_len;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

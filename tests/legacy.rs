@@ -10,10 +10,9 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use harness::*;
-use obelisk::broker::Record;
+use obelisk::broker::{RECORD_OVERHEAD, Record};
 use obelisk::legacy::codec::{MAX_FRAME_LEN, MESSAGE_HEADER_LEN, Message, Reply};
 use obelisk::legacy::{LegacyClient, LegacyConfig};
-use obelisk::storage::record::RECORD_OVERHEAD;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
@@ -191,20 +190,11 @@ async fn ten_thousand_pipelined_frames_are_answered_in_order() {
     // The frames reached the core together: fsyncs were shared (group commit).
     let (batches, records) = server
         .broker
-        .partition_cores()
+        .topic_snapshot("pipelined")
+        .expect("topic")
         .iter()
-        .filter(|(t, _)| t == "pipelined")
-        .fold((0, 0), |(b, r), (_, core)| {
-            (
-                b + core
-                    .stats
-                    .batches
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                r + core
-                    .stats
-                    .records
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            )
+        .fold((0, 0), |(b, r), p| {
+            (b + p.writes.batches, r + p.writes.records)
         });
     assert_eq!(records, N as u64);
     assert!(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::Broker;
 use super::error::{BrokerError, NameKind};
 use super::names;
+use super::observe::snapshot;
 use super::types::{
     FailedPartition, GroupPartition, PartitionDescription, TopicConfig, TopicDescription,
 };
@@ -57,7 +58,7 @@ impl Broker {
             return Err(e);
         }
         let dir = defaults.topics_dir().join(name);
-        let pconfig = defaults.partition_config(&self.inner.files);
+        let pconfig = defaults.partition_config(&self.inner.files, &self.inner.observer);
         let owned = name.to_string();
         let topic = task_shim::run(move || Topic::create(&dir, &owned, config, &pconfig))
             .await
@@ -136,7 +137,10 @@ impl Broker {
     /// Opens a topic again after a deletion that could not finish; if even that fails, the topic
     /// is reported offline rather than forgotten (so a produce cannot recreate it over its data).
     async fn reopen(&self, name: &str, dir: &std::path::Path) {
-        let pconfig = self.inner.config.partition_config(&self.inner.files);
+        let pconfig = self
+            .inner
+            .config
+            .partition_config(&self.inner.files, &self.inner.observer);
         let (owned, dir) = (name.to_string(), dir.to_path_buf());
         match task_shim::run(move || Topic::open(&dir, &owned, &pconfig)).await {
             Ok(t) => {
@@ -242,17 +246,6 @@ impl Broker {
         }
         out
     }
-
-    /// The partitions' cores, for health and metrics: (topic, core).
-    pub fn partition_cores(&self) -> Vec<(String, Arc<crate::storage::PartitionCore>)> {
-        let mut out = Vec::new();
-        for t in self.topics() {
-            for p in t.partitions() {
-                out.push((t.name.clone(), Arc::clone(p.core())));
-            }
-        }
-        out
-    }
 }
 
 fn describe(topic: &Topic) -> TopicDescription {
@@ -263,15 +256,14 @@ fn describe(topic: &Topic) -> TopicDescription {
             .partitions()
             .iter()
             .map(|p| {
-                let core = p.core();
-                let (log_start, size_bytes, segments) = core.log_summary();
+                let s = snapshot(topic, p);
                 PartitionDescription {
-                    partition: p.id(),
-                    log_start,
-                    log_end: core.acked_end(),
-                    size_bytes,
-                    segments,
-                    read_only: core.failure().is_some(),
+                    partition: s.partition,
+                    log_start: s.log_start,
+                    log_end: s.log_end,
+                    size_bytes: s.size_bytes,
+                    segments: s.segments,
+                    read_only: s.failure.is_some(),
                 }
             })
             .collect(),

@@ -6,6 +6,7 @@ mod admin;
 mod consume;
 pub mod error;
 pub mod names;
+mod observe;
 mod produce;
 mod recovery;
 mod subscription;
@@ -22,9 +23,11 @@ use tokio_util::sync::CancellationToken;
 pub use crate::storage::{BatchConfig, Durability};
 use crate::storage::{LogConfig, LogFiles, OffsetStore, PartitionConfig, StorageError, Topic};
 use crate::sync::{lock, read};
+use observe::Observer;
 
 pub use admin::MAX_PARTITIONS;
 pub use error::{BrokerError, NameKind};
+pub use observe::{BrokerEvents, PartitionSnapshot, WriteCounters};
 pub use produce::PendingProduce;
 pub use subscription::Subscription;
 pub use types::*;
@@ -75,9 +78,12 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
-    fn partition_config(&self, files: &Arc<LogFiles>) -> PartitionConfig {
+    /// Partitions report their writes to `observer` and share the broker's cache of open
+    /// sealed-segment logs.
+    fn partition_config(&self, files: &Arc<LogFiles>, observer: &Arc<Observer>) -> PartitionConfig {
         PartitionConfig {
             files: Arc::clone(files),
+            events: Arc::clone(observer) as Arc<dyn crate::storage::StorageEvents>,
             log: LogConfig {
                 segment_bytes: self.segment_bytes,
             },
@@ -104,6 +110,8 @@ pub(crate) struct Inner {
     /// Topics whose directory could not be opened at start, with why: they stay offline (and
     /// their names taken) instead of keeping every other topic offline too.
     unavailable: RwLock<HashMap<String, String>>,
+    /// The broker's events go here once someone observes it (the metrics).
+    observer: Arc<Observer>,
     shutdown: CancellationToken,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// The data directory's lock file, held (flock) from open to shutdown: two brokers (or an
@@ -160,7 +168,8 @@ impl Broker {
         }
         let offsets = OffsetStore::open(&config.data_dir.join("groups")).map_err(startup)?;
         let files = Arc::new(LogFiles::new(config.open_segment_files));
-        let pconfig = config.partition_config(&files);
+        let observer = Arc::new(Observer::default());
+        let pconfig = config.partition_config(&files, &observer);
         let (topics, unavailable) =
             recovery::open_topics(&topics_dir, &pconfig).map_err(startup)?;
         let broker = Self {
@@ -171,6 +180,7 @@ impl Broker {
                 offsets,
                 files,
                 unavailable: RwLock::new(unavailable),
+                observer,
                 shutdown: CancellationToken::new(),
                 background: std::sync::Mutex::new(Vec::new()),
                 lock: std::sync::Mutex::new(Some(lock)),

@@ -6,6 +6,7 @@ use tokio::sync::oneshot;
 
 use super::error::{BrokerError, NameKind};
 use super::names;
+use super::observe::BrokerEvents;
 use super::types::{ProduceRecord, RecordAck};
 use super::{Broker, now_ns};
 use crate::storage::{AppendError, Record, StorageError, Topic, TopicConfig};
@@ -40,8 +41,10 @@ impl Broker {
         let result = self.enqueue_records(topic, records).await;
         if let Err(e) = &result {
             // Label by topic only when it exists, so that bad or unknown names cannot add series.
-            let known = self.topic(topic).is_some();
-            crate::metrics::record_produce(known.then_some(topic), count, Err(e));
+            if let Some(events) = self.inner.observer.events() {
+                let known = self.topic(topic).is_some();
+                events.produced(known.then_some(topic), count, Err(e));
+            }
         }
         result
     }
@@ -109,6 +112,7 @@ impl Broker {
             waits.push((partition, rx, idx));
         }
         Ok(PendingProduce {
+            events: self.inner.observer.events().cloned(),
             topic: Arc::clone(&topic),
             total,
             waits,
@@ -177,6 +181,8 @@ type PartitionWait = (
 
 /// Records queued by [`Broker::enqueue`], waiting for durability.
 pub struct PendingProduce {
+    /// The broker's observer, told how the produce ended.
+    events: Option<Arc<dyn BrokerEvents>>,
     topic: Arc<Topic>,
     total: usize,
     waits: Vec<PartitionWait>,
@@ -189,9 +195,12 @@ impl PendingProduce {
     /// `Unavailable` when storage failed (nothing of a failed partition's share was stored).
     pub async fn acks(self) -> Result<Vec<RecordAck>, BrokerError> {
         let topic = Arc::clone(&self.topic);
+        let events = self.events.clone();
         let count = self.total as u64;
         let result = self.wait().await;
-        crate::metrics::record_produce(Some(&topic.name), count, result.as_ref().map(|_| ()));
+        if let Some(events) = events {
+            events.produced(Some(&topic.name), count, result.as_ref().map(|_| ()));
+        }
         result
     }
 

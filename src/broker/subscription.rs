@@ -14,6 +14,7 @@ use super::Broker;
 use super::consume::resolve_positions;
 use super::error::{BrokerError, NameKind};
 use super::names;
+use super::observe::OpenSubscription;
 use super::types::{ConsumedRecord, Position, StartPosition, SubscribeRequest};
 use crate::storage::Topic;
 
@@ -27,8 +28,8 @@ pub struct Subscription {
     ended: bool,
     /// Partition to read first next time, so that one busy partition cannot starve the others.
     next_first: usize,
-    /// Counts this subscription in `obelisk_active_subscriptions` until it is dropped.
-    _active: crate::metrics::ActiveSubscription,
+    /// Reports this subscription open to the broker's observer until it is dropped.
+    _open: OpenSubscription,
 }
 
 impl Broker {
@@ -54,7 +55,7 @@ impl Broker {
                 .collect(),
         };
         Ok(Subscription {
-            _active: crate::metrics::ActiveSubscription::start(&topic.name),
+            _open: OpenSubscription::start(&self.inner.observer, &topic.name),
             changes: topic.watch_changes(),
             topic,
             positions,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use crate::storage::record::{RECORD_OVERHEAD, encoded_len};
 pub use crate::storage::{Record, TopicConfig};
 
 /// A record to produce.

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use crate::broker::Record;
 use crate::broker::{
     ConsumedRecord, GroupPartition, PartitionDescription, Position, ProduceRecord, RecordAck,
     StartPosition, TopicConfig, TopicDescription,
 };
 use crate::proto as pb;
-use crate::storage::Record;
 
 pub fn producer_record(r: pb::ProducerRecord) -> ProduceRecord {
     ProduceRecord {

@@ -37,10 +37,9 @@ pub async fn stats(
         .sum();
     let buffered: usize = state
         .broker
-        .partition_cores()
+        .topic_snapshot(&topic)?
         .iter()
-        .filter(|(t, _)| *t == topic)
-        .map(|(_, core)| core.ring_len())
+        .map(|p| p.ring_records)
         .sum();
     Ok(axum::Json(
         json!({"topic": topic, "buffered": buffered, "persisted": persisted}),

@@ -2,70 +2,68 @@
 //! [`super::observe_broker`]. Nothing here runs on the produce path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
 use super::live_sources;
-use crate::broker::GroupPartition;
+use crate::broker::{GroupPartition, PartitionSnapshot};
 use crate::status::health::{self, Health};
-use crate::storage::PartitionCore;
 
 pub(super) fn register(meter: &Meter) {
     partition_counter(
         meter,
         "obelisk_batch_flushes",
         "Batches written by a partition's batcher (one write each)",
-        |c| c.stats.batches.load(Ordering::Relaxed),
+        |s| s.writes.batches,
     );
     partition_counter(
         meter,
         "obelisk_disk_writes",
         "Write calls to a partition log (one per batch)",
-        |c| c.stats.batches.load(Ordering::Relaxed),
+        |s| s.writes.batches,
     );
     partition_counter(
         meter,
         "obelisk_disk_write_bytes",
         "Bytes appended to a partition log (framed records)",
-        |c| c.stats.bytes_written.load(Ordering::Relaxed),
+        |s| s.writes.bytes,
     );
     partition_counter(
         meter,
         "obelisk_fsyncs",
         "fdatasync calls on a partition log",
-        |c| c.stats.fsyncs.load(Ordering::Relaxed),
+        |s| s.writes.fsyncs,
     );
     partition_gauge(
         meter,
         "obelisk_log_size_bytes",
         "Bytes of a partition log on disk (all segments)",
-        |c| c.log_summary().1,
+        |s| s.size_bytes,
     );
     partition_gauge(
         meter,
         "obelisk_log_segments",
         "Segments of a partition log",
-        |c| c.log_summary().2 as u64,
+        |s| s.segments as u64,
     );
     partition_gauge(
         meter,
         "obelisk_log_start_offset",
         "First offset still stored in a partition (after retention)",
-        |c| c.log_summary().0,
+        |s| s.log_start,
     );
     partition_gauge(
         meter,
         "obelisk_log_end_offset",
         "Next offset of a partition: the end of what has been acknowledged",
-        PartitionCore::acked_end,
+        |s| s.log_end,
     );
     partition_gauge(
         meter,
         "obelisk_partition_read_only",
         "1 when a partition refuses writes after a storage failure",
-        |c| u64::from(c.failure().is_some()),
+        |s| u64::from(s.failure.is_some()),
     );
     meter
         .u64_observable_gauge("obelisk_buffer_messages")
@@ -73,8 +71,8 @@ pub(super) fn register(meter: &Meter) {
         .with_callback(|o| {
             for (broker, _) in live_sources() {
                 let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
-                for (topic, core) in broker.partition_cores() {
-                    *per_topic.entry(topic).or_default() += core.ring_len() as u64;
+                for s in broker.partition_snapshots() {
+                    *per_topic.entry(s.topic).or_default() += s.ring_records as u64;
                 }
                 for (topic, n) in per_topic {
                     o.observe(n, &[KeyValue::new("topic", topic)]);
@@ -131,21 +129,21 @@ fn score(h: Health) -> f64 {
     }
 }
 
-fn partition_labels(topic: String, core: &PartitionCore) -> [KeyValue; 2] {
+fn partition_labels(s: PartitionSnapshot) -> [KeyValue; 2] {
     [
-        KeyValue::new("topic", topic),
-        KeyValue::new("partition", i64::from(core.id)),
+        KeyValue::new("topic", s.topic),
+        KeyValue::new("partition", i64::from(s.partition)),
     ]
 }
 
 /// Reports `read` of every partition of every live broker.
 fn observe_partitions(
     o: &dyn opentelemetry::metrics::AsyncInstrument<u64>,
-    read: fn(&PartitionCore) -> u64,
+    read: fn(&PartitionSnapshot) -> u64,
 ) {
     for (broker, _) in live_sources() {
-        for (topic, core) in broker.partition_cores() {
-            o.observe(read(&core), &partition_labels(topic, &core));
+        for s in broker.partition_snapshots() {
+            o.observe(read(&s), &partition_labels(s));
         }
     }
 }
@@ -154,7 +152,7 @@ fn partition_counter(
     meter: &Meter,
     name: &'static str,
     help: &'static str,
-    read: fn(&PartitionCore) -> u64,
+    read: fn(&PartitionSnapshot) -> u64,
 ) {
     meter
         .u64_observable_counter(name)
@@ -167,7 +165,7 @@ fn partition_gauge(
     meter: &Meter,
     name: &'static str,
     help: &'static str,
-    read: fn(&PartitionCore) -> u64,
+    read: fn(&PartitionSnapshot) -> u64,
 ) {
     meter
         .u64_observable_gauge(name)

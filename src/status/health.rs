@@ -7,14 +7,13 @@
 //! off). The overall status is the worst component; only "unhealthy" turns `/health` into 503.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{ListenerState, ListenerStatus, ServerStatus};
-use crate::broker::{Broker, Durability, now_ns};
+use crate::broker::{Broker, Durability, PartitionSnapshot, now_ns};
 use crate::rfc3339::{format_duration, format_unix_ns};
 
 /// A last fsync slower than this makes the batcher "degraded".
@@ -65,11 +64,11 @@ pub fn evaluate(broker: &Broker, status: &ServerStatus) -> HealthReport {
         details,
         last_check: now.clone(),
     };
-    let cores = broker.partition_cores();
+    let partitions = broker.partition_snapshots();
     let mut components = BTreeMap::new();
-    components.insert("storage", component(storage(broker, &cores)));
-    components.insert("batcher", component(batcher(broker, &cores)));
-    components.insert("buffer", component(buffer(broker, &cores)));
+    components.insert("storage", component(storage(broker, &partitions)));
+    components.insert("batcher", component(batcher(broker, &partitions)));
+    components.insert("buffer", component(buffer(broker, &partitions)));
     components.insert("grpc_server", component(listener(&status.grpc)));
     components.insert("tcp_server", component(listener(&status.legacy)));
     let mut summary = Summary {
@@ -126,20 +125,16 @@ pub fn readiness(broker: &Broker, status: &ServerStatus) -> Result<(), String> {
     Ok(())
 }
 
-type Cores = [(String, std::sync::Arc<crate::storage::PartitionCore>)];
-
-fn storage(broker: &Broker, cores: &Cores) -> (Health, Value) {
-    let failed: Vec<Value> = broker
-        .failed_partitions()
-        .into_iter()
-        .map(|f| json!({"topic": f.topic, "partition": f.partition, "reason": f.reason}))
+fn storage(broker: &Broker, partitions: &[PartitionSnapshot]) -> (Health, Value) {
+    let failed: Vec<Value> = partitions
+        .iter()
+        .filter_map(|p| {
+            let reason = p.failure.as_ref()?;
+            Some(json!({"topic": p.topic, "partition": p.partition, "reason": reason}))
+        })
         .collect();
-    let (mut size, mut segments) = (0u64, 0usize);
-    for (_, core) in cores {
-        let (_, s, n) = core.log_summary();
-        size += s;
-        segments += n;
-    }
+    let size: u64 = partitions.iter().map(|p| p.size_bytes).sum();
+    let segments: usize = partitions.iter().map(|p| p.segments).sum();
     let health = if failed.is_empty() {
         Health::Healthy
     } else {
@@ -147,7 +142,7 @@ fn storage(broker: &Broker, cores: &Cores) -> (Health, Value) {
     };
     let details = json!({
         "topics": broker.list_topics().len(),
-        "partitions": cores.len(),
+        "partitions": partitions.len(),
         "segments": segments,
         "size_bytes": size,
         "read_only_partitions": failed,
@@ -156,28 +151,28 @@ fn storage(broker: &Broker, cores: &Cores) -> (Health, Value) {
     (health, details)
 }
 
-fn batcher(broker: &Broker, cores: &Cores) -> (Health, Value) {
+fn batcher(broker: &Broker, partitions: &[PartitionSnapshot]) -> (Health, Value) {
     let (mut batches, mut records, mut fsyncs) = (0u64, 0u64, 0u64);
     // The partition flushed most recently tells the last flush time and fsync latency.
-    let mut last: Option<(u64, u64)> = None;
-    let mut slowest_recent_fsync_us = 0u64;
-    for (_, core) in cores {
-        let s = &core.stats;
-        batches += s.batches.load(Ordering::Relaxed);
-        records += s.records.load(Ordering::Relaxed);
-        fsyncs += s.fsyncs.load(Ordering::Relaxed);
-        let at = s.last_flush_unix_ns.load(Ordering::Relaxed);
-        let us = s.last_fsync_micros.load(Ordering::Relaxed);
-        slowest_recent_fsync_us = slowest_recent_fsync_us.max(us);
-        if at > 0 && last.is_none_or(|(t, _)| at > t) {
-            last = Some((at, us));
+    let mut last: Option<(i64, Duration)> = None;
+    let mut slowest_recent_fsync = Duration::ZERO;
+    for p in partitions {
+        let w = &p.writes;
+        batches += w.batches;
+        records += w.records;
+        fsyncs += w.fsyncs;
+        slowest_recent_fsync = slowest_recent_fsync.max(w.last_fsync);
+        if let Some(at) = w.last_flush_unix_ns
+            && last.is_none_or(|(t, _)| at > t)
+        {
+            last = Some((at, w.last_fsync));
         }
     }
     let durability = match broker.config().durability {
         Durability::Fsync => "fsync".to_string(),
         Durability::Interval(p) => format!("interval ({} ms)", p.as_millis()),
     };
-    let health = if Duration::from_micros(slowest_recent_fsync_us) > SLOW_FSYNC {
+    let health = if slowest_recent_fsync > SLOW_FSYNC {
         Health::Degraded
     } else {
         Health::Healthy
@@ -187,18 +182,23 @@ fn batcher(broker: &Broker, cores: &Cores) -> (Health, Value) {
         "batches": batches,
         "records": records,
         "fsyncs": fsyncs,
-        "last_flush": last.map(|(t, _)| format_unix_ns(t as i64)),
-        "last_fsync_ms": last.map(|(_, us)| us as f64 / 1000.0),
-        "slowest_last_fsync_ms": slowest_recent_fsync_us as f64 / 1000.0,
+        "last_flush": last.map(|(t, _)| format_unix_ns(t)),
+        "last_fsync_ms": last.map(|(_, d)| millis(d)),
+        "slowest_last_fsync_ms": millis(slowest_recent_fsync),
     });
     (health, details)
 }
 
-fn buffer(broker: &Broker, cores: &Cores) -> (Health, Value) {
-    let records: usize = cores.iter().map(|(_, c)| c.ring_len()).sum();
+/// Milliseconds with microsecond precision, as the original reported fsync times.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+fn buffer(broker: &Broker, partitions: &[PartitionSnapshot]) -> (Health, Value) {
+    let records: usize = partitions.iter().map(|p| p.ring_records).sum();
     let details = json!({
         "ring_buffer_records": records,
-        "partitions": cores.len(),
+        "partitions": partitions.len(),
         "capacity_bytes_per_partition": broker.config().ring_buffer_bytes,
     });
     (Health::Healthy, details)

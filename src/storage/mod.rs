@@ -5,6 +5,7 @@
 //! `docs/storage.md`.
 
 pub mod error;
+pub mod events;
 pub mod files;
 pub mod index;
 pub mod layout;
@@ -15,6 +16,7 @@ pub mod segment;
 pub mod verify;
 
 pub use error::StorageError;
+pub use events::StorageEvents;
 pub use files::LogFiles;
 pub use log::{LogConfig, PartitionLog};
 pub use record::Record;
@@ -29,3 +31,6 @@ pub mod topic;
 
 pub use offsets::OffsetStore;
 pub use topic::{Topic, TopicConfig};
+
+#[cfg(test)]
+mod tests;

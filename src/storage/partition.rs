@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batcher::{self, AppendRequest, BatchConfig, Durability};
 use super::error::{IoContext, StorageError};
+use super::events::StorageEvents;
 use super::files::LogFiles;
 use super::log::{LogConfig, PartitionLog};
 use super::record::Record;
@@ -26,6 +27,8 @@ use super::verify::Damage;
 /// Everything a partition needs at open.
 #[derive(Debug, Clone)]
 pub struct PartitionConfig {
+    /// Where the partition reports its batches, fsyncs and failures.
+    pub events: Arc<dyn StorageEvents>,
     pub log: LogConfig,
     pub ring_bytes: usize,
     pub batch: BatchConfig,
@@ -80,6 +83,7 @@ pub struct PartitionCore {
     /// Test-only fault injection: the next batch write fails as an I/O error would.
     inject_fault: AtomicBool,
     durability: Durability,
+    events: Arc<dyn StorageEvents>,
     pub stats: PartitionStats,
     /// Bumped on every publish, shared by all partitions of a topic (long polls wait on it).
     topic_changes: Arc<watch::Sender<u64>>,
@@ -120,6 +124,7 @@ impl Partition {
             unsynced_records: AtomicU64::new(0),
             inject_fault: AtomicBool::new(false),
             durability: config.durability,
+            events: Arc::clone(&config.events),
             stats: PartitionStats::default(),
             topic_changes,
         });
@@ -244,7 +249,7 @@ impl PartitionCore {
                 next_retry: Instant::now() + RETRY_FIRST,
             });
             self.failed.store(true, Ordering::Release);
-            crate::metrics::storage_failed();
+            self.events.storage_failed();
             tracing::error!(partition = self.id, error = %err, "storage failure: partition is read-only until a write succeeds again");
         }
     }
@@ -418,7 +423,8 @@ impl PartitionCore {
         }
         match result {
             Ok(()) => {
-                crate::metrics::batch_flushed(records.len() as u64, started.elapsed());
+                self.events
+                    .batch_flushed(records.len() as u64, started.elapsed());
                 let end = base + records.len() as u64;
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats
@@ -463,7 +469,7 @@ impl PartitionCore {
 
     fn note_flush(&self, started: std::time::Instant, records: u64) {
         let took = started.elapsed();
-        crate::metrics::fsync_done(records, took);
+        self.events.fsync_done(records, took);
         self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .last_fsync_micros

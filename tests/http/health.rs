@@ -98,13 +98,7 @@ async fn storage_failure_turns_ready_false_and_produce_503() {
         .post("/topics/fragile/messages", json!({"value": "before"}))
         .await;
     assert_eq!(ok.status, StatusCode::CREATED);
-    let (_, core) = h
-        .broker
-        .partition_cores()
-        .into_iter()
-        .find(|(t, _)| t == "fragile")
-        .expect("partition");
-    core.inject_write_failure();
+    assert!(h.broker.inject_write_failure("fragile", 0), "partition");
 
     let r = h
         .post("/topics/fragile/messages", json!({"value": "lost"}))

@@ -5,12 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::storage::{LogConfig, LogFiles, PartitionLog, Record, StorageError};
 use bytes::Bytes;
-use std::sync::Arc;
-
-use obelisk::storage::{LogConfig, LogFiles, PartitionLog, Record, StorageError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::sync::Arc;
 
 const CONFIG: LogConfig = LogConfig {
     segment_bytes: 2048,
