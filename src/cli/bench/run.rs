@@ -14,7 +14,7 @@ use super::consumer::{self, ConsumerOutcome, ConsumerSpec};
 use super::producer::{self, Clock, ProducerOutcome, ProducerSpec};
 use super::report::{ConsumeStats, Outcome, ProduceStats, Progress, Verification};
 use super::transport::{self, Target, Transport};
-use super::{Durability, Mode, Named, Plan};
+use super::{Mode, Plan};
 use crate::cli::connect::reply;
 use crate::config::Config;
 use crate::proto as pb;
@@ -90,7 +90,7 @@ impl LocalBroker {
             grpc_addr: "127.0.0.1:0".into(),
             tcp_addr: listener(Transport::Legacy).into(),
             http_addr: listener(Transport::Http).into(),
-            durability: plan.durability.unwrap_or(Durability::Fsync).name().into(),
+            durability: plan.durability.unwrap_or_default(),
             log_level: "warn".into(),
             ..Config::default()
         };
