@@ -43,7 +43,7 @@ fn sorted(mut records: Vec<ConsumedRecord>) -> Vec<ConsumedRecord> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_is_fair_across_partitions() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "f",
@@ -84,7 +84,7 @@ async fn poll_is_fair_across_partitions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_poll_commit_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
     let acks = broker
         .produce(
             "orders",
@@ -130,7 +130,7 @@ async fn produce_poll_commit_and_restart() {
 
     broker.shutdown().await;
     drop(broker);
-    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
     assert!(
         broker
             .poll(poll_req("orders", "g"))
@@ -152,7 +152,7 @@ async fn produce_poll_commit_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_to_each_kind_of_target() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "t",
@@ -208,7 +208,7 @@ async fn errors_are_typed_and_clear() {
     let mut cfg = config(dir.path());
     cfg.auto_create_topics = false;
     cfg.max_record_bytes = 1000;
-    let broker = Broker::open(cfg).await.unwrap();
+    let broker = Broker::open(cfg, &tokio::runtime::Handle::current()).unwrap();
     let e = broker
         .produce("../etc", vec![rec("", "x")])
         .await
@@ -305,7 +305,7 @@ async fn errors_are_typed_and_clear() {
 #[tokio::test(start_paused = true)]
 async fn long_poll_waits_for_new_records_on_the_paused_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "t",
@@ -342,7 +342,7 @@ async fn linger_holds_a_batch_until_it_expires() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.batch.linger = Duration::from_millis(50);
-    let broker = Broker::open(cfg).await.unwrap();
+    let broker = Broker::open(cfg, &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "t",
@@ -383,7 +383,7 @@ async fn retention_deletes_old_segments_in_the_background() {
     let mut cfg = config(dir.path());
     cfg.segment_bytes = 300;
     cfg.retention_check_interval = Duration::from_secs(60);
-    let broker = Broker::open(cfg).await.unwrap();
+    let broker = Broker::open(cfg, &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "t",
@@ -442,7 +442,7 @@ async fn retention_deletes_old_segments_in_the_background() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_streams_new_records_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "t",
@@ -501,8 +501,8 @@ async fn subscription_streams_new_records_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_has_one_broker_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(config(dir.path())).await.unwrap();
-    let Err(e) = Broker::open(config(dir.path())).await else {
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
+    let Err(e) = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()) else {
         panic!("a second broker opened the same data directory");
     };
     assert!(
@@ -510,8 +510,7 @@ async fn a_data_directory_has_one_broker_at_a_time() {
         "{e}"
     );
     broker.shutdown().await;
-    let again = Broker::open(config(dir.path()))
-        .await
+    let again = Broker::open(config(dir.path()), &tokio::runtime::Handle::current())
         .expect("free after shutdown");
     again.shutdown().await;
 }
@@ -522,7 +521,7 @@ async fn an_enormous_retention_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.segment_bytes = 300;
-    let broker = Broker::open(cfg).await.unwrap();
+    let broker = Broker::open(cfg, &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "t",
@@ -552,7 +551,7 @@ async fn an_enormous_retention_keeps_everything() {
 #[tokio::test(start_paused = true)]
 async fn a_new_group_polling_from_latest_gets_what_arrives_while_it_waits() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "t",
@@ -586,7 +585,7 @@ async fn a_new_group_polling_from_latest_gets_what_arrives_while_it_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_waiting_on_a_deleted_topic_are_told_instead_of_hanging() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(config(dir.path())).await.unwrap();
+    let broker = Broker::open(config(dir.path()), &tokio::runtime::Handle::current()).unwrap();
     broker
         .create_topic(
             "gone",

@@ -21,11 +21,13 @@ async fn durability_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return; // Not the child: nothing to do.
     };
-    let broker = Broker::open(BrokerConfig {
-        data_dir: dir.into(),
-        ..BrokerConfig::default()
-    })
-    .await
+    let broker = Broker::open(
+        BrokerConfig {
+            data_dir: dir.into(),
+            ..BrokerConfig::default()
+        },
+        &tokio::runtime::Handle::current(),
+    )
     .unwrap();
     if broker.describe_topic("d").is_err() {
         broker
@@ -127,11 +129,13 @@ async fn every_acknowledged_record_survives_sigkill() {
         );
         acked.extend(got);
 
-        let broker = Broker::open(BrokerConfig {
-            data_dir: dir.path().into(),
-            ..BrokerConfig::default()
-        })
-        .await
+        let broker = Broker::open(
+            BrokerConfig {
+                data_dir: dir.path().into(),
+                ..BrokerConfig::default()
+            },
+            &tokio::runtime::Handle::current(),
+        )
         .unwrap();
         for (partition, offset, value) in &acked {
             let r = broker

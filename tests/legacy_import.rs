@@ -26,11 +26,13 @@ impl Setup {
     async fn new() -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(root.path().join("data/topics")).expect("mkdir");
-        let broker = Broker::open(BrokerConfig {
-            data_dir: root.path().join("broker"),
-            ..BrokerConfig::default()
-        })
-        .await
+        let broker = Broker::open(
+            BrokerConfig {
+                data_dir: root.path().join("broker"),
+                ..BrokerConfig::default()
+            },
+            &tokio::runtime::Handle::current(),
+        )
         .expect("broker");
         Self { root, broker }
     }

@@ -44,7 +44,8 @@ impl Server {
             ..BrokerConfig::default()
         };
         tune(&mut broker_config);
-        let broker = Broker::open(broker_config).await.expect("broker opens");
+        let broker =
+            Broker::open(broker_config, &tokio::runtime::Handle::current()).expect("broker opens");
         // Bound before serving: connecting can never race the server's start.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
