@@ -1,5 +1,5 @@
 //! Importing the original Obelisk's data directory: the real `.log`/`.idx` pair captured in
-//! `../shared/legacy/vectors.json`, consumer offsets, and damage reported with file and byte
+//! `tests/fixtures/legacy/vectors.json`, consumer offsets, and damage reported with file and byte
 //! position while nothing is imported.
 
 #[path = "common/legacy_harness.rs"]

@@ -125,7 +125,8 @@ pub async fn fetch_all(broker: &Broker, topic: &str, partition: u32) -> Vec<Reco
 }
 
 pub fn vectors() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/legacy/vectors.json");
+    // Captured from the original Go server; see tests/fixtures/legacy/README.md.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy/vectors.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).expect("vectors.json parses")
