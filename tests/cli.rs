@@ -11,6 +11,8 @@ mod client_commands;
 mod errors;
 #[path = "cli/inspect.rs"]
 mod inspect;
+#[path = "cli/logs.rs"]
+mod logs;
 
 use std::process::{Command, Output, Stdio};
 
