@@ -73,7 +73,7 @@ impl LocalBroker {
                 std::env::temp_dir().join(format!(
                     "obelisk-bench-{}-{}",
                     std::process::id(),
-                    crate::cli::time::now_ns()
+                    crate::broker::now_ns()
                 )),
                 true,
             ),
@@ -132,7 +132,7 @@ async fn run_on(plan: &Plan, target: &Target, show_progress: bool) -> anyhow::Re
     let mut admin = crate::client::connect(&target.grpc).await?;
     let run_id = format!(
         "{:08x}",
-        (crate::cli::time::now_ns() as u64 ^ u64::from(std::process::id())) & 0xffff_ffff
+        (crate::broker::now_ns() as u64 ^ u64::from(std::process::id())) & 0xffff_ffff
     );
     let topics: Arc<Vec<String>> = Arc::new(
         (0..plan.topics)
