@@ -70,7 +70,7 @@ pub struct Config {
     #[arg(long, env = "OBELISK_DEFAULT_PARTITIONS",
           default_value_t = BrokerConfig::default().default_partitions)]
     pub default_partitions: u32,
-    /// Create topics on first produce: true or false.
+    /// Create topics on first produce.
     #[arg(long, env = "OBELISK_AUTO_CREATE_TOPICS", action = ArgAction::Set,
           default_value_t = BrokerConfig::default().auto_create_topics)]
     pub auto_create_topics: bool,
