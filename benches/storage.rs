@@ -21,13 +21,15 @@ fn runtime() -> Runtime {
 
 fn open(rt: &Runtime, dir: &std::path::Path, durability: Durability, ring: usize) -> Broker {
     rt.block_on(async {
-        let broker = Broker::open(BrokerConfig {
-            data_dir: dir.to_path_buf(),
-            durability,
-            ring_buffer_bytes: ring,
-            ..BrokerConfig::default()
-        })
-        .await
+        let broker = Broker::open(
+            BrokerConfig {
+                data_dir: dir.to_path_buf(),
+                durability,
+                ring_buffer_bytes: ring,
+                ..BrokerConfig::default()
+            },
+            rt.handle(),
+        )
         .expect("broker opens");
         broker
             .create_topic(

@@ -4,6 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== nothing read from outside the clone"
+# A clone must test on its own: fixtures live in tests/fixtures/, never in a sibling directory such
+# as the project's shared spec, nor at an absolute path of the development machine. (The pattern
+# is split so this line does not match itself.)
+outside='\.\./'"shared"'|/'"work/"
+where=(tests scripts clients benches fuzz build.rs .ci src Cargo.toml)
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  found="$(git grep -nIE "$outside" -- "${where[@]}" || true)"
+else
+  found="$(grep -rnIE --exclude-dir=target --exclude-dir=node_modules --exclude-dir=.venv "$outside" "${where[@]}" || true)"
+fi
+if [ -n "$found" ]; then
+  printf '%s\n' "$found" >&2
+  echo "error: the lines above read files outside the repository; copy what they need into tests/fixtures/" >&2
+  exit 1
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"

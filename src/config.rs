@@ -1,81 +1,149 @@
-//! Server configuration: embedded defaults, overridden by an optional TOML file, then by
-//! `OBELISK_*` environment variables and `serve` flags (flags win; clap reads both), validated once
-//! at start.
+//! Server configuration, declared once: each field of [`Config`] is at the same time a TOML key,
+//! a `serve` flag, an `OBELISK_*` environment variable, its help text and its default (clap's
+//! derive reads the attributes, serde the field names). Layering: embedded defaults < TOML file
+//! < environment < flags ([`Config::layered`]), then [`Config::validate`] checks everything once.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use clap::{ArgAction, Args, FromArgMatches};
+use serde::{Deserialize, Serialize};
 
 use crate::broker::{BatchConfig, BrokerConfig, Durability};
 use crate::grpc::GrpcConfig;
 use crate::http::HttpConfig;
 use crate::telemetry::LogFormat;
 
-/// Everything `obelisk serve` can be told. Field names are the TOML keys.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// When a produce is acknowledged, as an operator names it (the resolved policy, with its fsync
+/// period, is [`Durability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Ack after the write is fdatasync'ed.
+    #[default]
+    Fsync,
+    /// Ack after the write reaches the OS; fsync every `fsync_interval_ms`.
+    Interval,
+}
+
+impl DurabilityMode {
+    /// The name used in the TOML file, on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fsync => "fsync",
+            Self::Interval => "interval",
+        }
+    }
+}
+
+impl std::fmt::Display for DurabilityMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything `obelisk serve` can be told. Field names are the TOML keys; each flag is the
+/// field name in kebab case.
+#[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Data directory.
+    #[arg(long, env = "OBELISK_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// gRPC listen address.
+    #[arg(long, env = "OBELISK_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: String,
-    /// The legacy binary protocol; "off" disables it.
+    /// Legacy binary TCP listen address, or "off".
+    #[arg(long, env = "OBELISK_TCP_ADDR", default_value = "127.0.0.1:8080")]
     pub tcp_addr: String,
-    /// Health, stats, REST and metrics; "off" disables it.
+    /// HTTP (health, stats, REST, metrics) listen address, or "off".
+    #[arg(long, env = "OBELISK_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     pub http_addr: String,
-    /// "fsync" (ack after fdatasync) or "interval" (ack after write, fsync every `fsync_interval_ms`).
-    pub durability: String,
+    /// When a produce is acknowledged.
+    #[arg(long, env = "OBELISK_DURABILITY", value_enum, default_value_t = DurabilityMode::Fsync)]
+    pub durability: DurabilityMode,
+    /// fsync period in `interval` mode, in ms.
+    #[arg(long, env = "OBELISK_FSYNC_INTERVAL_MS", default_value_t = 100)]
     pub fsync_interval_ms: u64,
+    /// Partitions of auto-created topics.
+    #[arg(long, env = "OBELISK_DEFAULT_PARTITIONS",
+          default_value_t = BrokerConfig::default().default_partitions)]
     pub default_partitions: u32,
+    /// Create topics on first produce.
+    #[arg(long, env = "OBELISK_AUTO_CREATE_TOPICS", action = ArgAction::Set,
+          default_value_t = BrokerConfig::default().auto_create_topics)]
     pub auto_create_topics: bool,
+    /// Default retention by age in ms, 0 = forever.
+    #[arg(long, env = "OBELISK_RETENTION_MS", default_value_t = 0)]
     pub retention_ms: u64,
+    /// Default retention by size per partition in bytes, 0 = unlimited.
+    #[arg(long, env = "OBELISK_RETENTION_BYTES", default_value_t = 0)]
     pub retention_bytes: u64,
+    /// Segment size before rolling, in bytes.
+    #[arg(long, env = "OBELISK_SEGMENT_BYTES",
+          default_value_t = BrokerConfig::default().segment_bytes)]
     pub segment_bytes: u64,
+    /// Ring buffer of recent records per partition, in bytes.
+    #[arg(long, env = "OBELISK_RING_BUFFER_BYTES",
+          default_value_t = BrokerConfig::default().ring_buffer_bytes)]
     pub ring_buffer_bytes: usize,
+    /// Most records in one group commit.
+    #[arg(long, env = "OBELISK_BATCH_MAX_RECORDS",
+          default_value_t = BatchConfig::default().max_records)]
     pub batch_max_records: usize,
+    /// Most bytes in one group commit.
+    #[arg(long, env = "OBELISK_BATCH_MAX_BYTES",
+          default_value_t = BatchConfig::default().max_bytes)]
     pub batch_max_bytes: usize,
+    /// How long a batch waits for more records before writing, in ms.
+    #[arg(long, env = "OBELISK_LINGER_MS", default_value_t = 0)]
     pub linger_ms: u64,
+    /// Largest record (key + value + headers) in bytes.
+    #[arg(long, env = "OBELISK_MAX_RECORD_BYTES",
+          default_value_t = BrokerConfig::default().max_record_bytes)]
     pub max_record_bytes: usize,
+    /// Largest gRPC message in bytes.
+    #[arg(long, env = "OBELISK_MAX_MESSAGE_BYTES",
+          default_value_t = GrpcConfig::default().max_message_bytes)]
     pub max_message_bytes: usize,
+    /// Most open connections per listener.
+    #[arg(long, env = "OBELISK_MAX_CONNECTIONS",
+          default_value_t = GrpcConfig::default().max_connections)]
     pub max_connections: usize,
+    /// Most concurrent gRPC streams per connection.
+    #[arg(long, env = "OBELISK_MAX_CONCURRENT_STREAMS",
+          default_value_t = GrpcConfig::default().max_concurrent_streams)]
     pub max_concurrent_streams: u32,
+    /// Deadline of unary calls, in ms.
+    #[arg(long, env = "OBELISK_REQUEST_TIMEOUT_MS",
+          default_value_t = GrpcConfig::default().request_timeout.as_millis() as u64)]
     pub request_timeout_ms: u64,
+    /// Close legacy TCP connections idle this long, in ms.
+    #[arg(
+        long,
+        env = "OBELISK_LEGACY_IDLE_TIMEOUT_MS",
+        default_value_t = 300_000
+    )]
     pub legacy_idle_timeout_ms: u64,
-    /// "text" or "json".
+    /// Log format.
+    #[arg(long, env = "OBELISK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// A tracing filter such as "info" or "obelisk=debug"; RUST_LOG wins when set.
+    /// Log filter, e.g. "info" or "obelisk=debug" (RUST_LOG wins).
+    #[arg(long, env = "OBELISK_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 }
 
 impl Default for Config {
+    /// The embedded defaults: the ones declared on the fields above, read by parsing an empty
+    /// command line with the environment ignored.
     fn default() -> Self {
-        let broker = BrokerConfig::default();
-        let grpc = GrpcConfig::default();
-        Self {
-            data_dir: broker.data_dir,
-            grpc_addr: "127.0.0.1:50051".into(),
-            tcp_addr: "127.0.0.1:8080".into(),
-            http_addr: "127.0.0.1:8081".into(),
-            durability: "fsync".into(),
-            fsync_interval_ms: 100,
-            default_partitions: broker.default_partitions,
-            auto_create_topics: broker.auto_create_topics,
-            retention_ms: 0,
-            retention_bytes: 0,
-            segment_bytes: broker.segment_bytes,
-            ring_buffer_bytes: broker.ring_buffer_bytes,
-            batch_max_records: broker.batch.max_records,
-            batch_max_bytes: broker.batch.max_bytes,
-            linger_ms: 0,
-            max_record_bytes: broker.max_record_bytes,
-            max_message_bytes: grpc.max_message_bytes,
-            max_connections: grpc.max_connections,
-            max_concurrent_streams: grpc.max_concurrent_streams,
-            request_timeout_ms: grpc.request_timeout.as_millis() as u64,
-            legacy_idle_timeout_ms: 300_000,
-            log_format: LogFormat::Text,
-            log_level: "info".into(),
-        }
+        let command = Self::augment_args(clap::Command::new("defaults").no_binary_name(true))
+            .mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(std::iter::empty::<&str>())
+            .expect("every setting declares a default");
+        Self::from_arg_matches(&matches).expect("the declared defaults parse")
     }
 }
 
@@ -90,6 +158,8 @@ pub enum ConfigError {
     },
     #[error("config file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("cannot combine the settings: {0}")]
+    Combine(#[source] serde_json::Error),
     #[error("invalid setting {key} = {value:?}: {reason}")]
     Invalid {
         key: &'static str,
@@ -126,6 +196,36 @@ impl Config {
         })
     }
 
+    /// The settings in force: the TOML file at `file` (if any) over the embedded defaults, then
+    /// the settings named in `explicit` (those the environment or the command line gave) taken
+    /// from `given`.
+    ///
+    /// # Errors
+    /// The file cannot be read or parsed (see [`Config::from_file`]).
+    pub fn layered<'a>(
+        file: Option<&Path>,
+        given: &Config,
+        explicit: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, ConfigError> {
+        let base = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        let fields = |c: &Config| -> Result<serde_json::Map<String, serde_json::Value>, _> {
+            serde_json::to_value(c)
+                .and_then(serde_json::from_value)
+                .map_err(ConfigError::Combine)
+        };
+        let mut merged = fields(&base)?;
+        let given = fields(given)?;
+        for key in explicit {
+            if let Some(value) = given.get(key) {
+                merged.insert(key.to_string(), value.clone());
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(merged)).map_err(ConfigError::Combine)
+    }
+
     /// Checks every setting and builds the parts' configurations.
     ///
     /// # Errors
@@ -149,20 +249,13 @@ impl Config {
                 addr(key, v).map(Some)
             }
         };
-        let durability = match self.durability.as_str() {
-            "fsync" => Durability::Fsync,
-            "interval" => {
+        let durability = match self.durability {
+            DurabilityMode::Fsync => Durability::Fsync,
+            DurabilityMode::Interval => {
                 if self.fsync_interval_ms == 0 {
                     return Err(invalid("fsync_interval_ms", 0, "must be at least 1"));
                 }
                 Durability::Interval(Duration::from_millis(self.fsync_interval_ms))
-            }
-            other => {
-                return Err(invalid(
-                    "durability",
-                    other,
-                    "expected \"fsync\" or \"interval\"",
-                ));
             }
         };
         if self.default_partitions == 0 || self.default_partitions > 1024 {
@@ -281,16 +374,72 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let c = Config {
-            durability: "sometimes".into(),
-            ..Config::default()
-        };
-        let err = c.validate().unwrap_err().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("obelisk.toml");
+        std::fs::write(&path, "durability = \"sometimes\"\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("durability") && err.contains("fsync"), "{err}");
         let c = Config {
             grpc_addr: "localhost".into(),
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("grpc_addr"));
+        let c = Config {
+            default_partitions: 0,
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid setting default_partitions = \"0\": must be 1 to 1024"
+        );
+    }
+
+    #[test]
+    fn embedded_defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.durability, DurabilityMode::Fsync);
+        assert_eq!(c.fsync_interval_ms, 100);
+        assert_eq!(c.default_partitions, 4);
+        assert!(c.auto_create_topics);
+        assert_eq!(c.segment_bytes, 64 << 20);
+        assert_eq!(c.ring_buffer_bytes, 4 << 20);
+        assert_eq!((c.batch_max_records, c.batch_max_bytes), (10_000, 4 << 20));
+        assert_eq!(c.max_record_bytes, 10 << 20);
+        assert_eq!(c.max_message_bytes, 64 << 20);
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.max_concurrent_streams, 256);
+        assert_eq!(c.request_timeout_ms, 30_000);
+        assert_eq!(c.legacy_idle_timeout_ms, 300_000);
+        assert_eq!(
+            (c.log_format, c.log_level.as_str()),
+            (LogFormat::Text, "info")
+        );
+    }
+
+    #[test]
+    fn explicit_settings_win_over_the_file_and_the_rest_keep_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("obelisk.toml");
+        std::fs::write(
+            &path,
+            "durability = \"interval\"\nlinger_ms = 7\nsegment_bytes = 8192\n",
+        )
+        .unwrap();
+        let given = Config {
+            linger_ms: 3,
+            durability: DurabilityMode::Fsync,
+            ..Config::default()
+        };
+        // Only linger_ms was given: the file's durability stays, though `given` holds the default.
+        let c = Config::layered(Some(&path), &given, ["linger_ms"]).unwrap();
+        assert_eq!(c.linger_ms, 3);
+        assert_eq!(c.durability, DurabilityMode::Interval);
+        assert_eq!(c.segment_bytes, 8192);
+        assert_eq!(c.max_connections, 1024);
+        let c = Config::layered(None, &given, ["linger_ms", "durability"]).unwrap();
+        assert_eq!((c.linger_ms, c.durability), (3, DurabilityMode::Fsync));
+        assert_eq!(c.segment_bytes, 64 << 20);
     }
 }

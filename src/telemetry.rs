@@ -1,12 +1,26 @@
 //! Logging: a `tracing` subscriber writing to stderr as text or JSON lines, filtered by an
-//! `EnvFilter` (`RUST_LOG` overrides the configured filter).
+//! `EnvFilter` (`RUST_LOG` overrides the configured filter). Text is coloured only when stderr is
+//! a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>): a log file or a pipe gets
+//! plain lines.
 
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -56,8 +70,13 @@ pub fn init_tracing(format: LogFormat, filter: &str) -> Result<(), TelemetryErro
             filter: directives.clone(),
             source,
         })?;
+    let ansi = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR"),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
@@ -69,9 +88,24 @@ pub fn init_tracing(format: LogFormat, filter: &str) -> Result<(), TelemetryErro
     Ok(())
 }
 
+/// Whether log lines get terminal colour codes: only on a terminal, and never when `NO_COLOR`
+/// holds a non-empty value.
+fn colour(writer_is_terminal: bool, no_color: Option<OsString>) -> bool {
+    writer_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsString::new())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("1".into())));
+    }
 
     #[test]
     fn idempotent_and_validates() {

@@ -7,10 +7,14 @@ mod common;
 mod bench;
 #[path = "cli/client_commands.rs"]
 mod client_commands;
+#[path = "cli/config.rs"]
+mod config;
 #[path = "cli/errors.rs"]
 mod errors;
 #[path = "cli/inspect.rs"]
 mod inspect;
+#[path = "cli/logs.rs"]
+mod logs;
 
 use std::process::{Command, Output, Stdio};
 
@@ -36,6 +40,30 @@ async fn obelisk(args: Vec<String>, stdin: &[u8]) -> Output {
     })
     .await
     .expect("the runner thread does not panic")
+}
+
+/// Runs `obelisk serve` with `args` and `env` (the environment otherwise free of `OBELISK_*` and
+/// `RUST_LOG`), legacy and HTTP off, over a data directory that cannot be created: it logs its
+/// start, fails to open the directory and exits, so its whole output is there without stopping
+/// a server.
+fn serve_with_unusable_data_dir(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_obelisk"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OBELISK_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
+        .args(["serve", "--tcp-addr", "off", "--http-addr", "off"])
+        .arg("--data-dir")
+        .arg(blocker.join("data"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
 }
 
 /// `args` with `--server <server>` appended.

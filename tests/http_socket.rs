@@ -75,11 +75,13 @@ async fn json(addr: std::net::SocketAddr, method: &str, path: &str, body: Value)
 #[tokio::test]
 async fn produce_and_consume_over_a_socket_and_metrics_move_exactly() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Broker::open(BrokerConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..BrokerConfig::default()
-    })
-    .await
+    let broker = Broker::open(
+        BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        },
+        &tokio::runtime::Handle::current(),
+    )
     .expect("broker");
     let status = Arc::new(ServerStatus::new());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");

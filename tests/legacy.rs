@@ -1,5 +1,5 @@
 //! Black-box tests of the legacy TCP listener over real sockets: the original's captured bytes
-//! (`../shared/legacy/vectors.json`) replayed exactly, what gets stored, pipelining, invalid
+//! (`tests/fixtures/legacy/vectors.json`) replayed exactly, what gets stored, pipelining, invalid
 //! topics and frame sizes. Connection handling (limits, timeouts, shutdown) is in
 //! `legacy_connections.rs`, importing in `legacy_import.rs`.
 

@@ -1,5 +1,5 @@
 //! Importing the original Obelisk's data directory: the real `.log`/`.idx` pair captured in
-//! `../shared/legacy/vectors.json`, consumer offsets, and damage reported with file and byte
+//! `tests/fixtures/legacy/vectors.json`, consumer offsets, and damage reported with file and byte
 //! position while nothing is imported.
 
 #[path = "common/legacy_harness.rs"]
@@ -26,11 +26,13 @@ impl Setup {
     async fn new() -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(root.path().join("data/topics")).expect("mkdir");
-        let broker = Broker::open(BrokerConfig {
-            data_dir: root.path().join("broker"),
-            ..BrokerConfig::default()
-        })
-        .await
+        let broker = Broker::open(
+            BrokerConfig {
+                data_dir: root.path().join("broker"),
+                ..BrokerConfig::default()
+            },
+            &tokio::runtime::Handle::current(),
+        )
         .expect("broker");
         Self { root, broker }
     }

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -145,12 +146,18 @@ impl WeakBroker {
 }
 
 impl Broker {
-    /// Opens the data directory, recovering every topic, and starts the background tasks
-    /// (retention, and the periodic fsync in `interval` mode). Must run inside a tokio runtime.
+    /// Opens the data directory, recovering every topic, and starts the background tasks (each
+    /// partition's writer, retention, and the periodic fsync in `interval` mode) on `runtime`.
+    ///
+    /// It blocks while it reads and checks the files (a large data directory takes a while): call
+    /// it from a blocking thread (`spawn_blocking`), or directly where blocking is fine (tools,
+    /// tests). Any thread works, since the runtime is named rather than found.
     ///
     /// # Errors
     /// `Unavailable` when the data directory cannot be opened or recovered.
-    pub async fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+    pub fn open(config: BrokerConfig, runtime: &Handle) -> Result<Self, BrokerError> {
+        // Partitions spawn their writers as they open; they and ours land on `runtime`.
+        let _runtime = runtime.enter();
         let startup = |e: StorageError| {
             BrokerError::Unavailable(format!("cannot open the data directory: {e}"))
         };

@@ -57,6 +57,11 @@ pub struct PartitionSnapshot {
     pub failure: Option<String>,
     /// Records held in memory by the ring buffer.
     pub ring_records: usize,
+    /// Acknowledged records not yet fsynced (`interval` mode; always 0 in `fsync` mode).
+    pub unsynced_records: u64,
+    /// Offset ranges found damaged on disk when the partition was opened: reads of them fail with
+    /// DATA_LOSS, everything else stays readable.
+    pub damaged: Vec<std::ops::Range<u64>>,
     pub writes: WriteCounters,
 }
 
@@ -214,6 +219,13 @@ pub(super) fn snapshot(topic: &Topic, p: &Partition) -> PartitionSnapshot {
         segments,
         failure: core.failure(),
         ring_records: core.ring_len(),
+        unsynced_records: core.unsynced_records(),
+        damaged: core
+            .damage()
+            .iter()
+            .filter(|d| !d.offsets.is_empty())
+            .map(|d| d.offsets.clone())
+            .collect(),
         writes: WriteCounters {
             batches: s.batches.load(Ordering::Relaxed),
             records: s.records.load(Ordering::Relaxed),

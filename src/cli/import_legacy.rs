@@ -26,12 +26,15 @@ pub struct ImportLegacyArgs {
 /// # Errors
 /// The data directory cannot be opened (or is in use), or the input is damaged.
 pub async fn run(args: ImportLegacyArgs) -> anyhow::Result<ExitCode> {
-    let broker = Broker::open(BrokerConfig {
+    let config = BrokerConfig {
         data_dir: args.data_dir.clone(),
         ..BrokerConfig::default()
-    })
-    .await
-    .with_context(|| format!("opening {}", args.data_dir.display()))?;
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, &runtime))
+        .await
+        .context("opening the data directory stopped unexpectedly")?
+        .with_context(|| format!("opening {}", args.data_dir.display()))?;
     let result = crate::legacy::import(&args.source, &broker).await;
     broker.shutdown().await;
     let report = result.with_context(|| format!("importing {}", args.source.display()))?;

@@ -1,10 +1,13 @@
-//! `obelisk serve`: flags and `OBELISK_*` variables over the TOML file over the defaults.
+//! `obelisk serve`: flags and `OBELISK_*` variables over the TOML file over the defaults. The
+//! settings themselves are declared once, in [`Config`]; this file only finds out which of them
+//! the command line or the environment gave, so that the file can fill in the rest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 use crate::config::Config;
 
@@ -13,81 +16,48 @@ pub struct ServeArgs {
     /// TOML configuration file (keys as the long flags, with '_' for '-').
     #[arg(long, env = "OBELISK_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Data directory [default: ./data].
-    #[arg(long, env = "OBELISK_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// gRPC listen address [default: 127.0.0.1:50051].
-    #[arg(long, env = "OBELISK_GRPC_ADDR")]
-    pub grpc_addr: Option<String>,
-    /// Legacy binary TCP listen address, or "off" [default: 127.0.0.1:8080].
-    #[arg(long, env = "OBELISK_TCP_ADDR")]
-    pub tcp_addr: Option<String>,
-    /// HTTP (health, stats, REST, metrics) listen address, or "off" [default: 127.0.0.1:8081].
-    #[arg(long, env = "OBELISK_HTTP_ADDR")]
-    pub http_addr: Option<String>,
-    /// When a produce is acknowledged: "fsync" (after fdatasync) or "interval" [default: fsync].
-    #[arg(long, env = "OBELISK_DURABILITY")]
-    pub durability: Option<String>,
-    /// fsync period in `interval` mode, in ms [default: 100].
-    #[arg(long, env = "OBELISK_FSYNC_INTERVAL_MS")]
-    pub fsync_interval_ms: Option<u64>,
-    /// Partitions of auto-created topics [default: 4].
-    #[arg(long, env = "OBELISK_DEFAULT_PARTITIONS")]
-    pub default_partitions: Option<u32>,
-    /// Create topics on first produce: true or false [default: true].
-    #[arg(long, env = "OBELISK_AUTO_CREATE_TOPICS")]
-    pub auto_create_topics: Option<bool>,
-    /// Default retention by age in ms, 0 = forever [default: 0].
-    #[arg(long, env = "OBELISK_RETENTION_MS")]
-    pub retention_ms: Option<u64>,
-    /// Default retention by size per partition in bytes, 0 = unlimited [default: 0].
-    #[arg(long, env = "OBELISK_RETENTION_BYTES")]
-    pub retention_bytes: Option<u64>,
-    /// Segment size before rolling, in bytes [default: 67108864].
-    #[arg(long, env = "OBELISK_SEGMENT_BYTES")]
-    pub segment_bytes: Option<u64>,
-    /// Ring buffer of recent records per partition, in bytes [default: 4194304].
-    #[arg(long, env = "OBELISK_RING_BUFFER_BYTES")]
-    pub ring_buffer_bytes: Option<usize>,
-    /// Most records in one group commit [default: 10000].
-    #[arg(long, env = "OBELISK_BATCH_MAX_RECORDS")]
-    pub batch_max_records: Option<usize>,
-    /// Most bytes in one group commit [default: 4194304].
-    #[arg(long, env = "OBELISK_BATCH_MAX_BYTES")]
-    pub batch_max_bytes: Option<usize>,
-    /// How long a batch waits for more records before writing, in ms [default: 0].
-    #[arg(long, env = "OBELISK_LINGER_MS")]
-    pub linger_ms: Option<u64>,
-    /// Largest record (key + value + headers) in bytes [default: 10485760].
-    #[arg(long, env = "OBELISK_MAX_RECORD_BYTES")]
-    pub max_record_bytes: Option<usize>,
-    /// Largest gRPC message in bytes [default: 67108864].
-    #[arg(long, env = "OBELISK_MAX_MESSAGE_BYTES")]
-    pub max_message_bytes: Option<usize>,
-    /// Most open connections per listener [default: 1024].
-    #[arg(long, env = "OBELISK_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Most concurrent gRPC streams per connection [default: 256].
-    #[arg(long, env = "OBELISK_MAX_CONCURRENT_STREAMS")]
-    pub max_concurrent_streams: Option<u32>,
-    /// Deadline of unary calls, in ms [default: 30000].
-    #[arg(long, env = "OBELISK_REQUEST_TIMEOUT_MS")]
-    pub request_timeout_ms: Option<u64>,
-    /// Close legacy TCP connections idle this long, in ms [default: 300000].
-    #[arg(long, env = "OBELISK_LEGACY_IDLE_TIMEOUT_MS")]
-    pub legacy_idle_timeout_ms: Option<u64>,
-    /// Log format: "text" or "json" [default: text].
-    #[arg(long, env = "OBELISK_LOG_FORMAT", value_enum)]
-    pub log_format: Option<crate::telemetry::LogFormat>,
-    /// Log filter, e.g. "info" or "obelisk=debug" (RUST_LOG wins) [default: info].
-    #[arg(long, env = "OBELISK_LOG_LEVEL")]
-    pub log_level: Option<String>,
+    /// Read before `settings`: the derive moves values out of the matches as it reads them.
+    #[command(flatten)]
+    explicit: ExplicitSettings,
+    #[command(flatten)]
+    pub settings: Config,
 }
 
-macro_rules! overlay {
-    ($config:ident, $args:ident, $($field:ident),*) => {
-        $(if let Some(v) = $args.$field { $config.$field = v; })*
-    };
+/// The ids of the arguments whose value came from the command line or the environment rather
+/// than from a declared default (clap's derive keeps only the values, not where they came from).
+#[derive(Debug, Clone, Default)]
+struct ExplicitSettings(Vec<String>);
+
+impl FromArgMatches for ExplicitSettings {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self(
+            matches
+                .ids()
+                .filter(|id| {
+                    matches!(
+                        matches.value_source(id.as_str()),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+                })
+                .map(|id| id.as_str().to_string())
+                .collect(),
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for ExplicitSettings {
+    fn augment_args(cmd: Command) -> Command {
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        cmd
+    }
 }
 
 impl ServeArgs {
@@ -96,39 +66,12 @@ impl ServeArgs {
     /// # Errors
     /// The config file cannot be read or parsed.
     pub fn into_config(self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
-        let args = self;
-        overlay!(
-            config,
-            args,
-            data_dir,
-            grpc_addr,
-            tcp_addr,
-            http_addr,
-            durability,
-            fsync_interval_ms,
-            default_partitions,
-            auto_create_topics,
-            retention_ms,
-            retention_bytes,
-            segment_bytes,
-            ring_buffer_bytes,
-            batch_max_records,
-            batch_max_bytes,
-            linger_ms,
-            max_record_bytes,
-            max_message_bytes,
-            max_connections,
-            max_concurrent_streams,
-            request_timeout_ms,
-            legacy_idle_timeout_ms,
-            log_format,
-            log_level
-        );
-        Ok(config)
+        let explicit = self.explicit.0.iter().map(String::as_str);
+        Ok(Config::layered(
+            self.config.as_deref(),
+            &self.settings,
+            explicit,
+        )?)
     }
 }
 
@@ -174,5 +117,45 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::config::DurabilityMode;
+
+    fn serve(args: &[&str]) -> crate::config::Config {
+        let cli = Cli::try_parse_from(["obelisk", "serve"].iter().chain(args)).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve: {cli:?}");
+        };
+        args.into_config().unwrap()
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("obelisk.toml");
+        std::fs::write(&path, "durability = \"interval\"\nlinger_ms = 7\n").unwrap();
+        let path = path.to_str().unwrap();
+        let c = serve(&["--config", path, "--linger-ms", "3"]);
+        assert_eq!(c.linger_ms, 3);
+        assert_eq!(c.durability, DurabilityMode::Interval);
+        let c = serve(&[
+            "--config",
+            path,
+            "--durability",
+            "fsync",
+            "--tcp-addr",
+            "off",
+        ]);
+        assert_eq!((c.linger_ms, c.durability), (7, DurabilityMode::Fsync));
+        assert_eq!(c.tcp_addr, "off");
+        let c = serve(&["--auto-create-topics", "false"]);
+        assert!(!c.auto_create_topics);
+        assert_eq!(c.linger_ms, 0);
     }
 }

@@ -1,7 +1,11 @@
 //! Topic and group state as JSON: `/stats` (the original's shape), topic admin and group views.
 //!
-//! - `GET /stats?topic=T` → `{"topic","buffered","persisted"}`: records in the ring buffers, and
-//!   records stored (acknowledged end minus log start, summed over partitions).
+//! - `GET /stats?topic=T` → `{"topic","buffered","persisted","ring_buffer_records"}`, summed over
+//!   the topic's partitions. As in the original, `buffered + persisted` is what the topic holds:
+//!   `buffered` is acknowledged but not yet durable (written, awaiting the fsync tick in `interval`
+//!   mode; always 0 in `fsync` mode), `persisted` is durable on disk. `ring_buffer_records` counts
+//!   the recent records also held in memory (a cache of persisted or buffered ones, not a third
+//!   kind).
 //! - `GET /topics`, `GET /topics/{topic}`, `POST /topics`, `DELETE /topics/{topic}`.
 //! - `GET /groups`, `GET /groups/{group}`.
 
@@ -30,20 +34,24 @@ pub async fn stats(
         ApiError::invalid("the topic query parameter is required: /stats?topic=NAME")
     })?;
     let desc = state.broker.describe_topic(&topic)?;
-    let persisted: u64 = desc
+    let stored: u64 = desc
         .partitions
         .iter()
         .map(|p| p.log_end.saturating_sub(p.log_start))
         .sum();
-    let buffered: usize = state
-        .broker
-        .topic_snapshot(&topic)?
-        .iter()
-        .map(|p| p.ring_records)
-        .sum();
-    Ok(axum::Json(
-        json!({"topic": topic, "buffered": buffered, "persisted": persisted}),
-    ))
+    let (mut buffered, mut ring_buffer_records) = (0u64, 0usize);
+    for p in state.broker.topic_snapshot(&topic)? {
+        buffered += p.unsynced_records;
+        ring_buffer_records += p.ring_records;
+    }
+    // Unsynced records are the newest ones, never below the log start: all are still stored.
+    let buffered = buffered.min(stored);
+    Ok(axum::Json(json!({
+        "topic": topic,
+        "buffered": buffered,
+        "persisted": stored - buffered,
+        "ring_buffer_records": ring_buffer_records,
+    })))
 }
 
 /// A topic as JSON.

@@ -45,6 +45,7 @@ impl LegacyClient {
         Ok(Self {
             writer: FrameWriter {
                 out: BufWriter::with_capacity(WRITE_BUFFER, wr),
+                frame: BytesMut::new(),
             },
             reader: ReplyReader {
                 rd,
@@ -125,6 +126,8 @@ impl LegacyClient {
 /// buffer is full).
 pub struct FrameWriter {
     out: BufWriter<OwnedWriteHalf>,
+    /// One frame being encoded, reused so that a frame costs no allocation.
+    frame: BytesMut,
 }
 
 impl FrameWriter {
@@ -133,9 +136,11 @@ impl FrameWriter {
     /// # Errors
     /// I/O errors when the buffer had to be written out.
     pub async fn write_message(&mut self, message: &Message) -> Result<(), ClientError> {
-        let mut frame = BytesMut::with_capacity(codec::LENGTH_PREFIX_LEN + message.encoded_len());
-        message.encode_frame(&mut frame);
-        self.write_raw(&frame).await
+        self.frame.clear();
+        self.frame
+            .reserve(codec::LENGTH_PREFIX_LEN + message.encoded_len());
+        message.encode_frame(&mut self.frame);
+        Ok(self.out.write_all(&self.frame).await?)
     }
 
     /// Queues raw bytes (for tests of malformed input).

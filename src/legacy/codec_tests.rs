@@ -30,7 +30,7 @@ fn raw_frame(body: &[u8]) -> BytesMut {
 
 #[test]
 fn encodes_the_original_bytes() {
-    // "basic" from ../shared/legacy/vectors.json.
+    // "basic" from tests/fixtures/legacy/vectors.json.
     let m = message(
         "vectors",
         b"user-123",

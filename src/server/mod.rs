@@ -104,8 +104,7 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
     // Recovery reads and checks files: a blocking thread, so the recovery answers keep flowing.
     let broker_config = config.broker.clone();
     let handle = tokio::runtime::Handle::current();
-    let opened =
-        tokio::task::spawn_blocking(move || handle.block_on(Broker::open(broker_config))).await;
+    let opened = tokio::task::spawn_blocking(move || Broker::open(broker_config, &handle)).await;
     recovery.stop().await;
     let broker = match opened {
         Ok(res) => res?,

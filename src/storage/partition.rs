@@ -335,6 +335,11 @@ impl PartitionCore {
         lock(&self.ring).len()
     }
 
+    /// Records acknowledged but not yet fsynced (`interval` mode; always 0 in `fsync` mode).
+    pub fn unsynced_records(&self) -> u64 {
+        self.unsynced_records.load(Ordering::Relaxed)
+    }
+
     /// Reads acknowledged records from `offset`: from the ring buffer when it holds them, else from
     /// disk. An offset equal to the acknowledged end reads nothing.
     ///

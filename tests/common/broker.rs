@@ -104,5 +104,5 @@ pub fn rec(key: &str, value: &str) -> ProduceRecord {
 /// # Errors
 /// What [`Broker::open`] fails with.
 pub async fn try_open(config: BrokerConfig) -> Result<Broker, obelisk::broker::BrokerError> {
-    Broker::open(config).await
+    Broker::open(config, &tokio::runtime::Handle::current())
 }

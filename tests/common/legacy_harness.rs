@@ -44,7 +44,8 @@ impl Server {
             ..BrokerConfig::default()
         };
         tune(&mut broker_config);
-        let broker = Broker::open(broker_config).await.expect("broker opens");
+        let broker =
+            Broker::open(broker_config, &tokio::runtime::Handle::current()).expect("broker opens");
         // Bound before serving: connecting can never race the server's start.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -124,7 +125,8 @@ pub async fn fetch_all(broker: &Broker, topic: &str, partition: u32) -> Vec<Reco
 }
 
 pub fn vectors() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/legacy/vectors.json");
+    // Captured from the original Go server; see tests/fixtures/legacy/README.md.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy/vectors.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).expect("vectors.json parses")

@@ -378,6 +378,6 @@ async fn stats_in_the_original_shape() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.json,
-        json!({"topic": "st", "buffered": 5, "persisted": 5})
+        json!({"topic": "st", "buffered": 0, "persisted": 5, "ring_buffer_records": 5})
     );
 }

@@ -38,7 +38,7 @@ pub async fn harness_with(tune: impl FnOnce(&mut BrokerConfig), http: HttpConfig
         ..BrokerConfig::default()
     };
     tune(&mut config);
-    let broker = Broker::open(config).await.expect("broker opens");
+    let broker = Broker::open(config, &tokio::runtime::Handle::current()).expect("broker opens");
     let status = Arc::new(ServerStatus::new());
     let shutdown = CancellationToken::new();
     let state = HttpState::with_config(broker.clone(), Arc::clone(&status), http)

@@ -61,7 +61,7 @@ struct State {
 
 impl State {
     fn take(&mut self, topic: usize, records: &[pb::Record]) {
-        let now_ns = crate::cli::time::now_ns();
+        let now_ns = crate::broker::now_ns();
         for r in records {
             self.verifier.check(topic, r.partition, r.offset, &r.value);
             if let Some(h) = &mut self.e2e {

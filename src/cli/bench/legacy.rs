@@ -1,82 +1,54 @@
-//! A pipelining client of the original Obelisk's binary protocol (the legacy listener speaks it):
-//! a frame is `u32 LE length` + `i64 LE timestamp | u32 LE topic_len | topic | u32 LE key_len |
-//! key | u32 LE value_len | value`; the server answers every frame, in order, with `OK\n` or
-//! `NACK:<reason>\n`. The protocol has no batches: a bench batch is that many frames written at
-//! once.
+//! The bench's legacy-protocol producer: [`crate::legacy::client`]'s connection, split so that
+//! sending and reading replies run in separate tasks. The protocol has no batches: a bench batch
+//! is that many frames written at once, and its ack is that many `OK` replies in order.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::{BufMut, BytesMut};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use bytes::Bytes;
 
 use super::transport::Batch;
+use crate::legacy::client::{FrameWriter, LegacyClient, ReplyReader};
+use crate::legacy::codec::{Message, Reply};
 
-pub struct Writer {
-    socket: OwnedWriteHalf,
-    buf: BytesMut,
-}
+pub struct Writer(FrameWriter);
 
-pub struct Reader {
-    socket: BufReader<OwnedReadHalf>,
-    line: Vec<u8>,
-}
+pub struct Reader(ReplyReader);
 
 /// Connects to a legacy listener.
 ///
 /// # Errors
 /// Nothing listens at `addr`.
 pub async fn connect(addr: SocketAddr) -> Result<(Writer, Reader), String> {
-    let stream = TcpStream::connect(addr)
+    let client = LegacyClient::connect(addr)
         .await
         .map_err(|e| format!("cannot reach the legacy listener at {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    Ok((
-        Writer {
-            socket: w,
-            buf: BytesMut::new(),
-        },
-        Reader {
-            socket: BufReader::new(r),
-            line: Vec::new(),
-        },
-    ))
-}
-
-/// Appends one frame (empty key) to `out`.
-pub fn encode_frame(out: &mut BytesMut, timestamp_ns: i64, topic: &str, value: &[u8]) {
-    let body = 8 + 4 + topic.len() + 4 + 4 + value.len();
-    out.reserve(4 + body);
-    out.put_u32_le(body as u32);
-    out.put_i64_le(timestamp_ns);
-    out.put_u32_le(topic.len() as u32);
-    out.put_slice(topic.as_bytes());
-    out.put_u32_le(0);
-    out.put_u32_le(value.len() as u32);
-    out.put_slice(value);
+    let (w, r) = client.into_split();
+    Ok((Writer(w), Reader(r)))
 }
 
 impl Writer {
-    /// Writes the batch's frames with one write.
+    /// Writes the batch's frames (empty keys) with one write.
     ///
     /// # Errors
     /// The connection failed.
     pub async fn send(&mut self, batch: Batch<'_>) -> Result<(), String> {
-        self.buf.clear();
-        for v in &batch.values {
-            encode_frame(&mut self.buf, batch.timestamp_ns, batch.topic, v);
+        let topic = Bytes::copy_from_slice(batch.topic.as_bytes());
+        let failed = |e| format!("legacy connection failed: {e}");
+        for value in batch.values {
+            let message = Message {
+                timestamp: batch.timestamp_ns,
+                topic: topic.clone(),
+                key: Bytes::new(),
+                value,
+            };
+            self.0.write_message(&message).await.map_err(failed)?;
         }
-        self.socket
-            .write_all(&self.buf)
-            .await
-            .map_err(|e| format!("legacy connection failed: {e}"))
+        self.0.flush().await.map_err(failed)
     }
 
     pub async fn close(mut self) {
-        let _ = self.socket.shutdown().await;
+        let _ = self.0.shutdown().await;
     }
 }
 
@@ -87,20 +59,16 @@ impl Reader {
     /// A NACK, or the connection failed.
     pub async fn ack(&mut self, frames: usize) -> Result<Instant, String> {
         for _ in 0..frames {
-            self.line.clear();
-            let n = self
-                .socket
-                .read_until(b'\n', &mut self.line)
-                .await
-                .map_err(|e| format!("legacy connection failed: {e}"))?;
-            if n == 0 {
-                return Err("the legacy listener closed the connection".into());
-            }
-            if self.line != b"OK\n" {
-                return Err(format!(
-                    "the legacy listener answered {:?}",
-                    String::from_utf8_lossy(&self.line).trim_end()
-                ));
+            match self.0.read_reply().await {
+                Ok(Some(Reply::Ok)) => {}
+                Ok(Some(nack)) => {
+                    return Err(format!(
+                        "the legacy listener answered {:?}",
+                        String::from_utf8_lossy(nack.as_bytes()).trim_end()
+                    ));
+                }
+                Ok(None) => return Err("the legacy listener closed the connection".into()),
+                Err(e) => return Err(format!("legacy connection failed: {e}")),
             }
         }
         Ok(Instant::now())
@@ -109,37 +77,22 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn frame_layout_matches_the_original() {
-        let mut out = BytesMut::new();
-        encode_frame(&mut out, -1, "t", b"hi");
-        let expect: Vec<u8> = [
-            &23u32.to_le_bytes()[..],
-            &(-1i64).to_le_bytes(),
-            &1u32.to_le_bytes(),
-            b"t",
-            &0u32.to_le_bytes(),
-            &2u32.to_le_bytes(),
-            b"hi",
-        ]
-        .concat();
-        assert_eq!(&out[..], &expect[..]);
-    }
+    use super::*;
 
     #[tokio::test]
     async fn pipelined_frames_get_replies_in_order() {
-        use tokio::io::AsyncReadExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        // A stand-in listener: OK for each frame, NACK for the topic "bad".
-        tokio::spawn(async move {
+        // A stand-in listener: OK for each frame, NACK for the topic "bad"; it keeps the frames.
+        let frames = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
+            let mut frames = Vec::new();
             loop {
                 let mut len = [0u8; 4];
                 if s.read_exact(&mut len).await.is_err() {
-                    return;
+                    return frames;
                 }
                 let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
                 s.read_exact(&mut body).await.unwrap();
@@ -149,15 +102,16 @@ mod tests {
                     b"OK\n"
                 };
                 s.write_all(reply).await.unwrap();
+                frames.push([&len[..], &body].concat());
             }
         });
         let (mut w, mut r) = connect(addr).await.unwrap();
-        let values = vec![bytes::Bytes::from_static(b"v"); 3];
+        let values = vec![Bytes::from_static(b"hi"); 3];
         for _ in 0..2 {
             w.send(Batch {
-                topic: "ok",
+                topic: "t",
                 values: values.clone(),
-                timestamp_ns: 0,
+                timestamp_ns: -1,
             })
             .await
             .unwrap();
@@ -173,5 +127,20 @@ mod tests {
         .unwrap();
         let err = r.ack(3).await.unwrap_err();
         assert!(err.contains("NACK:PUBLISH_FAILED"), "{err}");
+        w.close().await;
+        let frames = frames.await.unwrap();
+        assert_eq!(frames.len(), 9);
+        // The original's layout: u32 length, i64 timestamp, then u32-prefixed topic, key, value.
+        let expect: Vec<u8> = [
+            &23u32.to_le_bytes()[..],
+            &(-1i64).to_le_bytes(),
+            &1u32.to_le_bytes(),
+            b"t",
+            &0u32.to_le_bytes(),
+            &2u32.to_le_bytes(),
+            b"hi",
+        ]
+        .concat();
+        assert_eq!(frames[0], expect);
     }
 }

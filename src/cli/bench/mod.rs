@@ -26,6 +26,7 @@ pub use consumer::ConsumeWith;
 pub use transport::Transport;
 
 use super::table::{pretty_json, print_stdout};
+use crate::config::DurabilityMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -36,15 +37,6 @@ pub enum Mode {
     Consume,
     /// Producers and consumers at once (consumers report end-to-end latency).
     Both,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Durability {
-    /// Ack after fdatasync (the broker's default).
-    Fsync,
-    /// Ack after the write; fsync every 100 ms.
-    Interval,
 }
 
 #[derive(Debug, Args)]
@@ -102,9 +94,9 @@ pub struct BenchArgs {
     /// scheduled send). Default: closed loop, as fast as acks allow.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// The in-process broker's durability.
-    #[arg(long, value_enum, default_value_t = Durability::Fsync)]
-    pub durability: Durability,
+    /// The in-process broker's durability (`interval`: fsync every 100 ms).
+    #[arg(long, value_enum, default_value_t = DurabilityMode::Fsync)]
+    pub durability: DurabilityMode,
     /// The in-process broker's data directory (kept afterwards) instead of a temporary one.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -144,7 +136,7 @@ pub struct Plan {
     pub in_flight: u32,
     pub rate: Option<f64>,
     /// `None` for an existing broker (its own setting applies).
-    pub durability: Option<Durability>,
+    pub durability: Option<DurabilityMode>,
     /// `None`: a fresh in-process broker.
     pub server: Option<String>,
     #[serde(skip)]
@@ -293,12 +285,9 @@ impl Named for Mode {
     }
 }
 
-impl Named for Durability {
+impl Named for DurabilityMode {
     fn name(self) -> &'static str {
-        match self {
-            Self::Fsync => "fsync",
-            Self::Interval => "interval",
-        }
+        DurabilityMode::name(self)
     }
 }
 

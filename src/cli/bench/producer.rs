@@ -42,7 +42,7 @@ impl Clock {
     pub fn now() -> Self {
         Self {
             start: Instant::now(),
-            wall_start_ns: crate::cli::time::now_ns(),
+            wall_start_ns: crate::broker::now_ns(),
         }
     }
 

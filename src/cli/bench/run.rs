@@ -14,7 +14,7 @@ use super::consumer::{self, ConsumerOutcome, ConsumerSpec};
 use super::producer::{self, Clock, ProducerOutcome, ProducerSpec};
 use super::report::{ConsumeStats, Outcome, ProduceStats, Progress, Verification};
 use super::transport::{self, Target, Transport};
-use super::{Durability, Mode, Named, Plan};
+use super::{Mode, Plan};
 use crate::cli::connect::reply;
 use crate::config::Config;
 use crate::proto as pb;
@@ -73,7 +73,7 @@ impl LocalBroker {
                 std::env::temp_dir().join(format!(
                     "obelisk-bench-{}-{}",
                     std::process::id(),
-                    crate::cli::time::now_ns()
+                    crate::broker::now_ns()
                 )),
                 true,
             ),
@@ -90,7 +90,7 @@ impl LocalBroker {
             grpc_addr: "127.0.0.1:0".into(),
             tcp_addr: listener(Transport::Legacy).into(),
             http_addr: listener(Transport::Http).into(),
-            durability: plan.durability.unwrap_or(Durability::Fsync).name().into(),
+            durability: plan.durability.unwrap_or_default(),
             log_level: "warn".into(),
             ..Config::default()
         };
@@ -132,7 +132,7 @@ async fn run_on(plan: &Plan, target: &Target, show_progress: bool) -> anyhow::Re
     let mut admin = crate::client::connect(&target.grpc).await?;
     let run_id = format!(
         "{:08x}",
-        (crate::cli::time::now_ns() as u64 ^ u64::from(std::process::id())) & 0xffff_ffff
+        (crate::broker::now_ns() as u64 ^ u64::from(std::process::id())) & 0xffff_ffff
     );
     let topics: Arc<Vec<String>> = Arc::new(
         (0..plan.topics)

@@ -5,8 +5,9 @@
 use std::process::ExitCode;
 
 use super::report::{Outcome, human_us};
-use super::{BenchArgs, ConsumeWith, Durability, Mode, Named, Plan, Transport};
+use super::{BenchArgs, ConsumeWith, Mode, Named, Plan, Transport};
 use crate::cli::table::{pretty_json, print_stdout};
+use crate::config::DurabilityMode;
 
 /// Records preloaded and read by each consume row.
 const CONSUME_RECORDS: u64 = 500_000;
@@ -28,7 +29,7 @@ fn rows(args: &BenchArgs) -> Vec<Plan> {
         consume_with: ConsumeWith::Subscribe,
         in_flight: 1,
         rate: None,
-        durability: Some(Durability::Fsync),
+        durability: Some(DurabilityMode::Fsync),
         server: None,
         legacy_addr: None,
         http_addr: None,
@@ -36,7 +37,7 @@ fn rows(args: &BenchArgs) -> Vec<Plan> {
         keep_topics: false,
     };
     let mut out = Vec::new();
-    for durability in [Durability::Fsync, Durability::Interval] {
+    for durability in [DurabilityMode::Fsync, DurabilityMode::Interval] {
         for message_size in [100, 1024] {
             for producers in [1, 4] {
                 for batch_size in [1, 100] {
