@@ -163,6 +163,11 @@ impl Broker {
         })
     }
 
+    /// Groups whose committed offsets were found damaged at start and not rewritten since.
+    pub fn damaged_groups(&self) -> Vec<(String, String)> {
+        self.inner.offsets.damaged_groups()
+    }
+
     /// Topics that could not be opened at start, with why.
     pub fn offline_topics(&self) -> Vec<(String, String)> {
         let mut out: Vec<_> = read(&self.inner.unavailable)

@@ -27,7 +27,8 @@ pub async fn live() -> Response {
     axum::Json(json!({"status": "alive", "timestamp": format_unix_ns(now_ns())})).into_response()
 }
 
-/// `GET /health/ready`: whether to send traffic here.
+/// `GET /health/ready`: whether to send traffic here (200, listing damaged data if there is any;
+/// 503 with a reason when not ready).
 pub async fn ready(State(state): State<HttpState>) -> Response {
     let readiness = if state.shutdown.is_cancelled() {
         Err("shutting down".to_string())
@@ -35,7 +36,14 @@ pub async fn ready(State(state): State<HttpState>) -> Response {
         health::readiness(&state.broker, &state.status)
     };
     match readiness {
-        Ok(()) => axum::Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => {
+            let damage = health::damage_report(&state.broker, &state.broker.partition_snapshots());
+            if damage.is_empty() {
+                axum::Json(json!({"status": "ready"})).into_response()
+            } else {
+                axum::Json(json!({"status": "ready", "damaged": damage})).into_response()
+            }
+        }
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"status": "not_ready", "reason": reason})),

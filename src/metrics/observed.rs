@@ -65,6 +65,12 @@ pub(super) fn register(meter: &Meter) {
         "1 when a partition refuses writes after a storage failure",
         |s| u64::from(s.failure.is_some()),
     );
+    partition_gauge(
+        meter,
+        "obelisk_partition_damaged_offsets",
+        "Offsets of a partition found damaged on disk when it was opened (reads of them fail with DATA_LOSS)",
+        |s| s.damaged.iter().map(|r| r.end - r.start).sum(),
+    );
     meter
         .u64_observable_gauge("obelisk_buffer_messages")
         .with_description("Records held in the in-memory ring buffers, by topic")

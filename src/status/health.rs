@@ -135,20 +135,77 @@ fn storage(broker: &Broker, partitions: &[PartitionSnapshot]) -> (Health, Value)
         .collect();
     let size: u64 = partitions.iter().map(|p| p.size_bytes).sum();
     let segments: usize = partitions.iter().map(|p| p.segments).sum();
-    let health = if failed.is_empty() {
-        Health::Healthy
-    } else {
+    let damage = damage_report(broker, partitions);
+    let health = if !failed.is_empty() {
         Health::Unhealthy
+    } else if !damage.is_empty() {
+        Health::Degraded
+    } else {
+        Health::Healthy
     };
+    let damaged: Vec<Value> = partitions
+        .iter()
+        .filter(|p| !p.damaged.is_empty())
+        .map(|p| {
+            let ranges: Vec<Value> = p
+                .damaged
+                .iter()
+                .map(|r| json!({"first": r.start, "last": r.end - 1}))
+                .collect();
+            json!({"topic": p.topic, "partition": p.partition, "damaged_offsets": ranges})
+        })
+        .collect();
+    let offline: Vec<Value> = broker
+        .offline_topics()
+        .into_iter()
+        .map(|(topic, reason)| json!({"topic": topic, "reason": reason}))
+        .collect();
+    let groups: Vec<Value> = broker
+        .damaged_groups()
+        .into_iter()
+        .map(|(group, reason)| json!({"group": group, "reason": reason}))
+        .collect();
     let details = json!({
         "topics": broker.list_topics().len(),
         "partitions": partitions.len(),
         "segments": segments,
         "size_bytes": size,
         "read_only_partitions": failed,
+        "damaged_partitions": damaged,
+        "offline_topics": offline,
+        "damaged_groups": groups,
         "accepting_writes": !broker.shutdown_token().is_cancelled(),
     });
     (health, details)
+}
+
+/// What is damaged on disk, one sentence each: partitions with unreadable offsets, topics that
+/// could not be opened, groups whose offsets could not be read. None of it stops the broker from
+/// serving everything else, so it degrades health and is listed by readiness without failing it:
+/// taking the broker out of rotation would turn one bad record into an outage.
+pub fn damage_report(broker: &Broker, partitions: &[PartitionSnapshot]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in partitions {
+        for r in &p.damaged {
+            out.push(format!(
+                "partition {}/{} has damaged records at offsets {} to {} (reads of them fail \
+                 with DATA_LOSS; the rest is readable)",
+                p.topic,
+                p.partition,
+                r.start,
+                r.end - 1
+            ));
+        }
+    }
+    for (topic, reason) in broker.offline_topics() {
+        out.push(format!("topic {topic} is offline: {reason}"));
+    }
+    for (group, _) in broker.damaged_groups() {
+        out.push(format!(
+            "the committed offsets of group {group} were damaged and must be reset"
+        ));
+    }
+    out
 }
 
 fn batcher(broker: &Broker, partitions: &[PartitionSnapshot]) -> (Health, Value) {
