@@ -204,6 +204,8 @@ impl RunningServer {
     /// Stops accepting, lets listeners drain (up to a few seconds), then flushes and fsyncs every
     /// partition.
     pub async fn stop(self) {
+        // Waits end first (long polls answer, subscriptions end), so in-flight calls can finish.
+        self.broker.drain();
         self.shutdown.cancel();
         for (what, mut task) in self.tasks {
             if tokio::time::timeout(DRAIN_TIMEOUT, &mut task)
