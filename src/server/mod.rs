@@ -116,6 +116,8 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
         }
     };
     status.set_recovering(Recovery::Done);
+    // Before any listener serves, so the metrics count every call (with or without HTTP).
+    crate::metrics::observe_broker(&broker, &status);
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
