@@ -14,7 +14,8 @@ use crate::storage::Topic;
 
 impl Broker {
     /// Records from the group's committed offsets, up to the limits, waiting up to
-    /// `limits.max_wait` when none are available. Does not move the committed offsets.
+    /// `limits.max_wait` when none are available (not once the broker drains: then it answers
+    /// with what there is). Does not move the committed offsets.
     ///
     /// # Errors
     /// `InvalidName`, `TopicNotFound`, `OffsetOutOfRange` (committed offset below the log start
@@ -38,16 +39,18 @@ impl Broker {
             if !out.is_empty() || Instant::now() >= deadline {
                 return Ok(out);
             }
+            let _waiting = self.inner.drain.waiting();
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return Ok(out) },
                 () = tokio::time::sleep_until(deadline) => return Ok(out),
-                () = self.inner.shutdown.cancelled() => return Ok(out),
+                () = self.inner.drain.fired() => return Ok(out),
                 () = topic.closed() => return deleted_or_stopping(self, &topic, out),
             }
         }
     }
 
-    /// Records of one partition from an explicit offset; waits up to `max_wait` at the log end.
+    /// Records of one partition from an explicit offset; waits up to `max_wait` at the log end
+    /// (not once the broker drains).
     ///
     /// # Errors
     /// `InvalidName`, `TopicNotFound`, `InvalidArgument` (no such partition), `OffsetOutOfRange`,
@@ -70,6 +73,7 @@ impl Broker {
                     log_end: core.acked_end(),
                 });
             }
+            let _waiting = self.inner.drain.waiting();
             tokio::select! {
                 _ = end.changed() => {}
                 () = tokio::time::sleep_until(deadline) => {}
@@ -77,7 +81,7 @@ impl Broker {
                     deleted_or_stopping(self, &topic, Vec::new())?;
                     return Ok(FetchResponse { records, log_start: core.start_offset(), log_end: core.acked_end() });
                 }
-                () = self.inner.shutdown.cancelled() => {
+                () = self.inner.drain.fired() => {
                     return Ok(FetchResponse { records, log_start: core.start_offset(), log_end: core.acked_end() });
                 }
             }
@@ -166,14 +170,14 @@ impl Broker {
     }
 }
 
-/// What a waiting read answers when its topic closes: what it has while the broker stops, else
-/// NOT_FOUND (the topic was deleted under it).
+/// What a waiting read answers when its topic closes: what it has while the broker drains or
+/// stops, else NOT_FOUND (the topic was deleted under it).
 fn deleted_or_stopping(
     broker: &Broker,
     topic: &Topic,
     out: Vec<ConsumedRecord>,
 ) -> Result<Vec<ConsumedRecord>, BrokerError> {
-    if broker.inner.shutdown.is_cancelled() {
+    if broker.is_draining() {
         Ok(out)
     } else {
         Err(BrokerError::TopicNotFound(topic.name.clone()))

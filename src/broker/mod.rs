@@ -4,6 +4,7 @@
 
 mod admin;
 mod consume;
+mod drain;
 pub mod error;
 pub mod names;
 mod observe;
@@ -113,6 +114,9 @@ pub(crate) struct Inner {
     unavailable: RwLock<HashMap<String, String>>,
     /// The broker's events go here once someone observes it (the metrics).
     observer: Arc<Observer>,
+    /// Fired when the broker drains: every wait for records ends.
+    drain: drain::Drain,
+    /// Fired when the broker shuts down (after draining): background tasks stop.
     shutdown: CancellationToken,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// The data directory's lock file, held (flock) from open to shutdown: two brokers (or an
@@ -188,6 +192,7 @@ impl Broker {
                 files,
                 unavailable: RwLock::new(unavailable),
                 observer,
+                drain: drain::Drain::default(),
                 shutdown: CancellationToken::new(),
                 background: std::sync::Mutex::new(Vec::new()),
                 lock: std::sync::Mutex::new(Some(lock)),
@@ -208,7 +213,8 @@ impl Broker {
         &self.inner.config
     }
 
-    /// A token cancelled when the broker starts shutting down (streams end on it).
+    /// A token cancelled when the broker starts shutting down, after it drained (waits and
+    /// streams end on [`Broker::drain`] instead).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
     }
@@ -330,9 +336,11 @@ impl Broker {
         .await;
     }
 
-    /// Stops the broker: ends subscriptions and background tasks, lets every batcher write what is
-    /// queued (those produces are acknowledged), and fsyncs every partition.
+    /// Stops the broker: drains (ends waits and subscriptions), stops background tasks, lets
+    /// every batcher write what is queued (those produces are acknowledged), and fsyncs every
+    /// partition.
     pub async fn shutdown(&self) {
+        self.drain();
         self.inner.shutdown.cancel();
         let tasks = std::mem::take(&mut *lock(&self.inner.background));
         for t in tasks {

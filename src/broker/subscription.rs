@@ -23,7 +23,8 @@ pub struct Subscription {
     positions: Vec<u64>,
     changes: watch::Receiver<u64>,
     max_records: usize,
-    shutdown: CancellationToken,
+    /// The broker's drain signal: the subscription ends on it.
+    drain: CancellationToken,
     /// Set once the subscription reported its end (topic deleted).
     ended: bool,
     /// Partition to read first next time, so that one busy partition cannot starve the others.
@@ -64,7 +65,7 @@ impl Broker {
             } else {
                 req.max_records_per_batch
             },
-            shutdown: self.inner.shutdown.clone(),
+            drain: self.inner.drain.token(),
             next_first: 0,
             ended: false,
         })
@@ -72,14 +73,15 @@ impl Broker {
 }
 
 impl Subscription {
-    /// The next records, waiting for new ones when there are none. `None` once the broker stops.
+    /// The next records, waiting for new ones when there are none. `None` once the broker drains
+    /// (or stops).
     ///
     /// # Errors
     /// `OffsetOutOfRange` when retention removed the subscriber's position, `DataLoss`,
     /// `Unavailable`.
     pub async fn next_batch(&mut self) -> Option<Result<Vec<ConsumedRecord>, BrokerError>> {
         loop {
-            if self.shutdown.is_cancelled() || self.ended {
+            if self.drain.is_cancelled() || self.ended {
                 return None;
             }
             if self.topic.is_closed() {
@@ -117,7 +119,7 @@ impl Subscription {
             }
             tokio::select! {
                 changed = self.changes.changed() => if changed.is_err() { return None },
-                () = self.shutdown.cancelled() => return None,
+                () = self.drain.cancelled() => return None,
                 () = self.topic.closed() => {}
             }
         }

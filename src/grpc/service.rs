@@ -23,7 +23,8 @@ const STREAM_IN_FLIGHT_BYTES: usize = 64 << 20;
 #[derive(Clone)]
 pub struct BrokerService {
     broker: Broker,
-    /// Cancelled when the server stops: streams end on it.
+    /// Cancelled when the server stops: produce streams stop reading on it (waits and
+    /// subscriptions end on the broker's own drain).
     shutdown: CancellationToken,
     /// Longest long-poll wait, kept inside the unary request deadline so a poll answers (empty)
     /// instead of failing with DEADLINE_EXCEEDED.
@@ -204,30 +205,23 @@ impl pb::broker_server::Broker for BrokerService {
         });
         crate::metrics::record_request("grpc", "subscribe", started, res.as_ref().map(|_| ()));
         let sub = res.map_err(|e| to_status(&e))?;
-        let shutdown = self.shutdown.clone();
         // Pulled by tonic only when the HTTP/2 stream has room: a slow subscriber holds back only
-        // itself, and nothing is buffered for it beyond the message being sent.
-        let stream = futures_util::stream::unfold(
-            (sub, shutdown, false),
-            |(mut sub, shutdown, failed)| async move {
-                if failed {
-                    return None;
-                }
-                let next = tokio::select! {
-                    n = sub.next_batch() => n,
-                    () = shutdown.cancelled() => None,
-                }?;
-                match next {
-                    Ok(records) => Some((
-                        Ok(pb::SubscribeResponse {
-                            records: convert::consumed(records),
-                        }),
-                        (sub, shutdown, false),
-                    )),
-                    Err(e) => Some((Err(to_status(&e)), (sub, shutdown, true))),
-                }
-            },
-        );
+        // itself, and nothing is buffered for it beyond the message being sent. The stream ends
+        // when the broker drains (`next_batch` says so).
+        let stream = futures_util::stream::unfold((sub, false), |(mut sub, failed)| async move {
+            if failed {
+                return None;
+            }
+            match sub.next_batch().await? {
+                Ok(records) => Some((
+                    Ok(pb::SubscribeResponse {
+                        records: convert::consumed(records),
+                    }),
+                    (sub, false),
+                )),
+                Err(e) => Some((Err(to_status(&e)), (sub, true))),
+            }
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

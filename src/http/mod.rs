@@ -82,9 +82,9 @@ pub struct HttpState {
     pub broker: Broker,
     pub status: Arc<ServerStatus>,
     pub config: HttpConfig,
-    /// Cancelled when the server starts draining: long polls answer at once with what they have
-    /// (so shutdown is not held up by them) and readiness turns false. Pass the token given to
-    /// [`serve`] with [`HttpState::with_shutdown`].
+    /// Cancelled when the server starts stopping: readiness turns false. (Long polls end on the
+    /// broker's drain, as on every protocol.) Pass the token given to [`serve`] with
+    /// [`HttpState::with_shutdown`].
     pub shutdown: CancellationToken,
 }
 
@@ -109,7 +109,7 @@ impl HttpState {
         }
     }
 
-    /// Ends long polls and readiness when `shutdown` is cancelled (the token given to [`serve`]).
+    /// Turns readiness false when `shutdown` is cancelled (the token given to [`serve`]).
     #[must_use]
     pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
         self.shutdown = shutdown;

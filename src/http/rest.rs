@@ -110,10 +110,7 @@ pub async fn fetch(
         offset: q.offset,
         limits: state.limits(q.limit, q.max_bytes, q.max_wait_ms),
     };
-    let resp = tokio::select! {
-        r = state.broker.fetch(req.clone()) => r?,
-        () = state.shutdown.cancelled() => state.broker.fetch(no_wait(req)).await?,
-    };
+    let resp = state.broker.fetch(req).await?;
     let next = resp.records.last().map_or(q.offset, |r| r.offset + 1);
     let records: Vec<RecordOut> = resp
         .records
@@ -167,14 +164,7 @@ pub async fn poll(
             Start::Latest => StartPosition::Latest,
         },
     };
-    let records = tokio::select! {
-        r = state.broker.poll(req.clone()) => r?,
-        () = state.shutdown.cancelled() => {
-            let mut req = req;
-            req.limits.max_wait = Duration::ZERO;
-            state.broker.poll(req).await?
-        }
-    };
+    let records = state.broker.poll(req).await?;
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     for r in &records {
         next.insert(r.partition, r.record.offset + 1);
@@ -238,12 +228,6 @@ pub async fn reset(
     Ok(axum::Json(
         json!({"topic": topic, "group": body.group, "offsets": offsets}),
     ))
-}
-
-/// The same fetch without waiting: what is there now.
-fn no_wait(mut req: FetchRequest) -> FetchRequest {
-    req.limits.max_wait = Duration::ZERO;
-    req
 }
 
 fn position(to: &Value) -> Result<Position, ApiError> {

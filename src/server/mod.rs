@@ -115,6 +115,8 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
         }
     };
     status.set_recovering(Recovery::Done);
+    // Before any listener serves, so the metrics count every call (with or without HTTP).
+    crate::metrics::observe_broker(&broker, &status);
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -203,6 +205,8 @@ impl RunningServer {
     /// Stops accepting, lets listeners drain (up to a few seconds), then flushes and fsyncs every
     /// partition.
     pub async fn stop(self) {
+        // Waits end first (long polls answer, subscriptions end), so in-flight calls can finish.
+        self.broker.drain();
         self.shutdown.cancel();
         for (what, mut task) in self.tasks {
             if tokio::time::timeout(DRAIN_TIMEOUT, &mut task)

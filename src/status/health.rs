@@ -102,13 +102,13 @@ pub fn evaluate(broker: &Broker, status: &ServerStatus) -> HealthReport {
 /// `Ok` when the server should take traffic; else why not.
 ///
 /// # Errors
-/// The reason: recovery running, the broker stopping, a read-only partition, or an enabled
+/// The reason: recovery running, the broker draining or stopping, a read-only partition, or an enabled
 /// listener that is not serving.
 pub fn readiness(broker: &Broker, status: &ServerStatus) -> Result<(), String> {
     if status.is_recovering() {
         return Err("recovering the data directory".into());
     }
-    if broker.shutdown_token().is_cancelled() {
+    if broker.is_draining() {
         return Err("shutting down".into());
     }
     if let Some(f) = broker.failed_partitions().first() {

@@ -176,7 +176,7 @@ async fn storage_failure_turns_ready_false_and_produce_503() {
     assert!(m.value("obelisk_storage_failures_total", &[]) >= 1.0);
 }
 
-/// When the server drains, long polls answer at once with what there is, and readiness is false.
+/// When the broker drains, long polls answer at once with what there is, and readiness is false.
 #[tokio::test]
 async fn draining_ends_long_polls_and_readiness() {
     let h = harness().await;
@@ -190,7 +190,7 @@ async fn draining_ends_long_polls_and_readiness() {
     let started = std::time::Instant::now();
     let cancel = async {
         tokio::task::yield_now().await;
-        h.shutdown.cancel();
+        h.broker.drain();
     };
     let (f, p, ()) = tokio::join!(fetch, poll, cancel);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
