@@ -51,10 +51,6 @@ pub mod proto;
 pub(crate) mod rfc3339;
 pub mod server;
 pub mod status;
-// Crate-private since the broker became its only door. Some items look unused on this branch
-// only because their callers arrive with the recovery rework on main: drop this `allow` after
-// that merge and remove what the compiler still reports.
-#[allow(dead_code, unused_imports)]
 pub(crate) mod storage;
 pub(crate) mod sync;
 pub(crate) mod telemetry;

@@ -85,11 +85,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn after_a_drain_waits_end_at_once_and_produces_go_on() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let broker = Broker::open(BrokerConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..BrokerConfig::default()
-        })
-        .await
+        let broker = Broker::open(
+            BrokerConfig {
+                data_dir: dir.path().to_path_buf(),
+                ..BrokerConfig::default()
+            },
+            &tokio::runtime::Handle::current(),
+        )
         .expect("broker opens");
         let one = TopicConfig {
             partitions: 1,

@@ -174,31 +174,30 @@ impl Broker {
         Ok(t.partitions().iter().map(|p| snapshot(&t, p)).collect())
     }
 
-    /// The partitions' storage cores, as `(topic, core)`.
-    ///
-    /// Transitional, for tests written before [`Broker::partition_snapshots`]; remove once none
-    /// uses it. The core is crate-private storage: nothing else should hold it.
-    #[doc(hidden)]
-    pub fn partition_cores(&self) -> Vec<(String, Arc<crate::storage::PartitionCore>)> {
-        self.topics()
-            .iter()
-            .flat_map(|t| {
-                t.partitions()
-                    .iter()
-                    .map(|p| (t.name.clone(), Arc::clone(p.core())))
-            })
-            .collect()
-    }
-
-    /// Makes the next batch written to `topic`/`partition` fail as a failed `write` would: nothing
-    /// of it is acknowledged and the partition turns read-only. For tests of failure handling
-    /// (health, readiness, error mapping). Returns `false` when there is no such partition.
+    /// Makes the storage of `topic`/`partition` fail as a broken disk would, until
+    /// [`Broker::repair_injected_failure`]: the next batch write fails (nothing of it is
+    /// acknowledged, the partition turns read-only) and so do its retries. For tests of failure
+    /// handling (health, readiness, error mapping, recovery). Returns `false` when there is no
+    /// such partition.
     #[doc(hidden)]
     pub fn inject_write_failure(&self, topic: &str, partition: u32) -> bool {
         self.topic(topic)
             .and_then(|t| {
                 t.partition(partition)
                     .map(|p| p.core().inject_write_failure())
+            })
+            .is_some()
+    }
+
+    /// Ends a failure injected by [`Broker::inject_write_failure`]: the partition's next retry
+    /// finds its storage working and it takes writes again. Returns `false` when there is no such
+    /// partition.
+    #[doc(hidden)]
+    pub fn repair_injected_failure(&self, topic: &str, partition: u32) -> bool {
+        self.topic(topic)
+            .and_then(|t| {
+                t.partition(partition)
+                    .map(|p| p.core().repair_injected_failure())
             })
             .is_some()
     }

@@ -18,14 +18,14 @@ pub mod verify;
 pub use error::StorageError;
 pub use events::StorageEvents;
 pub use files::LogFiles;
-pub use log::{LogConfig, PartitionLog};
+pub use log::LogConfig;
 pub use record::Record;
 pub mod batcher;
 pub mod partition;
 pub mod ring;
 
 pub use batcher::{BatchConfig, Durability};
-pub use partition::{AppendError, Partition, PartitionConfig, PartitionCore};
+pub use partition::{AppendError, Partition, PartitionConfig};
 pub mod offsets;
 pub mod topic;
 

@@ -1,7 +1,7 @@
 //! A topic on disk: `topics/<name>/topic.json` (its config) and one directory per partition.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -53,7 +53,6 @@ pub fn fnv1a_32(bytes: &[u8]) -> u32 {
 pub struct Topic {
     pub name: String,
     pub config: TopicConfig,
-    dir: PathBuf,
     partitions: Vec<Partition>,
     round_robin: AtomicU32,
     read_start: AtomicU32,
@@ -176,17 +175,12 @@ impl Topic {
         Ok(Self {
             name: name.to_string(),
             config,
-            dir: dir.to_path_buf(),
             partitions,
             round_robin: AtomicU32::new(0),
             read_start: AtomicU32::new(0),
             changes,
             closed: tokio_util::sync::CancellationToken::new(),
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     pub fn partitions(&self) -> &[Partition] {

@@ -86,12 +86,8 @@ async fn linger_holds_a_batch_until_it_expires() {
         1,
         "offsets 0 and 1"
     );
-    let p = &b.partition_cores()[0].1;
-    assert_eq!(
-        p.stats.batches.load(std::sync::atomic::Ordering::Relaxed),
-        1,
-        "one group commit"
-    );
+    let snapshots = b.partition_snapshots();
+    assert_eq!(snapshots[0].writes.batches, 1, "one group commit");
     b.shutdown().await;
 }
 

@@ -426,15 +426,10 @@ impl Parity {
     }
 }
 
-/// The one place these tests reach into storage: another branch is changing how partitions are
-/// reached from the Broker, so only this function should need to follow.
+/// Makes `topic`/`partition` read-only as a failed write would.
 pub fn inject_write_failure(broker: &Broker, topic: &str, partition: u32) {
-    let core = broker
-        .partition_cores()
-        .into_iter()
-        .filter(|(t, _)| t == topic)
-        .map(|(_, core)| core)
-        .find(|core| core.id == partition)
-        .unwrap_or_else(|| panic!("{topic}/{partition} exists"));
-    core.inject_write_failure();
+    assert!(
+        broker.inject_write_failure(topic, partition),
+        "{topic}/{partition} exists"
+    );
 }

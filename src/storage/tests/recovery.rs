@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::storage::{LogConfig, LogFiles, PartitionLog, Record, StorageError};
+use crate::storage::log::PartitionLog;
+use crate::storage::{LogConfig, LogFiles, Record, StorageError};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
