@@ -84,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "OBELISK_SEGMENT_BYTES",
           default_value_t = BrokerConfig::default().segment_bytes)]
     pub segment_bytes: u64,
+    /// Sealed segment logs kept open for reads, at most (the least recently read are closed; an
+    /// active segment always keeps its own log open).
+    #[arg(long, env = "OBELISK_OPEN_SEGMENT_FILES",
+          default_value_t = BrokerConfig::default().open_segment_files)]
+    pub open_segment_files: usize,
     /// Ring buffer of recent records per partition, in bytes.
     #[arg(long, env = "OBELISK_RING_BUFFER_BYTES",
           default_value_t = BrokerConfig::default().ring_buffer_bytes)]
@@ -272,6 +277,13 @@ impl Config {
                 "must be 4 KiB to 1 GiB",
             ));
         }
+        if self.open_segment_files == 0 {
+            return Err(invalid(
+                "open_segment_files",
+                self.open_segment_files,
+                "must be at least 1",
+            ));
+        }
         if self.max_record_bytes == 0 || self.max_record_bytes > 256 << 20 {
             return Err(invalid(
                 "max_record_bytes",
@@ -314,6 +326,7 @@ impl Config {
             default_retention_bytes: self.retention_bytes,
             segment_bytes: self.segment_bytes,
             ring_buffer_bytes: self.ring_buffer_bytes,
+            open_segment_files: self.open_segment_files,
             batch: BatchConfig {
                 max_records: self.batch_max_records,
                 max_bytes: self.batch_max_bytes,
