@@ -275,27 +275,22 @@ async fn check_topics(
             "round {round}: deleted {name} came back"
         );
     }
-    let mut k = known.lock().unwrap();
     match in_flight {
-        Some(Op::Create(name, partitions)) => {
-            if names.contains(&name) {
-                drop(k);
-                let got = partitions_of(c, &name).await;
-                assert_eq!(
-                    got,
-                    Some(partitions as usize),
-                    "round {round}: {name} half made"
-                );
-                known.lock().unwrap().created.push((name, partitions));
-            }
+        Some(Op::Create(name, partitions)) if names.contains(&name) => {
+            let got = partitions_of(c, &name).await;
+            assert_eq!(
+                got,
+                Some(partitions as usize),
+                "round {round}: {name} half made"
+            );
+            known.lock().unwrap().created.push((name, partitions));
         }
-        Some(Op::Delete(name)) => {
-            if !names.contains(&name) {
-                k.created.retain(|(n, _)| *n != name);
-                k.deleted.push(name);
-            }
+        Some(Op::Delete(name)) if !names.contains(&name) => {
+            let mut k = known.lock().unwrap();
+            k.created.retain(|(n, _)| *n != name);
+            k.deleted.push(name);
         }
-        None => {}
+        _ => {}
     }
     let leftovers: Vec<_> = std::fs::read_dir(data.join("topics"))
         .expect("topics dir")
