@@ -41,6 +41,21 @@ pub struct Config {
     pub max_concurrent_streams: u32,
     pub request_timeout_ms: u64,
     pub legacy_idle_timeout_ms: u64,
+    /// Connection limit of the legacy listener; 0: `max_connections`.
+    pub max_legacy_connections: usize,
+    /// Connection limit of the HTTP listener; 0: `max_connections`.
+    pub max_http_connections: usize,
+    /// A new connection must send its first bytes (HTTP/2: its preface) within this, in ms.
+    pub handshake_timeout_ms: u64,
+    /// gRPC and HTTP connections with no request in flight this long are closed, in ms.
+    pub connection_idle_timeout_ms: u64,
+    /// HTTP/2 keepalive ping interval on gRPC and HTTP, in ms; 0 turns pings off.
+    pub keepalive_interval_ms: u64,
+    /// A connection whose ping is not answered within this is closed, in ms.
+    pub keepalive_timeout_ms: u64,
+    /// File descriptors kept out of the connection budget (for segments and the rest); 0: a
+    /// quarter of the open-file limit, at least 128.
+    pub fd_reserve: u64,
     /// "text" or "json".
     pub log_format: LogFormat,
     /// A tracing filter such as "info" or "obelisk=debug"; RUST_LOG wins when set.
@@ -73,6 +88,13 @@ impl Default for Config {
             max_concurrent_streams: grpc.max_concurrent_streams,
             request_timeout_ms: grpc.request_timeout.as_millis() as u64,
             legacy_idle_timeout_ms: 300_000,
+            max_legacy_connections: 0,
+            max_http_connections: 0,
+            handshake_timeout_ms: grpc.handshake_timeout.as_millis() as u64,
+            connection_idle_timeout_ms: grpc.idle_timeout.as_millis() as u64,
+            keepalive_interval_ms: grpc.keepalive_interval.map_or(0, |d| d.as_millis() as u64),
+            keepalive_timeout_ms: grpc.keepalive_timeout.as_millis() as u64,
+            fd_reserve: 0,
             log_format: LogFormat::Text,
             log_level: "info".into(),
         }
@@ -108,6 +130,11 @@ pub struct Validated {
     pub tcp_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub legacy_idle_timeout: Duration,
+    pub legacy_max_connections: usize,
+    /// The legacy listener's first-frame timeout (see `Config::handshake_timeout_ms`).
+    pub handshake_timeout: Duration,
+    /// 0: derived from the open-file limit (see `server::descriptors`).
+    pub fd_reserve: u64,
 }
 
 impl Config {
@@ -209,6 +236,22 @@ impl Config {
         if self.request_timeout_ms == 0 {
             return Err(invalid("request_timeout_ms", 0, "must be at least 1"));
         }
+        for (key, v) in [
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            (
+                "connection_idle_timeout_ms",
+                self.connection_idle_timeout_ms,
+            ),
+            ("keepalive_timeout_ms", self.keepalive_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, 0, "must be at least 1"));
+            }
+        }
+        let ms = Duration::from_millis;
+        let or_default = |v: usize| if v == 0 { self.max_connections } else { v };
+        let keepalive_interval =
+            (self.keepalive_interval_ms > 0).then(|| ms(self.keepalive_interval_ms));
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "", "must not be empty"));
         }
@@ -234,9 +277,18 @@ impl Config {
             max_connections: self.max_connections,
             max_concurrent_streams: self.max_concurrent_streams,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            handshake_timeout: ms(self.handshake_timeout_ms),
+            idle_timeout: ms(self.connection_idle_timeout_ms),
+            keepalive_interval,
+            keepalive_timeout: ms(self.keepalive_timeout_ms),
         };
         let http = HttpConfig {
             body_limit_bytes: HttpConfig::body_limit_for(self.max_record_bytes),
+            max_connections: or_default(self.max_http_connections),
+            handshake_timeout: ms(self.handshake_timeout_ms),
+            idle_timeout: ms(self.connection_idle_timeout_ms),
+            keepalive_interval,
+            keepalive_timeout: ms(self.keepalive_timeout_ms),
             ..HttpConfig::default()
         };
         Ok(Validated {
@@ -247,6 +299,9 @@ impl Config {
             tcp_addr: optional("tcp_addr", &self.tcp_addr)?,
             http_addr: optional("http_addr", &self.http_addr)?,
             legacy_idle_timeout: Duration::from_millis(self.legacy_idle_timeout_ms.max(1)),
+            legacy_max_connections: or_default(self.max_legacy_connections),
+            handshake_timeout: ms(self.handshake_timeout_ms),
+            fd_reserve: self.fd_reserve,
         })
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http_support::parse_metrics;
 use obelisk::broker::{Broker, BrokerConfig};
-use obelisk::http::{HttpState, router, serve};
+use obelisk::http::{HttpConfig, HttpState, router, serve};
 use obelisk::status::ServerStatus;
 use obelisk::storage::record::encoded_len;
 use serde_json::{Value, json};
@@ -89,6 +89,8 @@ async fn produce_and_consume_over_a_socket_and_metrics_move_exactly() {
     let server = tokio::spawn(serve(
         listener,
         router(HttpState::new(broker.clone(), Arc::clone(&status)).with_shutdown(shutdown.clone())),
+        HttpConfig::default(),
+        Arc::clone(&status),
         shutdown.clone(),
     ));
 

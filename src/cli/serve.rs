@@ -76,6 +76,28 @@ pub struct ServeArgs {
     /// Close legacy TCP connections idle this long, in ms [default: 300000].
     #[arg(long, env = "OBELISK_LEGACY_IDLE_TIMEOUT_MS")]
     pub legacy_idle_timeout_ms: Option<u64>,
+    /// Most open legacy TCP connections, 0 = --max-connections [default: 0].
+    #[arg(long, env = "OBELISK_MAX_LEGACY_CONNECTIONS")]
+    pub max_legacy_connections: Option<usize>,
+    /// Most open HTTP connections, 0 = --max-connections [default: 0].
+    #[arg(long, env = "OBELISK_MAX_HTTP_CONNECTIONS")]
+    pub max_http_connections: Option<usize>,
+    /// Time for a new connection to send its first bytes (HTTP/2: its preface), in ms [default: 10000].
+    #[arg(long, env = "OBELISK_HANDSHAKE_TIMEOUT_MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Close gRPC and HTTP connections with no request in flight this long, in ms [default: 300000].
+    #[arg(long, env = "OBELISK_CONNECTION_IDLE_TIMEOUT_MS")]
+    pub connection_idle_timeout_ms: Option<u64>,
+    /// HTTP/2 keepalive ping interval on gRPC and HTTP in ms, 0 = off [default: 30000].
+    #[arg(long, env = "OBELISK_KEEPALIVE_INTERVAL_MS")]
+    pub keepalive_interval_ms: Option<u64>,
+    /// Close a connection whose keepalive ping is unanswered this long, in ms [default: 10000].
+    #[arg(long, env = "OBELISK_KEEPALIVE_TIMEOUT_MS")]
+    pub keepalive_timeout_ms: Option<u64>,
+    /// File descriptors kept for storage outside the connection budget, 0 = a quarter of the
+    /// open-file limit, at least 128 [default: 0].
+    #[arg(long, env = "OBELISK_FD_RESERVE")]
+    pub fd_reserve: Option<u64>,
     /// Log format: "text" or "json" [default: text].
     #[arg(long, env = "OBELISK_LOG_FORMAT", value_enum)]
     pub log_format: Option<crate::telemetry::LogFormat>,
@@ -125,6 +147,13 @@ impl ServeArgs {
             max_concurrent_streams,
             request_timeout_ms,
             legacy_idle_timeout_ms,
+            max_legacy_connections,
+            max_http_connections,
+            handshake_timeout_ms,
+            connection_idle_timeout_ms,
+            keepalive_interval_ms,
+            keepalive_timeout_ms,
+            fd_reserve,
             log_format,
             log_level
         );
