@@ -103,7 +103,7 @@ pub async fn serve(
         Err(e) => tracing::info!(error = %e, "legacy TCP listener serving"),
     }
     let refusals = RefusalLog::new(Protocol::Legacy);
-    let lingering = Arc::new(Semaphore::new(64));
+    let lingering = Arc::new(Semaphore::new(connections::MAX_LINGERING));
     if let Some(server) = stats.server() {
         server.legacy.set_max_connections(config.max_connections);
     }

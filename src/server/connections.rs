@@ -42,7 +42,7 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Refused connections waiting for their reply to be read at once, per listener; beyond it a
 /// refused connection is closed without waiting.
-const MAX_LINGERING: usize = 64;
+pub const MAX_LINGERING: usize = 8;
 /// How long a refused connection may take to read its reply.
 const LINGER: Duration = Duration::from_millis(500);
 /// Pause after an accept error that is not about one connection (out of file descriptors...).
