@@ -19,32 +19,23 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 
 pub use super::in_flight::{Activity, InFlight, TrackedBody};
+pub use super::refusal::{MAX_LINGERING, Refusal, RefusalLog, refuse};
 use crate::status::{ConnectionGuard, Protocol, ServerStatus};
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// How often at most a refused connection is logged per listener; the refusals in between are
-/// counted in the next line.
-pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Refused connections waiting for their reply to be read at once, per listener; beyond it a
-/// refused connection is closed without waiting.
-pub const MAX_LINGERING: usize = 8;
-/// How long a refused connection may take to read its reply.
-const LINGER: Duration = Duration::from_millis(500);
 /// Pause after an accept error that is not about one connection (out of file descriptors...).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -65,129 +56,6 @@ impl Default for ConnectionLimits {
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
-        }
-    }
-}
-
-/// What a connection over the limit is told before it is closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// An HTTP/2 SETTINGS frame and a GOAWAY with `ENHANCE_YOUR_CALM` and a reason: the client
-    /// fails its calls at once instead of waiting.
-    Grpc,
-    /// `HTTP/1.1 429 Too Many Requests` with the JSON error body of every other error.
-    Http,
-    /// The legacy protocol's `NACK:PUBLISH_FAILED` line (DESIGN.md: overloaded).
-    Legacy,
-}
-
-const REFUSAL_REASON: &str = "too many connections; retry later";
-
-impl Refusal {
-    /// The bytes sent to a refused connection.
-    pub fn reply(self) -> Vec<u8> {
-        match self {
-            Self::Grpc => {
-                let mut out = Vec::with_capacity(9 + 9 + 8 + REFUSAL_REASON.len());
-                // SETTINGS: length 0, type 4, no flags, stream 0.
-                out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-                // GOAWAY: type 7; last stream 0, error ENHANCE_YOUR_CALM (0xb), the reason.
-                let len = (8 + REFUSAL_REASON.len()) as u32;
-                out.extend_from_slice(&len.to_be_bytes()[1..]);
-                out.extend_from_slice(&[7, 0, 0, 0, 0, 0]);
-                out.extend_from_slice(&0u32.to_be_bytes());
-                out.extend_from_slice(&0xbu32.to_be_bytes());
-                out.extend_from_slice(REFUSAL_REASON.as_bytes());
-                out
-            }
-            Self::Http => {
-                let body = format!(
-                    r#"{{"error":{{"code":"too_many_connections","message":"{REFUSAL_REASON}"}}}}"#
-                );
-                format!(
-                    "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-                     retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .into_bytes()
-            }
-            Self::Legacy => crate::legacy::codec::Reply::PublishFailed
-                .as_bytes()
-                .to_vec(),
-        }
-    }
-}
-
-/// One warning per [`REFUSAL_LOG_INTERVAL`] for refused connections, with the count of those not
-/// logged since the last one.
-#[derive(Debug)]
-pub struct RefusalLog {
-    protocol: Protocol,
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl RefusalLog {
-    pub fn new(protocol: Protocol) -> Self {
-        Self {
-            protocol,
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Logs a refused connection from `peer`, unless one was logged within the interval.
-    pub fn refused(&self, peer: SocketAddr, max_connections: usize) {
-        let now = Instant::now();
-        let mut last = crate::sync::lock(&self.last);
-        if last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        *last = Some(now);
-        drop(last);
-        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
-        tracing::warn!(
-            protocol = self.protocol.as_str(),
-            %peer,
-            max_connections,
-            refused_since_last_warning = suppressed,
-            "connection refused: the listener is at its connection limit"
-        );
-    }
-}
-
-/// Sends `refusal` on a connection over the limit and closes it. The write side is closed after
-/// the reply and the peer's input is read briefly (in a task, at most [`MAX_LINGERING`] at once),
-/// so closing does not reset the connection before the peer read the reply.
-pub fn refuse(stream: TcpStream, refusal: Refusal, lingering: &Arc<Semaphore>) {
-    // A fresh socket's send buffer is empty: the reply fits without waiting.
-    let reply = refusal.reply();
-    if stream.try_write(&reply).is_err() {
-        return;
-    }
-    let Ok(permit) = Arc::clone(lingering).try_acquire_owned() else {
-        return;
-    };
-    tokio::spawn(async move {
-        let mut stream = stream;
-        let _ = stream.shutdown().await;
-        let _ = tokio::time::timeout(LINGER, drain(&stream)).await;
-        drop(permit);
-    });
-}
-
-async fn drain(stream: &TcpStream) {
-    let mut sink = [0u8; 4096];
-    loop {
-        if stream.readable().await.is_err() {
-            return;
-        }
-        match stream.try_read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
         }
     }
 }
@@ -446,34 +314,64 @@ pub fn is_per_connection(e: &io::Error) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn grpc_refusal_is_a_settings_and_a_goaway_frame() {
-        let r = Refusal::Grpc.reply();
-        assert_eq!(&r[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        let len = u32::from_be_bytes([0, r[9], r[10], r[11]]) as usize;
-        assert_eq!(r[12], 7, "GOAWAY");
-        assert_eq!(r.len(), 18 + len);
-        assert_eq!(&r[22..26], &0xbu32.to_be_bytes(), "ENHANCE_YOUR_CALM");
-        assert_eq!(&r[26..], REFUSAL_REASON.as_bytes());
+    struct Watched {
+        activity: Arc<Activity>,
+        shutdown: CancellationToken,
+        close: CancellationToken,
     }
 
-    #[test]
-    fn http_refusal_is_a_complete_429() {
-        let r = String::from_utf8(Refusal::Http.reply()).unwrap();
-        let (head, body) = r.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 429 "), "{head}");
-        assert!(head.contains(&format!("content-length: {}", body.len())));
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["error"]["code"], "too_many_connections");
-    }
-
-    #[test]
-    fn refusals_are_logged_once_per_interval() {
-        let log = RefusalLog::new(Protocol::Grpc);
-        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        for _ in 0..100 {
-            log.refused(peer, 1);
+    fn watched(idle: Duration) -> Watched {
+        let activity = Arc::new(Activity::default());
+        let (shutdown, close) = (CancellationToken::new(), CancellationToken::new());
+        tokio::spawn(watch_idle(
+            Arc::clone(&activity),
+            idle,
+            shutdown.clone(),
+            close.clone(),
+            CancellationToken::new(),
+        ));
+        Watched {
+            activity,
+            shutdown,
+            close,
         }
-        assert_eq!(log.suppressed.load(Ordering::Relaxed), 99);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_shutdown_idle_connections_close_at_once_and_busy_ones_after_their_last_request() {
+        let idle = watched(Duration::from_secs(300));
+        let busy = watched(Duration::from_secs(300));
+        let request = busy.activity.begin();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        idle.shutdown.cancel();
+        busy.shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(idle.close.is_cancelled(), "idle: closed at once");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!busy.close.is_cancelled(), "a request in flight is not cut");
+        drop(request);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(
+            busy.close.is_cancelled(),
+            "closed when its last request ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closes_after_the_idle_timeout_without_requests() {
+        let w = watched(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(!w.close.is_cancelled());
+        let request = w.activity.begin();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!w.close.is_cancelled(), "a long request keeps it open");
+        drop(request);
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(
+            !w.close.is_cancelled(),
+            "the idle time starts again after the request"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(w.close.is_cancelled());
     }
 }

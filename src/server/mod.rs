@@ -5,6 +5,7 @@ pub mod connections;
 pub mod descriptors;
 mod in_flight;
 mod recovering;
+mod refusal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
