@@ -335,6 +335,29 @@ mod tests {
     }
 
     #[test]
+    fn connection_settings_default_to_max_connections_and_reject_zero_timeouts() {
+        let v = Config {
+            max_connections: 7,
+            max_http_connections: 3,
+            keepalive_interval_ms: 0,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(v.grpc.max_connections, 7);
+        assert_eq!(v.legacy_max_connections, 7, "0 means max_connections");
+        assert_eq!(v.http.max_connections, 3);
+        assert_eq!(v.grpc.keepalive_interval, None, "0 turns pings off");
+        assert_eq!(v.http.keepalive_interval, None);
+        let c = Config {
+            handshake_timeout_ms: 0,
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("handshake_timeout_ms"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         let c = Config {
             durability: "sometimes".into(),
