@@ -94,7 +94,8 @@ pub fn reserve_for(limit: u64, configured: u64) -> u64 {
 }
 
 /// Connection limits that fit in `limit - reserve` descriptors: `wanted` unchanged when they fit,
-/// else each lowered in proportion (at least 1). `limit` `None` (unlimited) keeps `wanted`.
+/// else each lowered in proportion (at least 1; 0, a listener turned off, stays 0). `limit`
+/// `None` (unlimited) keeps `wanted`.
 pub fn budget<const N: usize>(limit: Option<u64>, reserve: u64, wanted: [usize; N]) -> [usize; N] {
     let Some(limit) = limit else {
         return wanted;
@@ -104,7 +105,10 @@ pub fn budget<const N: usize>(limit: Option<u64>, reserve: u64, wanted: [usize; 
     if total <= u128::from(available) {
         return wanted;
     }
-    wanted.map(|w| ((w as u128 * u128::from(available) / total) as usize).max(1))
+    wanted.map(|w| match w {
+        0 => 0,
+        w => ((w as u128 * u128::from(available) / total) as usize).max(1),
+    })
 }
 
 #[cfg(test)]
@@ -125,6 +129,7 @@ mod tests {
         let got = budget(Some(256), reserve_for(256, 0), [1024, 512, 512]);
         assert_eq!(got, [64, 32, 32]);
         assert_eq!(budget(Some(100), 200, [10, 10]), [1, 1]);
+        assert_eq!(budget(Some(256), 128, [1024, 0, 1024]), [64, 0, 64]);
     }
 
     #[test]
