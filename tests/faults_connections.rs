@@ -103,17 +103,22 @@ async fn a_grpc_client_over_the_limit_fails_at_once_instead_of_hanging() {
         server.status.grpc.open_connections() == 1
     })
     .await;
-    let attempt = async {
-        let mut c = obelisk::client::connect(&format!("http://{}", server.grpc_addr)).await?;
-        c.list_topics(pb::ListTopicsRequest {})
-            .await
-            .map(|_| ())
-            .map_err(anyhow::Error::from)
-    };
-    let res = tokio::time::timeout(PATIENCE, attempt)
+    // Lazily connected, so the refusal always surfaces on the call.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect_lazy();
+    let mut c = obelisk::client::BrokerClient::new(channel);
+    let res = tokio::time::timeout(PATIENCE, c.list_topics(pb::ListTopicsRequest {}))
         .await
         .expect("the refused client is answered, not left hanging");
-    assert!(res.is_err(), "a client over the limit is refused");
+    let status = res.expect_err("a client over the limit is refused");
+    // The error table's code for too many connections, with a reason.
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("too many connections"),
+        "{}",
+        status.message()
+    );
     server.stop().await;
 }
 

@@ -12,6 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+use super::h2_refusal as h2;
 use crate::status::Protocol;
 
 /// How often at most a refused connection is logged per listener; the refusals in between are
@@ -20,14 +21,15 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Refused connections waiting for their reply to be read at once, per listener; beyond it a
 /// refused connection is closed without waiting.
 pub const MAX_LINGERING: usize = 8;
-/// How long a refused connection may take to read its reply.
-const LINGER: Duration = Duration::from_millis(500);
+/// How long a refused connection may take to read its reply and close.
+pub const LINGER: Duration = Duration::from_millis(500);
 
 /// What a connection over the limit is told before it is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// An HTTP/2 SETTINGS frame and a GOAWAY with `ENHANCE_YOUR_CALM` and a reason: the client
-    /// fails its calls at once instead of waiting.
+    /// The client's first call is answered RESOURCE_EXHAUSTED, then GOAWAY (see [`h2`]); a
+    /// client that sends no call gets SETTINGS and a GOAWAY `ENHANCE_YOUR_CALM` with the reason.
+    /// Either way it fails at once instead of waiting.
     Grpc,
     /// `HTTP/1.1 429 Too Many Requests` with the JSON error body of every other error.
     Http,
@@ -38,20 +40,13 @@ pub enum Refusal {
 const REFUSAL_REASON: &str = "too many connections; retry later";
 
 impl Refusal {
-    /// The bytes sent to a refused connection.
+    /// The bytes sent to a refused connection that gets no more (for gRPC, when no call is
+    /// answered: SETTINGS and a GOAWAY `ENHANCE_YOUR_CALM`).
     pub fn reply(self) -> Vec<u8> {
         match self {
             Self::Grpc => {
-                let mut out = Vec::with_capacity(9 + 9 + 8 + REFUSAL_REASON.len());
-                // SETTINGS: length 0, type 4, no flags, stream 0.
-                out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-                // GOAWAY: type 7; last stream 0, error ENHANCE_YOUR_CALM (0xb), the reason.
-                let len = (8 + REFUSAL_REASON.len()) as u32;
-                out.extend_from_slice(&len.to_be_bytes()[1..]);
-                out.extend_from_slice(&[7, 0, 0, 0, 0, 0]);
-                out.extend_from_slice(&0u32.to_be_bytes());
-                out.extend_from_slice(&0xbu32.to_be_bytes());
-                out.extend_from_slice(REFUSAL_REASON.as_bytes());
+                let mut out = h2::SETTINGS.to_vec();
+                out.extend_from_slice(&h2::goaway(0, h2::ENHANCE_YOUR_CALM, REFUSAL_REASON));
                 out
             }
             Self::Http => {
@@ -111,22 +106,37 @@ impl RefusalLog {
     }
 }
 
-/// Sends `refusal` on a connection over the limit and closes it. The write side is closed after
-/// the reply and the peer's input is read briefly (in a task, at most [`MAX_LINGERING`] at once),
-/// so closing does not reset the connection before the peer read the reply.
+/// Sends `refusal` on a connection over the limit and closes it. In a task (at most
+/// [`MAX_LINGERING`] at once; beyond, the reply is sent and the connection closed at once), a
+/// gRPC client's first call is answered; then the peer's input is read and discarded until it
+/// closes, at most [`LINGER`], so the peer reads the reply before the connection ends and
+/// closing with unread input does not reset the connection under the reply.
 pub fn refuse(stream: TcpStream, refusal: Refusal, lingering: &Arc<Semaphore>) {
+    let permit = Arc::clone(lingering).try_acquire_owned().ok();
+    let first = match (refusal, &permit) {
+        (Refusal::Grpc, Some(_)) => h2::SETTINGS.to_vec(),
+        _ => refusal.reply(),
+    };
     // A fresh socket's send buffer is empty: the reply fits without waiting.
-    let reply = refusal.reply();
-    if stream.try_write(&reply).is_err() {
+    if stream.try_write(&first).is_err() {
         return;
     }
-    let Ok(permit) = Arc::clone(lingering).try_acquire_owned() else {
+    let Some(permit) = permit else {
         return;
     };
     tokio::spawn(async move {
         let mut stream = stream;
-        let _ = stream.shutdown().await;
+        if refusal == Refusal::Grpc {
+            let answered =
+                tokio::time::timeout(LINGER, h2::answer_first_call(&mut stream, REFUSAL_REASON))
+                    .await;
+            if !matches!(answered, Ok(Ok(true))) {
+                let bye = h2::goaway(0, h2::ENHANCE_YOUR_CALM, REFUSAL_REASON);
+                let _ = stream.write_all(&bye).await;
+            }
+        }
         let _ = tokio::time::timeout(LINGER, drain(&stream)).await;
+        let _ = stream.shutdown().await;
         drop(permit);
     });
 }
