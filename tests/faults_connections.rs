@@ -138,7 +138,7 @@ async fn silent_sockets_fill_the_http_limit_over_the_limit_gets_429_then_a_clien
     .await;
     let (code, body) = http_get(http, "/health").await.unwrap();
     assert_eq!(code, 429, "{body}");
-    assert_eq!(body["error"]["code"], "too_many_connections");
+    assert_eq!(body["error"]["code"], "overloaded", "the code of every 429");
 
     for s in &mut silent {
         assert_eq!(read_to_close(s).await, b"");

@@ -50,9 +50,8 @@ impl Refusal {
                 out
             }
             Self::Http => {
-                let body = format!(
-                    r#"{{"error":{{"code":"too_many_connections","message":"{REFUSAL_REASON}"}}}}"#
-                );
+                let body =
+                    format!(r#"{{"error":{{"code":"overloaded","message":"{REFUSAL_REASON}"}}}}"#);
                 format!(
                     "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
                      retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
@@ -178,7 +177,7 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 429 "), "{head}");
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["error"]["code"], "too_many_connections");
+        assert_eq!(v["error"]["code"], "overloaded");
     }
 
     #[test]
