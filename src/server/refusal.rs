@@ -27,7 +27,7 @@ pub const LINGER: Duration = Duration::from_millis(500);
 /// What a connection over the limit is told before it is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The client's first call is answered RESOURCE_EXHAUSTED, then GOAWAY (see [`h2`]); a
+    /// The client's first call is answered RESOURCE_EXHAUSTED, then GOAWAY (see `h2_refusal.rs`); a
     /// client that sends no call gets SETTINGS and a GOAWAY `ENHANCE_YOUR_CALM` with the reason.
     /// Either way it fails at once instead of waiting.
     Grpc,
@@ -66,8 +66,8 @@ impl Refusal {
     }
 }
 
-/// One warning per [`REFUSAL_LOG_INTERVAL`] for refused connections, with the count of those not
-/// logged since the last one.
+/// One warning per `REFUSAL_LOG_INTERVAL` (10 s) for refused connections, with the count of
+/// those not logged since the last one.
 #[derive(Debug)]
 pub struct RefusalLog {
     protocol: Protocol,
@@ -106,9 +106,9 @@ impl RefusalLog {
 }
 
 /// Sends `refusal` on a connection over the limit and closes it. In a task (at most
-/// [`MAX_LINGERING`] at once; beyond, the reply is sent and the connection closed at once), a
+/// `MAX_LINGERING` at once; beyond, the reply is sent and the connection closed at once), a
 /// gRPC client's first call is answered; then the peer's input is read and discarded until it
-/// closes, at most [`LINGER`], so the peer reads the reply before the connection ends and
+/// closes, at most `LINGER` (0.5 s), so the peer reads the reply before the connection ends and
 /// closing with unread input does not reset the connection under the reply.
 pub fn refuse(stream: TcpStream, refusal: Refusal, lingering: &Arc<Semaphore>) {
     let permit = Arc::clone(lingering).try_acquire_owned().ok();
