@@ -1,7 +1,8 @@
 //! The server's own status, shared by every listener: when it started, whether it is still
 //! recovering, and per listener (gRPC, legacy TCP, HTTP) whether it is enabled, up, how many
-//! connections it has open against its limit, and how many it refused. `/health`, `/health/ready` and the health metrics read it
-//! ([`health`] evaluates it together with the broker).
+//! connections it has open against its limit, and how many it refused. `/health`,
+//! `/health/ready` and the health metrics read it ([`health`] evaluates it together with the
+//! broker).
 //!
 //! Listeners start disabled: the server enables each one its configuration turns on, marks it up
 //! once bound and serving, and down when it stops. A disabled listener is reported "disabled",

@@ -184,7 +184,8 @@ async fn accept_loop(
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
                 // Out of file descriptors and the like: log, back off briefly, go on.
-                tracing::warn!(protocol = protocol.as_str(), error = %e, "accepting a connection failed");
+                let protocol = protocol.as_str();
+                tracing::warn!(protocol, error = %e, "accepting a connection failed");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
@@ -202,6 +203,7 @@ async fn accept_loop(
         let open = status.connection_opened(protocol);
         let (tx, shutdown) = (tx.clone(), shutdown.clone());
         tokio::spawn(async move {
+            let p = protocol.as_str();
             let replay = tokio::select! {
                 read = tokio::time::timeout(limits.handshake_timeout, handshake(&stream)) => read,
                 () = shutdown.cancelled() => return,
@@ -209,12 +211,12 @@ async fn accept_loop(
             let replay = match replay {
                 Ok(Ok(bytes)) => bytes,
                 Ok(Err(e)) => {
-                    tracing::debug!(protocol = protocol.as_str(), %peer, error = %e, "connection closed during its handshake");
+                    tracing::debug!(protocol = p, %peer, error = %e, "closed during its handshake");
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(protocol = protocol.as_str(), %peer, "handshake timeout; closing the connection");
-                    crate::metrics::connection_error(protocol.as_str(), "handshake_timeout");
+                    tracing::debug!(protocol = p, %peer, "handshake timeout; closing it");
+                    crate::metrics::connection_error(p, "handshake_timeout");
                     return;
                 }
             };

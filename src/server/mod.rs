@@ -209,7 +209,8 @@ fn budget_descriptors(config: &mut Validated) {
     let limit = match descriptors::raise_nofile_limit() {
         Ok(l) => l.soft,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the open-file limit; connection limits are not budgeted");
+            let what = "cannot read the open-file limit; connection limits are not budgeted";
+            tracing::warn!(error = %e, "{what}");
             return;
         }
     };
