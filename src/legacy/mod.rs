@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::broker::Broker;
-use crate::server::connections::{self, Refusal, RefusalLog};
+use crate::server::connections::{self, LogGate, Refusal, RefusalLog};
 use crate::status::Protocol;
 pub use client::{ClientError, FrameWriter, LegacyClient, ReplyReader};
 pub use import::{ImportError, ImportReport, import};
@@ -103,6 +103,7 @@ pub async fn serve(
         Err(e) => tracing::info!(error = %e, "legacy TCP listener serving"),
     }
     let refusals = RefusalLog::new(Protocol::Legacy);
+    let accept_errors = LogGate::default();
     let lingering = Arc::new(Semaphore::new(connections::MAX_LINGERING));
     if let Some(server) = stats.server() {
         server.legacy.set_max_connections(config.max_connections);
@@ -121,7 +122,10 @@ pub async fn serve(
                 continue;
             }
             Err(e) => {
-                tracing::error!(error = %e, "accepting legacy connections failed; retrying");
+                if let Some(suppressed) = accept_errors.open() {
+                    let what = "accepting legacy connections failed; retrying";
+                    tracing::error!(error = %e, failures_since_last_error = suppressed, "{what}");
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,

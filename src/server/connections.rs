@@ -30,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 
 pub use super::in_flight::{Activity, InFlight, TrackedBody};
-pub use super::refusal::{MAX_LINGERING, Refusal, RefusalLog, refuse};
+pub use super::refusal::{LogGate, MAX_LINGERING, Refusal, RefusalLog, refuse};
 use crate::status::{ConnectionGuard, Protocol, ServerStatus};
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
@@ -168,6 +168,7 @@ async fn accept_loop(
     ));
     let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     let log = RefusalLog::new(protocol);
+    let accept_errors = LogGate::default();
     let refusal = match protocol {
         Protocol::Grpc => Refusal::Grpc,
         Protocol::Http => Refusal::Http,
@@ -184,8 +185,11 @@ async fn accept_loop(
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
                 // Out of file descriptors and the like: log, back off briefly, go on.
-                let protocol = protocol.as_str();
-                tracing::warn!(protocol, error = %e, "accepting a connection failed");
+                if let Some(since_last) = accept_errors.open() {
+                    let protocol = protocol.as_str();
+                    let what = "accepting a connection failed; retrying";
+                    tracing::warn!(protocol, error = %e, since_last, "{what}");
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,

@@ -66,35 +66,51 @@ impl Refusal {
     }
 }
 
+/// Lets one log line through per `REFUSAL_LOG_INTERVAL` (10 s) and counts the ones held back,
+/// for events that can come by the thousand (refused connections, accept failures when out of
+/// descriptors).
+#[derive(Debug, Default)]
+pub struct LogGate {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl LogGate {
+    /// `Some(held back since the last line)` when a line may be logged now; else `None` (and the
+    /// event is counted).
+    pub fn open(&self) -> Option<u64> {
+        let now = Instant::now();
+        let mut last = crate::sync::lock(&self.last);
+        if last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(now);
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// One warning per `REFUSAL_LOG_INTERVAL` (10 s) for refused connections, with the count of
 /// those not logged since the last one.
 #[derive(Debug)]
 pub struct RefusalLog {
     protocol: Protocol,
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
+    gate: LogGate,
 }
 
 impl RefusalLog {
     pub fn new(protocol: Protocol) -> Self {
         Self {
             protocol,
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
+            gate: LogGate::default(),
         }
     }
 
     /// Logs a refused connection from `peer`, unless one was logged within the interval.
     pub fn refused(&self, peer: SocketAddr, max_connections: usize) {
-        let now = Instant::now();
-        let mut last = crate::sync::lock(&self.last);
-        if last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        let Some(suppressed) = self.gate.open() else {
             return;
-        }
-        *last = Some(now);
-        drop(last);
-        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        };
         tracing::warn!(
             protocol = self.protocol.as_str(),
             %peer,
@@ -187,6 +203,7 @@ mod tests {
         for _ in 0..100 {
             log.refused(peer, 1);
         }
-        assert_eq!(log.suppressed.load(Ordering::Relaxed), 99);
+        assert_eq!(log.gate.suppressed.load(Ordering::Relaxed), 99);
+        assert_eq!(log.gate.open(), None, "still within the interval");
     }
 }
