@@ -465,3 +465,37 @@ async fn a_child_with_256_descriptors_and_many_idle_connections_starts_serves_an
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_open_at_shutdown_ends_with_its_status_not_a_cut_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let mut c = grpc_client(&server).await;
+    c.create_topic(pb::CreateTopicRequest {
+        name: "sub".into(),
+        config: None,
+    })
+    .await
+    .unwrap();
+    let mut sub = c
+        .subscribe(pb::SubscribeRequest {
+            topic: "sub".into(),
+            group: "g".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    server.stop().await;
+    let end = tokio::time::timeout(PATIENCE, sub.message())
+        .await
+        .expect("the subscription ends");
+    match end {
+        Ok(None) => {}
+        Ok(Some(m)) => panic!("a record after shutdown: {m:?}"),
+        Err(status) => assert!(
+            std::error::Error::source(&status).is_none() && status.code() == Code::Unavailable,
+            "ended by the server with a status, not by a cut connection: {status:?}"
+        ),
+    }
+}

@@ -36,6 +36,9 @@ use crate::status::{ConnectionGuard, Protocol, ServerStatus};
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// At shutdown, how long a connection whose last request just ended stays open for the last
+/// frames of its response to go out (a connection idle before stays not at all).
+const FINAL_WRITES: Duration = Duration::from_millis(100);
 /// Pause after an accept error that is not about one connection (out of file descriptors...).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -280,17 +283,29 @@ async fn watch_idle(
     close: CancellationToken,
     gone: CancellationToken,
 ) {
+    // When the last request ended: its final frames (a stream's trailers) may still be on their
+    // way out, so a shutdown closes such a connection only after `FINAL_WRITES`.
+    let mut last_request_ended: Option<tokio::time::Instant> = None;
     loop {
         let changed = activity.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
         if activity.in_flight() > 0 {
             tokio::select! {
-                () = &mut changed => continue,
+                () = &mut changed => {
+                    last_request_ended = Some(tokio::time::Instant::now());
+                    continue;
+                }
                 () = gone.cancelled() => return,
             }
         }
         if shutdown.is_cancelled() {
+            if let Some(ended) = last_request_ended {
+                tokio::select! {
+                    () = tokio::time::sleep_until(ended + FINAL_WRITES) => {}
+                    () = gone.cancelled() => return,
+                }
+            }
             close.cancel();
             return;
         }
@@ -358,8 +373,13 @@ mod tests {
         drop(request);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(
+            !busy.close.is_cancelled(),
+            "its last frames may still go out"
+        );
+        tokio::time::sleep(FINAL_WRITES).await;
+        assert!(
             busy.close.is_cancelled(),
-            "closed when its last request ended"
+            "closed once its last request ended"
         );
     }
 
