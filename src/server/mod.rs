@@ -215,6 +215,7 @@ fn budget_descriptors(config: &mut Validated) {
             return;
         }
     };
+    config.broker.open_file_limit = limit;
     let reserve = limit.map_or(0, |l| descriptors::reserve_for(l, config.fd_reserve));
     let mut wanted = [config.grpc.max_connections, 0, 0];
     if config.tcp_addr.is_some() {
