@@ -12,16 +12,9 @@ use super::types::{
 use crate::storage::{StorageError, Topic};
 use crate::sync::{read, write};
 
-/// Descriptors kept free beyond partitions and the read cache: group files, topic files being
-/// written, directories being synced.
+/// Descriptors kept free beyond partitions and the read cache: the data directory lock, group
+/// files and topic files being written, directories being synced.
 const DESCRIPTOR_SLACK: u64 = 32;
-
-/// How many descriptors the process has open (Linux), if it can tell.
-fn open_descriptors() -> Option<u64> {
-    std::fs::read_dir("/proc/self/fd")
-        .ok()
-        .map(|d| d.count() as u64)
-}
 
 /// Makes trash names unique within one nanosecond.
 static TRASH_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -165,20 +158,25 @@ impl Broker {
         }
     }
 
-    /// Refuses a topic whose partitions would not fit the open-file limit: each partition keeps
-    /// its active segment open, and the read cache keeps room for its sealed logs. Running out
-    /// later would turn writes into storage failures; refusing the creation now fails only it.
+    /// Refuses a topic whose partitions would not fit the descriptors storage has: each partition
+    /// keeps its active segment's log open, and the read cache keeps room for sealed logs. Running
+    /// out later would turn writes into storage failures; refusing the creation fails only it.
     fn check_descriptors(&self, name: &str, partitions: u32) -> Result<(), BrokerError> {
         let config = &self.inner.config;
-        let (Some(limit), Some(open)) = (config.open_file_limit, open_descriptors()) else {
+        let Some(budget) = config.storage_descriptors else {
             return Ok(());
         };
+        let open: u64 = self
+            .topics()
+            .iter()
+            .map(|t| u64::from(t.config.partitions))
+            .sum();
         let kept = config.read_cache_capacity() as u64 + DESCRIPTOR_SLACK;
-        if open + u64::from(partitions) + kept > limit {
+        if open + u64::from(partitions) + kept > budget {
             return Err(BrokerError::Overloaded(format!(
-                "creating topic {name:?} needs {partitions} more open files, but {open} of the \
-                 {limit} allowed are in use and {kept} are kept for reads; raise the open-file \
-                 limit (ulimit -n) or delete unused topics"
+                "creating topic {name:?} needs {partitions} more open files, but storage has \
+                 {budget} (fd_reserve) and {open} partitions plus {kept} for reads use them; raise \
+                 the open-file limit (ulimit -n) or fd_reserve, or delete unused topics"
             )));
         }
         Ok(())

@@ -56,9 +56,10 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Sealed segment logs kept open for reads at most (least recently used ones are closed).
     pub open_segment_files: usize,
-    /// The process's open-file limit, when known (the server sets it): topic creation keeps the
-    /// descriptors every partition and the read cache need within it.
-    pub open_file_limit: Option<u64>,
+    /// Descriptors storage may hold, when known (the server sets it to its `fd_reserve`, the part
+    /// of the open-file limit kept out of the connection budget): topic creation keeps what every
+    /// partition and the read cache need within it.
+    pub storage_descriptors: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -78,7 +79,7 @@ impl Default for BrokerConfig {
             enqueue_timeout: Duration::from_secs(5),
             retention_check_interval: Duration::from_secs(30),
             open_segment_files: 256,
-            open_file_limit: None,
+            storage_descriptors: None,
         }
     }
 }
@@ -101,10 +102,10 @@ impl BrokerConfig {
     }
 
     /// Sealed logs the read cache may keep open: as configured, but at most a quarter of the
-    /// open-file limit, so that a low limit leaves room for partitions and connections.
+    /// descriptors storage has, so that a low limit leaves room for partitions.
     fn read_cache_capacity(&self) -> usize {
         let quarter = self
-            .open_file_limit
+            .storage_descriptors
             .map_or(usize::MAX, |l| usize::try_from(l / 4).unwrap_or(usize::MAX));
         self.open_segment_files.min(quarter).max(1)
     }

@@ -215,8 +215,8 @@ fn budget_descriptors(config: &mut Validated) {
             return;
         }
     };
-    config.broker.open_file_limit = limit;
     let reserve = limit.map_or(0, |l| descriptors::reserve_for(l, config.fd_reserve));
+    config.broker.storage_descriptors = limit.map(|_| reserve);
     let mut wanted = [config.grpc.max_connections, 0, 0];
     if config.tcp_addr.is_some() {
         wanted[1] = config.legacy_max_connections;

@@ -329,6 +329,33 @@ pub fn sealed_index_fits(
     last_frame_len(last).is_some_and(|len| last + 4 + u64::from(len) == log_len)
 }
 
+/// Reads an index file to check it; the findings instead when it cannot be read (`missing`: how a
+/// missing file counts, if at all).
+fn read_index_file(path: &Path, missing: Option<Severity>) -> Result<Vec<u8>, Vec<Finding>> {
+    let finding = |severity, message: String| Finding {
+        severity,
+        file: path.to_path_buf(),
+        position: None,
+        message,
+    };
+    match fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing
+            .map(|sev| {
+                finding(
+                    sev,
+                    "missing (rebuilt from the log at the next start)".into(),
+                )
+            })
+            .into_iter()
+            .collect()),
+        Err(e) => Err(vec![finding(
+            Severity::Damage,
+            format!("cannot be read: {e}"),
+        )]),
+    }
+}
+
 /// Checks the offset index of a segment against its scanned log.
 pub fn check_offset_index(dir: &Path, base: u64, role: Role, scan: &LogScan) -> Vec<Finding> {
     let path = segment_path(dir, base, SegmentFile::Index);
@@ -338,26 +365,14 @@ pub fn check_offset_index(dir: &Path, base: u64, role: Role, scan: &LogScan) -> 
         position,
         message,
     };
-    let index = match fs::read(&path) {
+    // The active index lives in memory and is written when the segment seals: no file is fine.
+    let missing = match role {
+        Role::Sealed { .. } => Some(Severity::Warning),
+        Role::Active => None,
+    };
+    let index = match read_index_file(&path, missing) {
         Ok(b) => b,
-        // The active index lives in memory and is written when the segment seals.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && role == Role::Active => {
-            return Vec::new();
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return vec![finding(
-                Severity::Warning,
-                None,
-                "missing (rebuilt from the log at the next start)".into(),
-            )];
-        }
-        Err(e) => {
-            return vec![finding(
-                Severity::Damage,
-                None,
-                format!("cannot be read: {e}"),
-            )];
-        }
+        Err(findings) => return findings,
     };
     // An active segment's index file is one left by an older version (or a crash while sealing):
     // the broker rebuilds it from the log, so a mismatch is stale, not damage.
@@ -416,22 +431,9 @@ pub fn check_time_index(dir: &Path, base: u64, running_max: &[i64]) -> Vec<Findi
         position,
         message,
     };
-    let bytes = match fs::read(&path) {
+    let bytes = match read_index_file(&path, Some(Severity::Warning)) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return vec![finding(
-                Severity::Warning,
-                None,
-                "missing (rebuilt from the log at the next start)".into(),
-            )];
-        }
-        Err(e) => {
-            return vec![finding(
-                Severity::Damage,
-                None,
-                format!("cannot be read: {e}"),
-            )];
-        }
+        Err(findings) => return findings,
     };
     let Some(index) = TimeIndex::parse(&bytes) else {
         return vec![finding(

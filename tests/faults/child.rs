@@ -170,27 +170,7 @@ impl Broker {
             .await
             .expect("HTTP answers")
             .expect("HTTP reads");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let code = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        // Bodies here are small; a chunked one is one chunk between its size line and the end.
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body.split_once("\r\n")
-                .map_or("", |(_, rest)| rest)
-                .rsplit_once("\r\n0\r\n")
-                .map_or(body, |(b, _)| b)
-                .to_string()
-        } else {
-            body.to_string()
-        };
-        (code, body)
+        super::support::split_http(&raw)
     }
 
     /// `GET path` as JSON.

@@ -93,6 +93,19 @@ async fn assert_all_readable(c: &mut Grpc, acked: &[(u64, Vec<u8>)]) {
     }
 }
 
+/// Frees the filler's space and waits for a produce to succeed: it lands right after the last ack,
+/// so nothing unacknowledged became visible.
+async fn free_and_produce(c: &mut Grpc, filler: &Path, acked: &[(u64, Vec<u8>)]) -> u64 {
+    std::fs::remove_file(filler).expect("filler removed");
+    let offset = produce_eventually(c).await;
+    assert_eq!(
+        offset,
+        acked.len() as u64,
+        "offsets continue after the last ack"
+    );
+    offset
+}
+
 async fn produce_eventually(c: &mut Grpc) -> u64 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -146,13 +159,7 @@ async fn a_full_disk_is_an_error_the_broker_survives_and_recovers_from() {
     assert_all_readable(&mut c, &acked).await;
 
     // 2. Free space: the partition comes back on its own, continuing right after the acks.
-    std::fs::remove_file(&filler).unwrap();
-    let offset = produce_eventually(&mut c).await;
-    assert_eq!(
-        offset,
-        acked.len() as u64,
-        "nothing unacknowledged became visible"
-    );
+    let offset = free_and_produce(&mut c, &filler, &acked).await;
     acked.push((offset, b"after".to_vec()));
     next = offset + 1;
     let (code, _) = broker.http_json("/health/ready").await;
@@ -167,12 +174,6 @@ async fn a_full_disk_is_an_error_the_broker_survives_and_recovers_from() {
     let broker = child::start(&data, &options).await;
     let mut c = broker.client().await;
     assert_all_readable(&mut c, &acked).await;
-    std::fs::remove_file(&filler).unwrap();
-    let offset = produce_eventually(&mut c).await;
-    assert_eq!(
-        offset,
-        acked.len() as u64,
-        "offsets continue after the last ack"
-    );
+    free_and_produce(&mut c, &filler, &acked).await;
     broker.stop().await;
 }

@@ -11,6 +11,8 @@ mod child;
 mod damage;
 mod descriptors;
 mod disk;
+#[path = "../faults_support/mod.rs"]
+mod support;
 mod topics;
 
 use obelisk::client::BrokerClient;

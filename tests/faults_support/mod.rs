@@ -58,6 +58,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Val
 }
 
 pub fn parse_http(raw: &[u8]) -> (u16, Value) {
+    let (code, body) = split_http(raw);
+    (code, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// A whole HTTP/1.1 response: its status and its body (a chunked body is joined).
+pub fn split_http(raw: &[u8]) -> (u16, String) {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head
@@ -65,7 +71,25 @@ pub fn parse_http(raw: &[u8]) -> (u16, Value) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return (code, body.to_string());
+    }
+    let mut joined = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        joined.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    (code, joined)
 }
 
 /// Sends raw bytes as the request message of a gRPC method, and decodes the reply as raw bytes.

@@ -106,6 +106,31 @@ fn positions(records: &[Record], base: u64, end: u64) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
+/// Reads every offset of `all` one by one: only `damaged` fails (closed), every other record reads
+/// back exactly at its offset.
+fn assert_only_damaged_fails(log: &PartitionLog, all: &[Record], damaged: u64, seed: u64) {
+    for offset in 0..all.len() as u64 {
+        let res = log
+            .plan_read(offset, 1, u64::MAX, log.end_offset())
+            .and_then(|p| p.execute());
+        if offset == damaged {
+            assert!(
+                matches!(
+                    res,
+                    Err(StorageError::Corrupt { .. } | StorageError::Damaged { .. })
+                ),
+                "seed {seed}: damaged offset {offset} gave {res:?}"
+            );
+        } else {
+            assert_eq!(
+                res.unwrap(),
+                vec![all[offset as usize].clone()],
+                "seed {seed} offset {offset}"
+            );
+        }
+    }
+}
+
 fn check_appends_continue(dir: &Path, rng: &mut StdRng, expected_end: u64) {
     let mut log = PartitionLog::open(dir, CONFIG, &files()).unwrap();
     assert_eq!(log.end_offset(), expected_end);
@@ -189,26 +214,7 @@ fn active_segment_flipped_byte_costs_only_the_damaged_record() {
             reported.iter().any(|r| r.contains(&damaged)),
             "seed {seed}: damage at {damaged} not reported: {reported:?}"
         );
-        for offset in 0..all.len() as u64 {
-            let res = log
-                .plan_read(offset, 1, u64::MAX, end)
-                .and_then(|p| p.execute());
-            if offset == damaged {
-                assert!(
-                    matches!(
-                        res,
-                        Err(StorageError::Corrupt { .. } | StorageError::Damaged { .. })
-                    ),
-                    "seed {seed}: damaged offset {offset} gave {res:?}"
-                );
-            } else {
-                assert_eq!(
-                    res.unwrap(),
-                    vec![all[offset as usize].clone()],
-                    "seed {seed} offset {offset}"
-                );
-            }
-        }
+        assert_only_damaged_fails(&log, &all, damaged, seed);
         // A read across the damage returns the good records before it.
         if damaged > active {
             let got = log
@@ -253,26 +259,7 @@ fn sealed_segment_damage_fails_closed_and_spares_the_rest() {
             all.len() as u64,
             "seed {seed}: sealed data is never cut"
         );
-        for offset in 0..all.len() as u64 {
-            let res = log
-                .plan_read(offset, 1, u64::MAX, log.end_offset())
-                .and_then(|p| p.execute());
-            if offset == damaged {
-                assert!(
-                    matches!(
-                        res,
-                        Err(StorageError::Corrupt { .. } | StorageError::Damaged { .. })
-                    ),
-                    "seed {seed}: damaged offset {offset} gave {res:?}"
-                );
-            } else {
-                assert_eq!(
-                    res.unwrap(),
-                    vec![all[offset as usize].clone()],
-                    "seed {seed} offset {offset}"
-                );
-            }
-        }
+        assert_only_damaged_fails(&log, &all, damaged, seed);
         drop(log);
         check_appends_continue(dir.path(), &mut rng, all.len() as u64);
     }
