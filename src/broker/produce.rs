@@ -90,7 +90,9 @@ impl Broker {
             });
             idx.push(i);
         }
-        let mut waits = Vec::new();
+        // Room in every partition's queue first, then the records: a request is queued whole or
+        // not at all (a read-only partition or a full queue refuses it before anything is stored).
+        let mut slots = Vec::new();
         for (p, (recs, idx)) in groups.into_iter().enumerate() {
             if recs.is_empty() {
                 continue;
@@ -99,8 +101,8 @@ impl Broker {
             let part = topic
                 .partition(partition)
                 .expect("partition chosen within range");
-            let rx = part
-                .append(recs, self.inner.config.enqueue_timeout)
+            let slot = part
+                .reserve(self.inner.config.enqueue_timeout)
                 .await
                 .map_err(|e| match e {
                     AppendError::QueueFull => BrokerError::Overloaded(format!(
@@ -109,8 +111,12 @@ impl Broker {
                     )),
                     AppendError::Storage(e) => BrokerError::from_storage(&topic.name, partition, e),
                 })?;
-            waits.push((partition, rx, idx));
+            slots.push((partition, slot, recs, idx));
         }
+        let waits = slots
+            .into_iter()
+            .map(|(partition, slot, recs, idx)| (partition, slot.send(recs), idx))
+            .collect();
         Ok(PendingProduce {
             events: self.inner.observer.events().cloned(),
             topic: Arc::clone(&topic),
@@ -212,18 +218,41 @@ impl PendingProduce {
             };
             self.total
         ];
+        // Every partition's outcome, so a failure can say what was stored anyway.
+        let (mut stored, mut failed) = (Vec::new(), None);
         for (partition, rx, idx) in self.waits {
             let first = match rx.await {
                 Ok(res) => res,
                 Err(_) => Err(StorageError::Closed),
+            };
+            match first {
+                Ok(first) => {
+                    stored.push(partition);
+                    for (k, i) in idx.into_iter().enumerate() {
+                        acks[i] = RecordAck {
+                            partition,
+                            offset: first + k as u64,
+                        };
+                    }
+                }
+                Err(e) if failed.is_none() => {
+                    failed = Some(BrokerError::from_storage(&self.topic.name, partition, e));
+                }
+                Err(_) => {}
             }
-            .map_err(|e| BrokerError::from_storage(&self.topic.name, partition, e))?;
-            for (k, i) in idx.into_iter().enumerate() {
-                acks[i] = RecordAck {
-                    partition,
-                    offset: first + k as u64,
-                };
+        }
+        match failed {
+            None => {}
+            Some(BrokerError::Unavailable(why)) if !stored.is_empty() => {
+                let list: Vec<String> = stored.iter().map(u32::to_string).collect();
+                return Err(BrokerError::Unavailable(format!(
+                    "{why}; this request's records for partition(s) {} of {} were stored before \
+                     the failure (a retry of the whole request stores those again)",
+                    list.join(", "),
+                    self.topic.name
+                )));
             }
+            Some(e) => return Err(e),
         }
         Ok(acks)
     }

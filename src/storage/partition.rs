@@ -157,29 +157,21 @@ impl Partition {
         self.core.id
     }
 
-    /// Queues records for the batcher; the receiver yields the first offset once they are durable.
+    /// Takes room for one append in the queue, waiting up to `wait`: a produce spanning
+    /// partitions takes room in all of them before it hands any record over, so it queues all of
+    /// its records or none.
     ///
     /// # Errors
-    /// `ReadOnly` after a storage failure, `Closed` when the partition is stopping.
-    pub async fn append(
-        &self,
-        records: Vec<Record>,
-        wait: std::time::Duration,
-    ) -> Result<oneshot::Receiver<Result<u64, StorageError>>, AppendError> {
+    /// `ReadOnly` after a storage failure, `QueueFull` when no room came in time, `Closed` when
+    /// the partition is stopping.
+    pub async fn reserve(&self, wait: std::time::Duration) -> Result<AppendSlot<'_>, AppendError> {
         if let Some(reason) = self.core.failure() {
             return Err(AppendError::Storage(StorageError::ReadOnly { reason }));
         }
-        let (ack, rx) = oneshot::channel();
-        match self
-            .tx
-            .send_timeout(AppendRequest::new(records, ack), wait)
-            .await
-        {
-            Ok(()) => Ok(rx),
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(AppendError::QueueFull),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => {
-                Err(AppendError::Storage(StorageError::Closed))
-            }
+        match tokio::time::timeout(wait, self.tx.reserve()).await {
+            Ok(Ok(permit)) => Ok(AppendSlot(permit)),
+            Ok(Err(_)) => Err(AppendError::Storage(StorageError::Closed)),
+            Err(_) => Err(AppendError::QueueFull),
         }
     }
 
@@ -192,6 +184,18 @@ impl Partition {
         }
         let core = Arc::clone(&self.core);
         let _ = tokio::task::spawn_blocking(move || core.sync()).await;
+    }
+}
+
+/// Room for one append in a partition's queue (see [`Partition::reserve`]).
+pub struct AppendSlot<'a>(mpsc::Permit<'a, AppendRequest>);
+
+impl AppendSlot<'_> {
+    /// Queues `records`; the receiver yields the first offset once they are durable.
+    pub fn send(self, records: Vec<Record>) -> oneshot::Receiver<Result<u64, StorageError>> {
+        let (ack, rx) = oneshot::channel();
+        self.0.send(AppendRequest::new(records, ack));
+        rx
     }
 }
 
