@@ -20,6 +20,7 @@
 //! - `storage` (private to the crate): segments, indexes, records and their CRC, recovery,
 //!   retention, the group-commit batcher, ring buffers, consumer offsets. Reached only through
 //!   [`broker`].
+//! - `clock`, `sync`: Unix-nanosecond time and lock helpers, below everything.
 //!
 //! **The adapters** (each translates into Broker calls and back):
 //! - [`grpc`]: the tonic service; [`proto`]: the generated types.
@@ -42,6 +43,7 @@ pub mod broker;
 #[doc(hidden)]
 pub mod cli;
 pub mod client;
+pub(crate) mod clock;
 pub mod config;
 pub mod grpc;
 pub mod http;

@@ -270,6 +270,55 @@ async fn malformed_protobuf_gets_invalid_argument() {
     server.stop().await;
 }
 
+/// A malformed message in the middle of a ProduceStream: the batch before it is acknowledged, then
+/// the stream ends with INVALID_ARGUMENT (it used to end OK, as if the client had finished).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_in_a_produce_stream_ends_it_with_invalid_argument() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let good = pb::ProduceStreamRequest {
+        sequence: 1,
+        topic: "s".into(),
+        records: vec![pb::ProducerRecord {
+            value: Bytes::from_static(b"v"),
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = "/obelisk.v1.Broker/ProduceStream".parse().unwrap();
+    let requests = tokio_stream::iter(vec![good, vec![0x0a, 100, b'a']]);
+    let mut replies = grpc
+        .streaming(tonic::Request::new(requests), path, RawCodec)
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let first = replies
+        .message()
+        .await
+        .expect("an ack")
+        .expect("one message");
+    let ack = pb::ProduceStreamAck::decode(first.as_slice()).expect("an ack decodes");
+    assert_eq!(
+        (ack.sequence, ack.error),
+        (1, None),
+        "the good batch is stored"
+    );
+    let end = replies
+        .message()
+        .await
+        .expect_err("the stream ends with an error");
+    assert_eq!(end.code(), Code::InvalidArgument, "{end:?}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_request_gets_invalid_argument_and_out_of_range_keeps_its_meaning() {
     let dir = tempfile::tempdir().unwrap();

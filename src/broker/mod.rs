@@ -22,6 +22,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::clock::now_ns;
 pub use crate::storage::{BatchConfig, Durability};
 use crate::storage::{LogConfig, LogFiles, OffsetStore, PartitionConfig, StorageError, Topic};
 use crate::sync::{lock, read};
@@ -397,11 +398,4 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, BrokerError> {
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(fail(e)),
     }
-}
-
-/// The current Unix time in nanoseconds.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }

@@ -88,6 +88,9 @@ impl pb::broker_server::Broker for BrokerService {
             let mut in_flight = FuturesOrdered::new();
             let mut in_flight_bytes = 0usize;
             let mut reading = true;
+            // A message that did not decode ends the stream with INVALID_ARGUMENT once the batches
+            // before it are acknowledged (a client that hung up ends it quietly).
+            let mut malformed: Option<Status> = None;
             loop {
                 let has_room =
                     in_flight.len() < STREAM_IN_FLIGHT && in_flight_bytes < STREAM_IN_FLIGHT_BYTES;
@@ -130,6 +133,12 @@ impl pb::broker_server::Broker for BrokerService {
                         }
                         Some(Err(status)) => {
                             tracing::debug!(%status, "produce stream ended by the client");
+                            if matches!(status.code(), tonic::Code::Internal | tonic::Code::InvalidArgument | tonic::Code::OutOfRange) {
+                                malformed = Some(Status::invalid_argument(format!(
+                                    "a message of the stream could not be read: {}",
+                                    status.message()
+                                )));
+                            }
                             reading = false;
                         }
                         None => reading = false,
@@ -140,6 +149,9 @@ impl pb::broker_server::Broker for BrokerService {
                 if !reading && in_flight.is_empty() {
                     break;
                 }
+            }
+            if let Some(status) = malformed {
+                let _ = tx.send(Err(status)).await;
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))

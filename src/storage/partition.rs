@@ -505,9 +505,7 @@ impl PartitionCore {
         self.stats
             .last_fsync_micros
             .store(took.as_micros() as u64, Ordering::Relaxed);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let now = u64::try_from(crate::clock::now_ns()).unwrap_or(0);
         self.stats.last_flush_unix_ns.store(now, Ordering::Relaxed);
     }
 

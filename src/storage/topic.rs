@@ -81,12 +81,7 @@ impl Topic {
                 std::io::Error::other("no parent directory"),
             )
         })?;
-        let tmp = parent.join(format!(
-            "{CREATING_PREFIX}{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let tmp = parent.join(format!("{CREATING_PREFIX}{}", crate::clock::now_ns()));
         let built = build_topic_dir(&tmp, &config).and_then(|()| {
             fs::rename(&tmp, dir)
                 .context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
