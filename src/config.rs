@@ -84,6 +84,11 @@ pub struct Config {
     #[arg(long, env = "OBELISK_SEGMENT_BYTES",
           default_value_t = BrokerConfig::default().segment_bytes)]
     pub segment_bytes: u64,
+    /// Sealed segment logs kept open for reads, at most (the least recently read are closed; an
+    /// active segment always keeps its own log open).
+    #[arg(long, env = "OBELISK_OPEN_SEGMENT_FILES",
+          default_value_t = BrokerConfig::default().open_segment_files)]
+    pub open_segment_files: usize,
     /// Ring buffer of recent records per partition, in bytes.
     #[arg(long, env = "OBELISK_RING_BUFFER_BYTES",
           default_value_t = BrokerConfig::default().ring_buffer_bytes)]
@@ -126,6 +131,32 @@ pub struct Config {
         default_value_t = 300_000
     )]
     pub legacy_idle_timeout_ms: u64,
+    /// Connection limit of the legacy listener; 0: `max_connections`.
+    #[arg(long, env = "OBELISK_MAX_LEGACY_CONNECTIONS", default_value_t = 0)]
+    pub max_legacy_connections: usize,
+    /// Connection limit of the HTTP listener; 0: `max_connections`.
+    #[arg(long, env = "OBELISK_MAX_HTTP_CONNECTIONS", default_value_t = 0)]
+    pub max_http_connections: usize,
+    /// A new connection must send its first bytes (HTTP/2: its preface) within this, in ms.
+    #[arg(long, env = "OBELISK_HANDSHAKE_TIMEOUT_MS",
+          default_value_t = GrpcConfig::default().handshake_timeout.as_millis() as u64)]
+    pub handshake_timeout_ms: u64,
+    /// gRPC and HTTP connections with no request in flight this long are closed, in ms.
+    #[arg(long, env = "OBELISK_CONNECTION_IDLE_TIMEOUT_MS",
+          default_value_t = GrpcConfig::default().idle_timeout.as_millis() as u64)]
+    pub connection_idle_timeout_ms: u64,
+    /// HTTP/2 keepalive ping interval on gRPC and HTTP, in ms; 0 turns pings off.
+    #[arg(long, env = "OBELISK_KEEPALIVE_INTERVAL_MS",
+          default_value_t = GrpcConfig::default().keepalive_interval.map_or(0, |d| d.as_millis() as u64))]
+    pub keepalive_interval_ms: u64,
+    /// A connection whose ping is not answered within this is closed, in ms.
+    #[arg(long, env = "OBELISK_KEEPALIVE_TIMEOUT_MS",
+          default_value_t = GrpcConfig::default().keepalive_timeout.as_millis() as u64)]
+    pub keepalive_timeout_ms: u64,
+    /// File descriptors kept out of the connection budget (for segments and the rest); 0: a
+    /// quarter of the open-file limit, at least 128.
+    #[arg(long, env = "OBELISK_FD_RESERVE", default_value_t = 0)]
+    pub fd_reserve: u64,
     /// Log format.
     #[arg(long, env = "OBELISK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -178,6 +209,11 @@ pub struct Validated {
     pub tcp_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub legacy_idle_timeout: Duration,
+    pub legacy_max_connections: usize,
+    /// The legacy listener's first-frame timeout (see `Config::handshake_timeout_ms`).
+    pub handshake_timeout: Duration,
+    /// 0: derived from the open-file limit (see `server::descriptors`).
+    pub fd_reserve: u64,
 }
 
 impl Config {
@@ -272,6 +308,13 @@ impl Config {
                 "must be 4 KiB to 1 GiB",
             ));
         }
+        if self.open_segment_files == 0 {
+            return Err(invalid(
+                "open_segment_files",
+                self.open_segment_files,
+                "must be at least 1",
+            ));
+        }
         if self.max_record_bytes == 0 || self.max_record_bytes > 256 << 20 {
             return Err(invalid(
                 "max_record_bytes",
@@ -302,6 +345,22 @@ impl Config {
         if self.request_timeout_ms == 0 {
             return Err(invalid("request_timeout_ms", 0, "must be at least 1"));
         }
+        for (key, v) in [
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            (
+                "connection_idle_timeout_ms",
+                self.connection_idle_timeout_ms,
+            ),
+            ("keepalive_timeout_ms", self.keepalive_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, 0, "must be at least 1"));
+            }
+        }
+        let ms = Duration::from_millis;
+        let or_default = |v: usize| if v == 0 { self.max_connections } else { v };
+        let keepalive_interval =
+            (self.keepalive_interval_ms > 0).then(|| ms(self.keepalive_interval_ms));
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "", "must not be empty"));
         }
@@ -314,6 +373,7 @@ impl Config {
             default_retention_bytes: self.retention_bytes,
             segment_bytes: self.segment_bytes,
             ring_buffer_bytes: self.ring_buffer_bytes,
+            open_segment_files: self.open_segment_files,
             batch: BatchConfig {
                 max_records: self.batch_max_records,
                 max_bytes: self.batch_max_bytes,
@@ -327,9 +387,18 @@ impl Config {
             max_connections: self.max_connections,
             max_concurrent_streams: self.max_concurrent_streams,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            handshake_timeout: ms(self.handshake_timeout_ms),
+            idle_timeout: ms(self.connection_idle_timeout_ms),
+            keepalive_interval,
+            keepalive_timeout: ms(self.keepalive_timeout_ms),
         };
         let http = HttpConfig {
             body_limit_bytes: HttpConfig::body_limit_for(self.max_record_bytes),
+            max_connections: or_default(self.max_http_connections),
+            handshake_timeout: ms(self.handshake_timeout_ms),
+            idle_timeout: ms(self.connection_idle_timeout_ms),
+            keepalive_interval,
+            keepalive_timeout: ms(self.keepalive_timeout_ms),
             ..HttpConfig::default()
         };
         Ok(Validated {
@@ -340,6 +409,9 @@ impl Config {
             tcp_addr: optional("tcp_addr", &self.tcp_addr)?,
             http_addr: optional("http_addr", &self.http_addr)?,
             legacy_idle_timeout: Duration::from_millis(self.legacy_idle_timeout_ms.max(1)),
+            legacy_max_connections: or_default(self.max_legacy_connections),
+            handshake_timeout: ms(self.handshake_timeout_ms),
+            fd_reserve: self.fd_reserve,
         })
     }
 }
@@ -370,6 +442,29 @@ mod tests {
         std::fs::write(&path, "durabilty = \"fsync\"\n").unwrap();
         let err = Config::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("durabilty"), "{err}");
+    }
+
+    #[test]
+    fn connection_settings_default_to_max_connections_and_reject_zero_timeouts() {
+        let v = Config {
+            max_connections: 7,
+            max_http_connections: 3,
+            keepalive_interval_ms: 0,
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(v.grpc.max_connections, 7);
+        assert_eq!(v.legacy_max_connections, 7, "0 means max_connections");
+        assert_eq!(v.http.max_connections, 3);
+        assert_eq!(v.grpc.keepalive_interval, None, "0 turns pings off");
+        assert_eq!(v.http.keepalive_interval, None);
+        let c = Config {
+            handshake_timeout_ms: 0,
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("handshake_timeout_ms"), "{err}");
     }
 
     #[test]

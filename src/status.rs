@@ -1,7 +1,8 @@
 //! The server's own status, shared by every listener: when it started, whether it is still
-//! recovering, and per listener (gRPC, legacy TCP) whether it is enabled, up, and how many
-//! connections it has open. `/health`, `/health/ready` and the health metrics read it
-//! ([`health`] evaluates it together with the broker).
+//! recovering, and per listener (gRPC, legacy TCP, HTTP) whether it is enabled, up, how many
+//! connections it has open against its limit, and how many it refused. `/health`,
+//! `/health/ready` and the health metrics read it ([`health`] evaluates it together with the
+//! broker).
 //!
 //! Listeners start disabled: the server enables each one its configuration turns on, marks it up
 //! once bound and serving, and down when it stops. A disabled listener is reported "disabled",
@@ -42,12 +43,15 @@ pub enum ListenerState {
     Up,
 }
 
-/// One listener's flags and connection count.
+/// One listener's flags and connection counts.
 #[derive(Debug, Default)]
 pub struct ListenerStatus {
     enabled: AtomicBool,
     up: AtomicBool,
     open_connections: AtomicU64,
+    /// 0 until the listener states its limit.
+    max_connections: AtomicU64,
+    refused_connections: AtomicU64,
 }
 
 impl ListenerStatus {
@@ -80,6 +84,26 @@ impl ListenerStatus {
     pub fn open_connections(&self) -> u64 {
         self.open_connections.load(Ordering::Relaxed)
     }
+
+    /// The listener's connection limit (0: not stated).
+    pub fn set_max_connections(&self, max: usize) {
+        self.max_connections.store(max as u64, Ordering::Relaxed);
+    }
+
+    pub fn max_connections(&self) -> u64 {
+        self.max_connections.load(Ordering::Relaxed)
+    }
+
+    /// Whether every connection slot is taken, so new connections are refused.
+    pub fn at_connection_limit(&self) -> bool {
+        let max = self.max_connections();
+        max > 0 && self.open_connections() >= max
+    }
+
+    /// Connections refused because the limit was reached, since start.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused_connections.load(Ordering::Relaxed)
+    }
 }
 
 /// Status shared by all listeners of one server (`Arc<ServerStatus>`).
@@ -89,6 +113,7 @@ pub struct ServerStatus {
     started_at_unix_ns: i64,
     pub grpc: ListenerStatus,
     pub legacy: ListenerStatus,
+    pub http: ListenerStatus,
     /// Set while the data directory is being recovered; readiness is false meanwhile.
     recovering: AtomicBool,
 }
@@ -107,16 +132,24 @@ impl ServerStatus {
             started_at_unix_ns: crate::broker::now_ns(),
             grpc: ListenerStatus::default(),
             legacy: ListenerStatus::default(),
+            http: ListenerStatus::default(),
             recovering: AtomicBool::new(false),
         }
     }
 
-    /// The listener of `protocol`; `None` for HTTP, which reports itself by answering.
+    /// The listener of `protocol`.
     pub fn listener(&self, protocol: Protocol) -> Option<&ListenerStatus> {
         match protocol {
             Protocol::Grpc => Some(&self.grpc),
             Protocol::Legacy => Some(&self.legacy),
-            Protocol::Http => None,
+            Protocol::Http => Some(&self.http),
+        }
+    }
+
+    /// Counts a connection refused on `protocol` because its listener is at the limit.
+    pub fn connection_refused(&self, protocol: Protocol) {
+        if let Some(l) = self.listener(protocol) {
+            l.refused_connections.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http_support::parse_metrics;
 use obelisk::broker::{Broker, BrokerConfig, encoded_len};
-use obelisk::http::{HttpState, router, serve};
+use obelisk::http::{HttpConfig, HttpState, router, serve};
 use obelisk::status::ServerStatus;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,6 +90,8 @@ async fn produce_and_consume_over_a_socket_and_metrics_move_exactly() {
     let server = tokio::spawn(serve(
         listener,
         router(HttpState::new(broker.clone(), Arc::clone(&status)).with_shutdown(shutdown.clone())),
+        HttpConfig::default(),
+        Arc::clone(&status),
         shutdown.clone(),
     ));
 

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, timeout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_limit_are_closed_at_once() {
+async fn connections_over_the_limit_are_refused_at_once() {
     let config = LegacyConfig {
         max_connections: 2,
         ..LegacyConfig::default()
@@ -30,8 +30,8 @@ async fn connections_over_the_limit_are_closed_at_once() {
     let mut third = server.connect().await;
     assert_eq!(
         read_until_closed(&mut third).await,
-        b"",
-        "closed without a reply"
+        b"NACK:PUBLISH_FAILED\n",
+        "told it is refused (overloaded), then closed"
     );
     assert_eq!(server.stats.rejected_connections(), 1);
 

@@ -12,6 +12,17 @@ use super::types::{
 use crate::storage::{StorageError, Topic};
 use crate::sync::{read, write};
 
+/// Descriptors kept free beyond partitions and the read cache: group files, topic files being
+/// written, directories being synced.
+const DESCRIPTOR_SLACK: u64 = 32;
+
+/// How many descriptors the process has open (Linux), if it can tell.
+fn open_descriptors() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64)
+}
+
 /// Makes trash names unique within one nanosecond.
 static TRASH_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -57,6 +68,7 @@ impl Broker {
         if let Some(e) = self.offline(name) {
             return Err(e);
         }
+        self.check_descriptors(name, config.partitions)?;
         let dir = defaults.topics_dir().join(name);
         let pconfig = defaults.partition_config(&self.inner.files, &self.inner.observer);
         let owned = name.to_string();
@@ -151,6 +163,25 @@ impl Broker {
                 write(&self.inner.unavailable).insert(name.to_string(), e.to_string());
             }
         }
+    }
+
+    /// Refuses a topic whose partitions would not fit the open-file limit: each partition keeps
+    /// its active segment open, and the read cache keeps room for its sealed logs. Running out
+    /// later would turn writes into storage failures; refusing the creation now fails only it.
+    fn check_descriptors(&self, name: &str, partitions: u32) -> Result<(), BrokerError> {
+        let config = &self.inner.config;
+        let (Some(limit), Some(open)) = (config.open_file_limit, open_descriptors()) else {
+            return Ok(());
+        };
+        let kept = config.read_cache_capacity() as u64 + DESCRIPTOR_SLACK;
+        if open + u64::from(partitions) + kept > limit {
+            return Err(BrokerError::Overloaded(format!(
+                "creating topic {name:?} needs {partitions} more open files, but {open} of the \
+                 {limit} allowed are in use and {kept} are kept for reads; raise the open-file \
+                 limit (ulimit -n) or delete unused topics"
+            )));
+        }
+        Ok(())
     }
 
     /// The error for a topic that could not be opened, if `name` is one.

@@ -56,6 +56,9 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Sealed segment logs kept open for reads at most (least recently used ones are closed).
     pub open_segment_files: usize,
+    /// The process's open-file limit, when known (the server sets it): topic creation keeps the
+    /// descriptors every partition and the read cache need within it.
+    pub open_file_limit: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -75,6 +78,7 @@ impl Default for BrokerConfig {
             enqueue_timeout: Duration::from_secs(5),
             retention_check_interval: Duration::from_secs(30),
             open_segment_files: 256,
+            open_file_limit: None,
         }
     }
 }
@@ -94,6 +98,15 @@ impl BrokerConfig {
             durability: self.durability,
             queue_depth: self.queue_depth,
         }
+    }
+
+    /// Sealed logs the read cache may keep open: as configured, but at most a quarter of the
+    /// open-file limit, so that a low limit leaves room for partitions and connections.
+    fn read_cache_capacity(&self) -> usize {
+        let quarter = self
+            .open_file_limit
+            .map_or(usize::MAX, |l| usize::try_from(l / 4).unwrap_or(usize::MAX));
+        self.open_segment_files.min(quarter).max(1)
     }
 
     fn topics_dir(&self) -> PathBuf {
@@ -178,7 +191,7 @@ impl Broker {
             let _ = std::fs::remove_dir_all(&trash);
         }
         let offsets = OffsetStore::open(&config.data_dir.join("groups")).map_err(startup)?;
-        let files = Arc::new(LogFiles::new(config.open_segment_files));
+        let files = Arc::new(LogFiles::new(config.read_cache_capacity()));
         let observer = Arc::new(Observer::default());
         let pconfig = config.partition_config(&files, &observer);
         let (topics, unavailable) =

@@ -219,12 +219,7 @@ pub(super) fn snapshot(topic: &Topic, p: &Partition) -> PartitionSnapshot {
         failure: core.failure(),
         ring_records: core.ring_len(),
         unsynced_records: core.unsynced_records(),
-        damaged: core
-            .damage()
-            .iter()
-            .filter(|d| !d.offsets.is_empty())
-            .map(|d| d.offsets.clone())
-            .collect(),
+        damaged: core.damaged_offsets(),
         writes: WriteCounters {
             batches: s.batches.load(Ordering::Relaxed),
             records: s.records.load(Ordering::Relaxed),

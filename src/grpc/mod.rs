@@ -3,6 +3,7 @@
 
 mod convert;
 mod incoming;
+mod layers;
 mod service;
 pub mod status;
 
@@ -15,6 +16,7 @@ use tonic_health::ServingStatus;
 
 use crate::broker::Broker;
 use crate::proto::broker_server::BrokerServer;
+use crate::server::connections::ConnectionLimits;
 use crate::status::ServerStatus;
 pub use service::BrokerService;
 
@@ -27,6 +29,14 @@ pub struct GrpcConfig {
     pub max_concurrent_streams: u32,
     /// Deadline for unary calls (streams are not cut by it).
     pub request_timeout: Duration,
+    /// A new connection must send the HTTP/2 preface within this, or it is closed.
+    pub handshake_timeout: Duration,
+    /// A connection with no call in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// HTTP/2 ping interval (`None`: no pings) ...
+    pub keepalive_interval: Option<Duration>,
+    /// ... and how long an unanswered ping keeps the connection.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for GrpcConfig {
@@ -36,6 +46,10 @@ impl Default for GrpcConfig {
             max_connections: 1024,
             max_concurrent_streams: 256,
             request_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -81,14 +95,20 @@ pub async fn serve(
     ))
     .max_decoding_message_size(config.max_message_bytes)
     .max_encoding_message_size(config.max_message_bytes);
-    let incoming = incoming::limited(listener, config.max_connections, status, shutdown.clone());
+    let limits = ConnectionLimits {
+        max_connections: config.max_connections,
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
+    };
+    let incoming = incoming::limited(listener, limits, status, shutdown.clone());
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
         .timeout(config.request_timeout)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .tcp_nodelay(true)
+        .http2_keepalive_interval(config.keepalive_interval)
+        .http2_keepalive_timeout(Some(config.keepalive_timeout))
         // A span per RPC, so the core's logs say which call they belong to.
-        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()));
+        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
+        .layer(layers::RequestLayer);
     let mut router = builder.add_service(health).add_service(service);
     if let Ok(r) = reflection_v1 {
         router = router.add_service(r);

@@ -18,26 +18,28 @@ pub mod records;
 pub mod rest;
 pub mod stats;
 
+use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::broker::Broker;
-use crate::status::ServerStatus;
+use crate::server::connections::{self, ConnectionLimits, TrackedBody};
+use crate::status::{Protocol, ServerStatus};
 use error::{codes, error_response};
 use extract::BodyLimit;
 
@@ -55,6 +57,16 @@ pub struct HttpConfig {
     pub max_records: usize,
     /// Most bytes one fetch or poll asks the broker for.
     pub max_read_bytes: usize,
+    /// Connections open at once; more are answered 429 and closed.
+    pub max_connections: usize,
+    /// A new connection must send its first bytes within this (and an HTTP/1 request its headers).
+    pub handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+    /// HTTP/2 ping interval (`None`: no pings) ...
+    pub keepalive_interval: Option<Duration>,
+    /// ... and how long an unanswered ping keeps the connection.
+    pub keepalive_timeout: Duration,
 }
 
 impl HttpConfig {
@@ -72,6 +84,11 @@ impl Default for HttpConfig {
             max_wait: Duration::from_secs(30),
             max_records: 10_000,
             max_read_bytes: 16 << 20,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -160,90 +177,83 @@ async fn no_route() -> axum::response::Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting, lets
-/// in-flight requests finish (long polls end at their wait or the broker's shutdown) and returns.
-/// Connections are counted in the `protocol="http"` connection metrics.
+/// in-flight requests finish (long polls end at their wait or the broker's shutdown) and returns;
+/// idle connections are closed at once. Connections are admitted within the limits of `config`
+/// (see [`crate::server::connections`]) and counted in `status.http` and the `protocol="http"`
+/// connection metrics. HTTP/1 requests must send their headers within the handshake timeout;
+/// HTTP/2 connections are pinged every keepalive interval and closed when a ping goes unanswered.
 ///
 /// # Errors
-/// I/O errors of the server itself (accept errors are logged and retried).
+/// None at present: accept errors are logged and retried. The `Result` leaves room for listener
+/// failures a caller must see.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    config: HttpConfig,
+    status: Arc<ServerStatus>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP listening");
     }
-    axum::serve(CountedListener(listener), router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-}
-
-/// A TCP listener whose connections count themselves in the metrics while open.
-struct CountedListener(TcpListener);
-
-impl axum::serve::Listener for CountedListener {
-    type Io = CountedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-        crate::metrics::connection_opened("http");
-        (CountedStream(stream), addr)
+    let limits = ConnectionLimits {
+        max_connections: config.max_connections,
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
+    };
+    let mut admitted =
+        connections::accept(listener, Protocol::Http, limits, status, shutdown.clone());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.handshake_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.keepalive_interval)
+        .keep_alive_timeout(config.keepalive_timeout);
+    let tracker = TaskTracker::new();
+    loop {
+        let conn = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            conn = admitted.recv() => match conn {
+                Some(conn) => conn,
+                None => break,
+            },
+        };
+        let activity = Arc::clone(conn.activity());
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+            let in_flight = activity.begin();
+            let mut router = router.clone();
+            // A Router is always ready: no poll_ready needed.
+            let response = tower::Service::call(&mut router, req);
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(
+                    response.map(|b| axum::body::Body::new(TrackedBody::new(b, Some(in_flight)))),
+                )
+            }
+        });
+        let (builder, shutdown) = (builder.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let served = builder.serve_connection(TokioIo::new(conn), service);
+            tokio::pin!(served);
+            let res = tokio::select! {
+                res = served.as_mut() => res,
+                () = shutdown.cancelled() => {
+                    served.as_mut().graceful_shutdown();
+                    served.await
+                }
+            };
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
     }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-/// An accepted connection; dropping it counts it closed.
-struct CountedStream(TcpStream);
-
-impl Drop for CountedStream {
-    fn drop(&mut self) {
-        crate::metrics::connection_closed("http");
-    }
-}
-
-impl AsyncRead for CountedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for CountedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
 }

@@ -52,6 +52,8 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 pub(crate) struct ConnectionContext {
     pub broker: Broker,
     pub idle_timeout: Duration,
+    /// The idle timeout until the first complete frame (at most `idle_timeout`).
+    pub first_frame_timeout: Duration,
     /// At least 1, at most `Semaphore::MAX_PERMITS`.
     pub max_in_flight: usize,
     pub shutdown_grace: Duration,
@@ -143,7 +145,8 @@ async fn read_frames(
 ) -> (ReadEnd, OwnedReadHalf) {
     let slots = Arc::new(Semaphore::new(ctx.max_in_flight));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let idle = tokio::time::sleep_until(after(ctx.idle_timeout));
+    // Until the first frame, the shorter first-frame timeout: a silent socket lets go soon.
+    let idle = tokio::time::sleep_until(after(ctx.first_frame_timeout));
     tokio::pin!(idle);
     loop {
         // Hand over every complete frame already buffered.

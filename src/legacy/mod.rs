@@ -28,6 +28,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::broker::Broker;
+use crate::server::connections::{self, LogGate, Refusal, RefusalLog};
+use crate::status::Protocol;
 pub use client::{ClientError, FrameWriter, LegacyClient, ReplyReader};
 pub use import::{ImportError, ImportReport, import};
 pub use stats::LegacyStats;
@@ -35,11 +37,15 @@ pub use stats::LegacyStats;
 /// Settings of the legacy listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyConfig {
-    /// Connections served at once; one more is accepted and closed at once (with a warning).
-    /// The original declared this limit but never enforced it.
+    /// Connections served at once; one more is answered `NACK:PUBLISH_FAILED` (overloaded) and
+    /// closed, with a warning at most every few seconds. The original declared this limit but
+    /// never enforced it.
     pub max_connections: usize,
     /// A connection that sends no complete frame for this long is closed.
     pub idle_timeout: Duration,
+    /// A new connection must send its first complete frame within this (or the idle timeout, if
+    /// shorter), so silent sockets cannot hold the connection slots.
+    pub handshake_timeout: Duration,
     /// Frames of one connection handed to the broker and not yet answered. Beyond it the
     /// connection stops reading, which pushes back on the client through TCP.
     pub max_in_flight: usize,
@@ -53,6 +59,7 @@ impl Default for LegacyConfig {
         Self {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
             max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(5),
         }
@@ -85,6 +92,7 @@ pub async fn serve(
     let ctx = connection::ConnectionContext {
         broker,
         idle_timeout: config.idle_timeout,
+        first_frame_timeout: config.handshake_timeout.min(config.idle_timeout),
         max_in_flight: config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
         shutdown_grace: config.shutdown_grace,
         shutdown: shutdown.clone(),
@@ -93,6 +101,12 @@ pub async fn serve(
     match listener.local_addr() {
         Ok(addr) => tracing::info!(%addr, "legacy TCP listener serving"),
         Err(e) => tracing::info!(error = %e, "legacy TCP listener serving"),
+    }
+    let refusals = RefusalLog::new(Protocol::Legacy);
+    let accept_errors = LogGate::default();
+    let lingering = Arc::new(Semaphore::new(connections::MAX_LINGERING));
+    if let Some(server) = stats.server() {
+        server.legacy.set_max_connections(config.max_connections);
     }
     let mut next_id: u64 = 0;
     loop {
@@ -103,12 +117,15 @@ pub async fn serve(
         };
         let (stream, peer) = match accepted {
             Ok(conn) => conn,
-            Err(e) if is_per_connection(&e) => {
+            Err(e) if connections::is_per_connection(&e) => {
                 tracing::debug!(error = %e, "a connection failed while being accepted");
                 continue;
             }
             Err(e) => {
-                tracing::error!(error = %e, "accepting legacy connections failed; retrying");
+                if let Some(suppressed) = accept_errors.open() {
+                    let what = "accepting legacy connections failed; retrying";
+                    tracing::error!(error = %e, failures_since_last_error = suppressed, "{what}");
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
@@ -117,12 +134,8 @@ pub async fn serve(
         };
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             stats.note_rejected();
-            tracing::warn!(
-                %peer,
-                max_connections = config.max_connections,
-                "legacy connection limit reached; closing the new connection"
-            );
-            drop(stream);
+            refusals.refused(peer, config.max_connections);
+            connections::refuse(stream, Refusal::Legacy, &lingering);
             continue;
         };
         next_id += 1;
@@ -148,13 +161,4 @@ pub async fn serve(
     tracker.wait().await;
     tracing::info!("legacy listener stopped");
     Ok(())
-}
-
-/// Accept errors that concern only the connection being accepted.
-fn is_per_connection(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    )
 }

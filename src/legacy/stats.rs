@@ -55,8 +55,16 @@ impl LegacyStats {
         self.nacks.load(Ordering::Relaxed)
     }
 
+    /// The server status these counters also report to.
+    pub(crate) fn server(&self) -> Option<&Arc<ServerStatus>> {
+        self.server.as_ref()
+    }
+
     pub(crate) fn note_rejected(&self) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = &self.server {
+            s.connection_refused(Protocol::Legacy);
+        }
         crate::metrics::connection_error("legacy", "too_many_connections");
     }
 

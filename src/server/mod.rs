@@ -1,7 +1,12 @@
 //! Running a whole server: bind every listener, recover the broker, serve, and shut down in order
 //! (stop accepting, finish in-flight calls, end streams, flush and fsync).
 
+pub mod connections;
+pub mod descriptors;
+mod h2_refusal;
+mod in_flight;
 mod recovering;
+mod refusal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,7 +77,8 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 ///
 /// # Errors
 /// A listener cannot bind, or the data directory cannot be opened.
-pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
+pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> {
+    budget_descriptors(&mut config);
     let grpc_listener = bind("gRPC", config.grpc_addr).await?;
     let legacy_listener = match config.tcp_addr {
         Some(addr) => Some(bind("legacy TCP", addr).await?),
@@ -90,6 +96,9 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
     status.grpc.enable();
     if legacy_listener.is_some() {
         status.legacy.enable();
+    }
+    if http_listener.is_some() {
+        status.http.enable();
     }
     status.set_recovering(Recovery::Running);
     let (grpc_listener, grpc_during) = twin("gRPC", grpc_listener)?;
@@ -145,8 +154,9 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
 
     if let Some(listener) = legacy_listener {
         let legacy = LegacyConfig {
-            max_connections: config.grpc.max_connections,
+            max_connections: config.legacy_max_connections,
             idle_timeout: config.legacy_idle_timeout,
+            handshake_timeout: config.handshake_timeout,
             ..LegacyConfig::default()
         };
         let stats = Arc::new(LegacyStats::for_server(Arc::clone(&status)));
@@ -168,11 +178,15 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
         let state = HttpState::with_config(broker.clone(), Arc::clone(&status), config.http)
             .with_shutdown(shutdown.clone());
         let router = crate::http::router(state);
-        let shutdown = shutdown.clone();
+        let (http, status, shutdown) = (config.http, Arc::clone(&status), shutdown.clone());
         tasks.push((
             "HTTP",
             tokio::spawn(async move {
-                if let Err(e) = crate::http::serve(listener, router, shutdown).await {
+                status.http.mark_up();
+                let res =
+                    crate::http::serve(listener, router, http, Arc::clone(&status), shutdown).await;
+                status.http.mark_down();
+                if let Err(e) = res {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             }),
@@ -188,6 +202,54 @@ pub async fn start(config: Validated) -> Result<RunningServer, ServerError> {
         shutdown,
         tasks,
     })
+}
+
+/// Raises the open-file limit and fits the listeners' connection limits into it, leaving the
+/// reserve for storage (see [`descriptors`]).
+fn budget_descriptors(config: &mut Validated) {
+    let limit = match descriptors::raise_nofile_limit() {
+        Ok(l) => l.soft,
+        Err(e) => {
+            let what = "cannot read the open-file limit; connection limits are not budgeted";
+            tracing::warn!(error = %e, "{what}");
+            return;
+        }
+    };
+    config.broker.open_file_limit = limit;
+    let reserve = limit.map_or(0, |l| descriptors::reserve_for(l, config.fd_reserve));
+    let mut wanted = [config.grpc.max_connections, 0, 0];
+    if config.tcp_addr.is_some() {
+        wanted[1] = config.legacy_max_connections;
+    }
+    if config.http_addr.is_some() {
+        wanted[2] = config.http.max_connections;
+    }
+    let [grpc, legacy, http] = descriptors::budget(limit, reserve, wanted);
+    if [grpc, legacy, http] != wanted {
+        tracing::warn!(
+            open_file_limit = ?limit,
+            reserve,
+            grpc = %format!("{} -> {grpc}", wanted[0]),
+            legacy = %format!("{} -> {legacy}", wanted[1]),
+            http = %format!("{} -> {http}", wanted[2]),
+            "connection limits lowered to fit the open-file limit"
+        );
+    }
+    config.grpc.max_connections = grpc;
+    if config.tcp_addr.is_some() {
+        config.legacy_max_connections = legacy;
+    }
+    if config.http_addr.is_some() {
+        config.http.max_connections = http;
+    }
+    tracing::info!(
+        open_file_limit = ?limit,
+        reserve,
+        grpc_max_connections = grpc,
+        legacy_max_connections = legacy,
+        http_max_connections = http,
+        "descriptor budget"
+    );
 }
 
 impl RunningServer {

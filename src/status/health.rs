@@ -2,9 +2,10 @@
 //! HTTP layer serialises the report, the metrics turn it into gauges).
 //!
 //! Components, as the original named them: `storage` (read-only partitions make it unhealthy),
-//! `batcher` (a slow last fsync makes it degraded), `buffer` (ring buffers), `grpc_server` and
-//! `tcp_server` (the legacy listener: down when enabled but not serving, "disabled" when turned
-//! off). The overall status is the worst component; only "unhealthy" turns `/health` into 503.
+//! `batcher` (a slow last fsync makes it degraded), `buffer` (ring buffers), `grpc_server`,
+//! `tcp_server` (the legacy listener) and `http_server` (each: down when enabled but not serving,
+//! "disabled" when turned off, degraded while at its connection limit, when new connections are
+//! refused). The overall status is the worst component; only "unhealthy" turns `/health` into 503.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -71,6 +72,7 @@ pub fn evaluate(broker: &Broker, status: &ServerStatus) -> HealthReport {
     components.insert("buffer", component(buffer(broker, &partitions)));
     components.insert("grpc_server", component(listener(&status.grpc)));
     components.insert("tcp_server", component(listener(&status.legacy)));
+    components.insert("http_server", component(listener(&status.http)));
     let mut summary = Summary {
         total_components: components.len(),
         ..Summary::default()
@@ -117,7 +119,11 @@ pub fn readiness(broker: &Broker, status: &ServerStatus) -> Result<(), String> {
             f.topic, f.partition
         ));
     }
-    for (name, l) in [("grpc", &status.grpc), ("legacy tcp", &status.legacy)] {
+    for (name, l) in [
+        ("grpc", &status.grpc),
+        ("legacy tcp", &status.legacy),
+        ("http", &status.http),
+    ] {
         if l.state() == ListenerState::Down {
             return Err(format!("the {name} listener is not serving"));
         }
@@ -262,11 +268,18 @@ fn buffer(broker: &Broker, partitions: &[PartitionSnapshot]) -> (Health, Value) 
 }
 
 fn listener(l: &ListenerStatus) -> (Health, Value) {
+    let at_limit = l.at_connection_limit();
     let (health, state) = match l.state() {
         ListenerState::Disabled => (Health::Disabled, "disabled"),
         ListenerState::Down => (Health::Unhealthy, "down"),
+        ListenerState::Up if at_limit => (Health::Degraded, "at the connection limit"),
         ListenerState::Up => (Health::Healthy, "up"),
     };
-    let details = json!({"state": state, "open_connections": l.open_connections()});
+    let details = json!({
+        "state": state,
+        "open_connections": l.open_connections(),
+        "max_connections": l.max_connections(),
+        "refused_connections": l.refused_connections(),
+    });
     (health, details)
 }

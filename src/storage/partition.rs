@@ -5,6 +5,7 @@
 //! has finished, so a consumer never sees a record that a crash could take back.
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,6 @@ use super::files::LogFiles;
 use super::log::{LogConfig, PartitionLog};
 use super::record::Record;
 use super::ring::RingBuffer;
-use super::verify::Damage;
 
 /// Everything a partition needs at open.
 #[derive(Debug, Clone)]
@@ -75,8 +75,9 @@ pub struct PartitionCore {
     /// Held by a batch write from its first step to its acknowledgements, and by a retry after a
     /// failure, so a retry never cuts records a batch is about to acknowledge.
     writing: Mutex<()>,
-    /// Unreadable stretches found when the partition was opened.
-    damage: Vec<Damage>,
+    /// Offset ranges known to be unreadable: found when the partition was opened, or met by a
+    /// read since (a record failing its checksum in a sealed segment whose index fitted).
+    damaged: Mutex<Vec<Range<u64>>>,
     dirty: AtomicBool,
     /// Records written since the last fsync in `interval` mode (for the records-per-fsync metric).
     unsynced_records: AtomicU64,
@@ -110,7 +111,11 @@ impl Partition {
     ) -> Result<Self, StorageError> {
         let log = PartitionLog::open(&dir, config.log, &config.files)?;
         let end = log.end_offset();
-        let damage = log.damage().cloned().collect();
+        let damaged = log
+            .damage()
+            .filter(|d| !d.offsets.is_empty())
+            .map(|d| d.offsets.clone())
+            .collect();
         let core = Arc::new(PartitionCore {
             id,
             log: Mutex::new(log),
@@ -119,7 +124,7 @@ impl Partition {
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             writing: Mutex::new(()),
-            damage,
+            damaged: Mutex::new(damaged),
             dirty: AtomicBool::new(false),
             unsynced_records: AtomicU64::new(0),
             inject_fault: AtomicBool::new(false),
@@ -208,10 +213,27 @@ impl PartitionCore {
         lock(&self.failure).as_ref().map(|f| f.reason.clone())
     }
 
-    /// Unreadable stretches found when the partition was opened (reads of them fail with a
-    /// data-loss error; everything else stays readable).
-    pub fn damage(&self) -> &[Damage] {
-        &self.damage
+    /// Offset ranges known to be unreadable (reads of them fail with a data-loss error;
+    /// everything else stays readable), in offset order.
+    pub fn damaged_offsets(&self) -> Vec<Range<u64>> {
+        lock(&self.damaged).clone()
+    }
+
+    /// Remembers that a read found `offset` damaged, and turns the error into one that says so.
+    fn damaged_at(&self, offset: u64, err: StorageError) -> StorageError {
+        let StorageError::Corrupt { .. } = err else {
+            return err;
+        };
+        tracing::error!(partition = self.id, offset, error = %err, "a read met a damaged record");
+        let mut known = lock(&self.damaged);
+        if !known.iter().any(|r| r.contains(&offset)) {
+            known.push(offset..offset + 1);
+            known.sort_by_key(|r| r.start);
+        }
+        StorageError::Damaged {
+            offsets: offset..offset + 1,
+            reason: err.to_string(),
+        }
     }
 
     /// Makes this partition's storage fail as a broken disk would, until
@@ -362,7 +384,7 @@ impl PartitionCore {
             return Ok(records);
         }
         let plan = lock(&self.log).plan_read(offset, max_records, max_bytes as u64, end)?;
-        plan.execute()
+        plan.execute().map_err(|e| self.damaged_at(offset, e))
     }
 
     /// The first acknowledged offset whose timestamp is at or after `ts` (the end if none).

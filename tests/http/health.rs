@@ -18,7 +18,14 @@ async fn health_is_healthy_at_start_and_follows_listeners() {
             .is_some_and(|t| t.ends_with('Z'))
     );
     assert!(r.json["uptime"].is_string());
-    for c in ["storage", "batcher", "buffer", "grpc_server", "tcp_server"] {
+    for c in [
+        "storage",
+        "batcher",
+        "buffer",
+        "grpc_server",
+        "tcp_server",
+        "http_server",
+    ] {
         let comp = &r.json["components"][c];
         assert!(comp["status"].is_string(), "{c}: {}", r.text);
         assert!(comp["details"].is_object(), "{c}");
@@ -29,7 +36,7 @@ async fn health_is_healthy_at_start_and_follows_listeners() {
         r.json["components"]["storage"]["details"]["read_only_partitions"],
         json!([])
     );
-    assert_eq!(r.json["summary"]["total_components"], 5);
+    assert_eq!(r.json["summary"]["total_components"], 6);
     assert_eq!(r.json["summary"]["healthy"], 3);
     assert_eq!(r.json["summary"]["unhealthy"], 0);
 

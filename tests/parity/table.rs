@@ -168,12 +168,9 @@ pub fn wire(outcome: Outcome, protocol: Protocol) -> Vec<Wire> {
         (Protocol::Grpc, NotFound) => vec![Wire::Grpc(Code::NotFound)],
         (Protocol::Grpc, Unavailable) => vec![Wire::Grpc(Code::Unavailable)],
         (Protocol::Grpc, OutOfRange) => vec![Wire::Grpc(Code::OutOfRange)],
-        // tonic's decoder refuses the message before the service runs; which code it uses has
-        // changed between versions.
-        (Protocol::Grpc, TooLargeForTransport) => vec![
-            Wire::Grpc(Code::OutOfRange),
-            Wire::Grpc(Code::ResourceExhausted),
-        ],
+        // tonic's decoder refuses the message before the service runs; the server maps its
+        // answer to INVALID_ARGUMENT, as the error table says for a request too large.
+        (Protocol::Grpc, TooLargeForTransport) => vec![Wire::Grpc(Code::InvalidArgument)],
         (Protocol::Legacy, Accepted) => vec![Wire::Legacy(Reply::Ok, Conn::Open)],
         (Protocol::Legacy, Invalid) => vec![Wire::Legacy(Reply::InvalidFormat, Conn::Open)],
         // Out of range cannot happen on a produce ("—" in DESIGN.md); the adapter's table says
