@@ -139,7 +139,6 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
         tasks.push((
             "gRPC",
             tokio::spawn(async move {
-                status.grpc.mark_up();
                 let res =
                     crate::grpc::serve(grpc_listener, broker, grpc, Arc::clone(&status), shutdown)
                         .await;
@@ -150,6 +149,10 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
             }),
         ));
     }
+    // Each listener is bound before its task runs (connections wait in its backlog), so it is up
+    // from here: health and readiness never see a listener "down" between start and its task.
+    status.grpc.set_max_connections(config.grpc.max_connections);
+    status.grpc.mark_up();
     tracing::info!(%grpc_addr, "gRPC listening");
 
     if let Some(listener) = legacy_listener {
@@ -160,11 +163,12 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
             ..LegacyConfig::default()
         };
         let stats = Arc::new(LegacyStats::for_server(Arc::clone(&status)));
+        status.legacy.set_max_connections(legacy.max_connections);
+        status.legacy.mark_up();
         let (broker, status, shutdown) = (broker.clone(), Arc::clone(&status), shutdown.clone());
         tasks.push((
             "legacy TCP",
             tokio::spawn(async move {
-                status.legacy.mark_up();
                 let res = crate::legacy::serve(listener, broker, legacy, stats, shutdown).await;
                 status.legacy.mark_down();
                 if let Err(e) = res {
@@ -178,11 +182,12 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
         let state = HttpState::with_config(broker.clone(), Arc::clone(&status), config.http)
             .with_shutdown(shutdown.clone());
         let router = crate::http::router(state);
+        status.http.set_max_connections(config.http.max_connections);
+        status.http.mark_up();
         let (http, status, shutdown) = (config.http, Arc::clone(&status), shutdown.clone());
         tasks.push((
             "HTTP",
             tokio::spawn(async move {
-                status.http.mark_up();
                 let res =
                     crate::http::serve(listener, router, http, Arc::clone(&status), shutdown).await;
                 status.http.mark_down();

@@ -162,7 +162,7 @@ struct Known {
 /// was in flight either happened whole or not at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_topic_creation_and_deletion() {
-    let rounds = super::rounds(16);
+    let rounds = super::rounds(24);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let known: Arc<Mutex<Known>> = Arc::default();
