@@ -219,7 +219,12 @@ pub(super) fn snapshot(topic: &Topic, p: &Partition) -> PartitionSnapshot {
         failure: core.failure(),
         ring_records: core.ring_len(),
         unsynced_records: core.unsynced_records(),
-        damaged: core.damaged_offsets(),
+        // Damage that retention deleted since is no longer there to report.
+        damaged: core
+            .damaged_offsets()
+            .into_iter()
+            .filter(|r| r.end > log_start)
+            .collect(),
         writes: WriteCounters {
             batches: s.batches.load(Ordering::Relaxed),
             records: s.records.load(Ordering::Relaxed),
