@@ -198,6 +198,14 @@ impl Broker {
         let pconfig = config.partition_config(&files, &observer);
         let (topics, unavailable) =
             recovery::open_topics(&topics_dir, &pconfig).map_err(startup)?;
+        match offsets.prune_topics(|t| topics.contains_key(t) || unavailable.contains_key(t)) {
+            Ok(dropped) => {
+                for (group, topic) in dropped {
+                    tracing::info!(group, topic, "dropped the offsets of a deleted topic");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not drop the offsets of deleted topics"),
+        }
         let broker = Self {
             inner: Arc::new(Inner {
                 config,

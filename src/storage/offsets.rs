@@ -185,6 +185,42 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// Drops, at open, the offsets of topics `exists` says are gone: what a crash between a topic
+    /// deletion and its offsets' removal leaves, which a new topic of the same name would
+    /// otherwise inherit. Runs before anything else uses the store (no file lock is taken).
+    /// Returns the (group, topic) pairs dropped.
+    ///
+    /// # Errors
+    /// I/O errors rewriting a group file (that group keeps its offsets).
+    pub fn prune_topics(
+        &self,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let groups: Vec<(String, Arc<Group>)> = self
+            .groups()
+            .iter()
+            .map(|(n, g)| (n.clone(), Arc::clone(g)))
+            .collect();
+        let mut dropped = Vec::new();
+        for (name, g) in groups {
+            let mut next = lock(&g.offsets).clone();
+            let gone: Vec<String> = next.keys().filter(|t| !exists(t)).cloned().collect();
+            if gone.is_empty() {
+                continue;
+            }
+            for t in &gone {
+                next.remove(t);
+            }
+            let json = serde_json::to_vec(&next).map_err(|e| {
+                StorageError::io("encoding group offsets", std::io::Error::other(e))
+            })?;
+            write_atomically(&self.dir, &self.dir.join(format!("{name}.json")), &json)?;
+            *lock(&g.offsets) = next;
+            dropped.extend(gone.into_iter().map(|t| (name.clone(), t)));
+        }
+        Ok(dropped)
+    }
+
     async fn update(
         &self,
         group: &str,

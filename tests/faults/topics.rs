@@ -303,6 +303,43 @@ async fn check_topics(
     );
 }
 
+/// kill -9 between a deletion's rename and the removal of the groups' offsets leaves offsets of a
+/// topic that is gone: a new topic of that name must not inherit them (its consumers would skip
+/// its first records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_topic_never_inherits_the_offsets_of_a_deleted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let broker = child::start(&data, &Options::default()).await;
+    let mut c = broker.client().await;
+    create_topic(&mut c, "t", 1).await;
+    create_topic(&mut c, "other", 1).await;
+    produce_values(&mut c, "t", values(5)).await;
+    produce_values(&mut c, "other", values(5)).await;
+    commit(&mut c, "t", "g", 0, 5).await;
+    commit(&mut c, "other", "g", 0, 3).await;
+    broker.kill9();
+    // What the kill leaves when it lands right after the deletion's rename.
+    std::fs::create_dir_all(data.join("trash")).unwrap();
+    std::fs::rename(data.join("topics/t"), data.join("trash/1-0")).unwrap();
+
+    let broker = child::start(&data, &Options::default()).await;
+    let mut c = broker.client().await;
+    produce_values(&mut c, "t", values(2)).await;
+    let got = poll(&mut c, "t", "g").await.expect("poll of the new topic");
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![0, 1],
+        "the new topic is read from its start"
+    );
+    assert_eq!(
+        poll(&mut c, "other", "g").await.unwrap()[0].offset,
+        3,
+        "other offsets stay"
+    );
+    broker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_topic_is_all_or_nothing_even_with_a_249_byte_name() {
     let dir = tempfile::tempdir().unwrap();
