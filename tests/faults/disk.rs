@@ -157,6 +157,22 @@ async fn a_full_disk_is_an_error_the_broker_survives_and_recovers_from() {
     let (code, ready) = broker.http_json("/health/ready").await;
     assert_eq!(code, 503, "a read-only partition is not ready: {ready}");
     assert_all_readable(&mut c, &acked).await;
+    // A topic created on the full disk is created whole or not at all.
+    let created = c
+        .create_topic(obelisk::proto::CreateTopicRequest {
+            name: "late".into(),
+            config: None,
+        })
+        .await;
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("topics"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with('.') || (created.is_err() && n == "late"))
+        .collect();
+    assert!(leftovers.is_empty(), "a failed creation left {leftovers:?}");
+    if let Err(e) = &created {
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    }
 
     // 2. Free space: the partition comes back on its own, continuing right after the acks.
     let offset = free_and_produce(&mut c, &filler, &acked).await;
