@@ -72,19 +72,7 @@ async fn silent_sockets_fill_the_grpc_limit_then_a_real_client_is_served() {
             "a silent socket gets nothing, then EOF"
         );
     }
-    let mut client = None;
-    wait_until("a real client is served", async || {
-        if client.is_none() {
-            client = obelisk::client::connect(&format!("http://{}", server.grpc_addr))
-                .await
-                .ok();
-        }
-        match &mut client {
-            Some(c) => c.list_topics(pb::ListTopicsRequest {}).await.is_ok(),
-            None => false,
-        }
-    })
-    .await;
+    connect_when_served(server.grpc_addr).await;
     server.stop().await;
 }
 

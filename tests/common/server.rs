@@ -26,6 +26,10 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = super::test_config(dir.path());
         tune(&mut config);
+        Self::launch(config, dir).await
+    }
+
+    async fn launch(config: Config, dir: tempfile::TempDir) -> Self {
         let server = super::start(config.clone()).await;
         let client = super::grpc_client(&server).await;
         Self {
@@ -68,14 +72,7 @@ impl TestServer {
             ..
         } = self;
         server.stop().await;
-        let server = super::start(config.clone()).await;
-        let client = super::grpc_client(&server).await;
-        Self {
-            server,
-            client,
-            config,
-            dir,
-        }
+        Self::launch(config, dir).await
     }
 
     pub async fn stop(self) {

@@ -205,10 +205,17 @@ fn with_nofile(cmd: &mut Command, n: u64) {
 }
 
 pub async fn connect_child(c: &Child3) -> obelisk::client::BrokerClient<tonic::transport::Channel> {
+    connect_when_served(c.grpc).await
+}
+
+/// A client connected to `addr` once a call there succeeds (bounded by [`PATIENCE`]).
+pub async fn connect_when_served(
+    addr: SocketAddr,
+) -> obelisk::client::BrokerClient<tonic::transport::Channel> {
     let mut client = None;
-    wait_until("the child serves gRPC", async || {
+    wait_until("a real client is served", async || {
         if client.is_none() {
-            client = obelisk::client::connect(&format!("http://{}", c.grpc))
+            client = obelisk::client::connect(&format!("http://{addr}"))
                 .await
                 .ok();
         }
