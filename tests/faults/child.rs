@@ -109,6 +109,16 @@ pub async fn start(data_dir: &Path, options: &Options) -> Broker {
     }
 }
 
+impl Drop for Broker {
+    /// A test that fails part-way does not leave its broker running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Broker {
     pub async fn client(&self) -> BrokerClient<Channel> {
         obelisk::client::connect(&format!("http://{}", self.grpc))
