@@ -274,13 +274,7 @@ async fn a_malformed_message_in_a_produce_stream_ends_it_with_invalid_argument()
         }],
     }
     .encode_to_vec();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
+    let mut grpc = raw_grpc(&server).await;
     let path = "/obelisk.v1.Broker/ProduceStream".parse().unwrap();
     let requests = tokio_stream::iter(vec![good, vec![0x0a, 100, b'a']]);
     let mut replies = grpc

@@ -128,7 +128,8 @@ impl Decoder for RawCodec {
     }
 }
 
-pub async fn raw_call(server: &RunningServer, method: &str, body: Vec<u8>) -> tonic::Status {
+/// A gRPC client of `server` that sends and receives raw message bytes (with [`RawCodec`]).
+pub async fn raw_grpc(server: &RunningServer) -> tonic::client::Grpc<tonic::transport::Channel> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
         .unwrap()
         .connect()
@@ -136,6 +137,11 @@ pub async fn raw_call(server: &RunningServer, method: &str, body: Vec<u8>) -> to
         .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
+    grpc
+}
+
+pub async fn raw_call(server: &RunningServer, method: &str, body: Vec<u8>) -> tonic::Status {
+    let mut grpc = raw_grpc(server).await;
     let path = format!("/obelisk.v1.Broker/{method}").parse().unwrap();
     grpc.unary(tonic::Request::new(body), path, RawCodec)
         .await
