@@ -59,8 +59,9 @@ pub struct PartitionSnapshot {
     pub ring_records: usize,
     /// Acknowledged records not yet fsynced (`interval` mode; always 0 in `fsync` mode).
     pub unsynced_records: u64,
-    /// Offset ranges found damaged on disk when the partition was opened: reads of them fail with
-    /// DATA_LOSS, everything else stays readable.
+    /// Offset ranges known to be damaged on disk (found when the partition was opened, or by a
+    /// read since) and not yet deleted by retention: reads of them fail with DATA_LOSS,
+    /// everything else stays readable.
     pub damaged: Vec<std::ops::Range<u64>>,
     pub writes: WriteCounters,
 }

@@ -91,7 +91,7 @@ impl Topic {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        Self::open(dir, name, pconfig).inspect_err(|_| {
+        Self::open_with(dir, name, config, pconfig).inspect_err(|_| {
             // Nothing was written to the new topic yet: take it back, so a retry starts clean.
             if fs::remove_dir_all(dir).is_ok() {
                 let _ = sync_dir(parent);
@@ -114,7 +114,10 @@ impl Topic {
     ) -> Result<Recovered, StorageError> {
         let path = dir.join(CONFIG_FILE);
         let problem = match read_config(&path) {
-            Ok(_) => return Ok(Recovered::Opened(Self::open(dir, name, pconfig)?, None)),
+            Ok(config) => {
+                let topic = Self::open_with(dir, name, config, pconfig)?;
+                return Ok(Recovered::Opened(topic, None));
+            }
             Err(e) if matches!(&e, StorageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound) => {
                 "topic.json is missing".to_string()
             }
@@ -152,7 +155,7 @@ impl Topic {
              adjust)"
         );
         Ok(Recovered::Opened(
-            Self::open(dir, name, pconfig)?,
+            Self::open_with(dir, name, config, pconfig)?,
             Some(note),
         ))
     }
@@ -162,7 +165,16 @@ impl Topic {
     /// # Errors
     /// A missing or unreadable config, or I/O errors recovering partitions.
     pub fn open(dir: &Path, name: &str, pconfig: &PartitionConfig) -> Result<Self, StorageError> {
-        let config = read_config(&dir.join(CONFIG_FILE))?;
+        Self::open_with(dir, name, read_config(&dir.join(CONFIG_FILE))?, pconfig)
+    }
+
+    /// Opens the topic stored in `dir` with `config` (already read, or just written).
+    fn open_with(
+        dir: &Path,
+        name: &str,
+        config: TopicConfig,
+        pconfig: &PartitionConfig,
+    ) -> Result<Self, StorageError> {
         let changes = Arc::new(watch::Sender::new(0u64));
         let partitions = (0..config.partitions)
             .map(|p| Partition::open(p, dir.join(p.to_string()), pconfig, Arc::clone(&changes)))

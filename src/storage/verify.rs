@@ -108,7 +108,7 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
             });
             break;
         }
-        let problem = match record::decode(bytes, pos) {
+        let (problem, next) = match record::decode(bytes, pos) {
             Ok((rec, len)) if rec.offset == expected && pos <= u32::MAX as usize => {
                 s.positions.push(pos as u32);
                 s.max_timestamp = s.max_timestamp.max(rec.timestamp);
@@ -124,9 +124,13 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
                 pos += len;
                 continue;
             }
-            Ok((rec, _)) => format!("record has offset {}, expected {expected}", rec.offset),
+            Ok((rec, _)) => (
+                format!("record has offset {}, expected {expected}", rec.offset),
+                next_whole_record(bytes, pos, expected, end),
+            ),
             Err(e) => {
-                if role == Role::Active && is_torn(bytes, pos, expected, &e) {
+                let next = next_whole_record(bytes, pos, expected, end);
+                if role == Role::Active && next.is_none() && unfinished_write(&bytes[pos..], &e) {
                     s.torn = Some(TornTail {
                         at: pos as u64,
                         bytes: (bytes.len() - pos) as u64,
@@ -135,10 +139,10 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
                     s.kept_len = pos as u64;
                     break;
                 }
-                e.to_string()
+                (e.to_string(), next)
             }
         };
-        let (resume, lost_until) = match next_whole_record(bytes, pos, expected, end) {
+        let (resume, lost_until) = match next {
             Some((at, offset)) => (at, offset),
             None => {
                 let most = ((bytes.len() - pos) / RECORD_OVERHEAD).max(1) as u64;
@@ -174,12 +178,11 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
     s
 }
 
-/// Whether a frame that failed to decode at `pos` is a torn tail: nothing whole follows it and it
-/// is what an unfinished write leaves (cut short by the end of the file, or zeros to the end).
-/// A frame whose length field was damaged but whose bytes to the end of the file check out is
-/// damage, not a torn write: its checksum could not match if the write had been cut.
-fn is_torn(bytes: &Bytes, pos: usize, expected: u64, e: &DecodeError) -> bool {
-    let rest = &bytes[pos..];
+/// Whether the bytes from a frame that failed to decode to the end of the file (with no whole
+/// record after them) are what an unfinished write leaves: a frame cut short by the end of the
+/// file, or zeros. A frame whose length field was damaged but whose bytes to the end of the file
+/// check out is damage, not a torn write: its checksum could not match if the write had been cut.
+fn unfinished_write(rest: &[u8], e: &DecodeError) -> bool {
     if rest.iter().all(|&b| b == 0) {
         return true;
     }
@@ -188,11 +191,9 @@ fn is_torn(bytes: &Bytes, pos: usize, expected: u64, e: &DecodeError) -> bool {
     }
     if rest.len() >= RECORD_OVERHEAD {
         let stored = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if crc32c::crc32c(&rest[8..]) == stored {
-            return false;
-        }
+        return crc32c::crc32c(&rest[8..]) != stored;
     }
-    next_whole_record(bytes, pos, expected, None).is_none()
+    true
 }
 
 /// The first whole, valid record after byte `from` whose offset is at least `expected` (and below
