@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::{IoContext, StorageError};
@@ -30,6 +31,8 @@ pub struct OffsetStore {
     /// `<group>.json.damaged`; reads of the group's offsets fail until a commit or reset writes a
     /// new file, so nobody silently starts over from the beginning.
     damaged: Mutex<HashMap<String, String>>,
+    /// Whether `damaged` holds any group: reads check this, not the lock, in the common case.
+    any_damaged: AtomicBool,
 }
 
 impl OffsetStore {
@@ -79,6 +82,7 @@ impl OffsetStore {
         Ok(Self {
             dir: dir.to_path_buf(),
             groups: Mutex::new(groups),
+            any_damaged: AtomicBool::new(!damaged.is_empty()),
             damaged: Mutex::new(damaged),
         })
     }
@@ -128,6 +132,9 @@ impl OffsetStore {
     }
 
     fn check_damaged(&self, group: &str) -> Result<(), StorageError> {
+        if !self.any_damaged.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match lock(&self.damaged).get(group) {
             Some(why) => Err(StorageError::Corrupt {
                 path: self.dir.join(format!("{group}.json.damaged")),
@@ -243,8 +250,13 @@ impl OffsetStore {
             .await
             .map_err(|e| StorageError::io("group offsets writer", std::io::Error::other(e)))??;
         *lock(&g.offsets) = next;
-        if lock(&self.damaged).remove(group).is_some() {
-            tracing::info!(group, "a damaged group has committed offsets again");
+        if self.any_damaged.load(Ordering::Acquire) {
+            let mut damaged = lock(&self.damaged);
+            if damaged.remove(group).is_some() {
+                self.any_damaged
+                    .store(!damaged.is_empty(), Ordering::Release);
+                tracing::info!(group, "a damaged group has committed offsets again");
+            }
         }
         Ok(())
     }
