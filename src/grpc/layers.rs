@@ -76,9 +76,13 @@ where
 /// Rewrites tonic's own answers to malformed and oversized requests to INVALID_ARGUMENT (in the
 /// headers of a trailers-only response, or in trailers).
 pub fn remap_refused_requests(headers: &mut HeaderMap) {
+    // Most responses (every OK one) stop here, before the message is decoded.
     let Some(code) = headers.get("grpc-status") else {
         return;
     };
+    if !matches!(code.as_bytes(), b"13" | b"11") {
+        return;
+    }
     let message = headers
         .get("grpc-message")
         .map(|v| percent_decode(v.as_bytes()))

@@ -21,10 +21,13 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// Counts a request in flight until the guard is dropped.
+    /// Counts a request in flight until the guard is dropped. Only the change from idle to busy
+    /// (and back, in the guard's drop) is signalled: the idle watcher cares for nothing else, and
+    /// concurrent requests on one connection then take no lock and wake no task.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_waiters();
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.changed.notify_waiters();
+        }
         InFlight(Arc::clone(self))
     }
 
@@ -32,7 +35,7 @@ impl Activity {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Completes at the next change of the count (call `enable` before checking the count).
+    /// Completes when the count next turns from 0 or to 0 (call `enable` before checking it).
     pub fn changed(&self) -> Notified<'_> {
         self.changed.notified()
     }
@@ -44,8 +47,9 @@ pub struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_waiters();
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_waiters();
+        }
     }
 }
 

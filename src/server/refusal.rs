@@ -146,8 +146,10 @@ pub fn refuse(stream: TcpStream, refusal: Refusal, lingering: &Arc<Semaphore>) {
                 tokio::time::timeout(LINGER, h2::answer_first_call(&mut stream, REFUSAL_REASON))
                     .await;
             if !matches!(answered, Ok(Ok(true))) {
+                // Bounded too: a peer that stops reading (its SETTINGS ACKs filled the send
+                // buffer) would otherwise hold this task, its socket and a lingering slot forever.
                 let bye = h2::goaway(0, h2::ENHANCE_YOUR_CALM, REFUSAL_REASON);
-                let _ = stream.write_all(&bye).await;
+                let _ = tokio::time::timeout(LINGER, stream.write_all(&bye)).await;
             }
         }
         let _ = tokio::time::timeout(LINGER, drain(&stream)).await;
