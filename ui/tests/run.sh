@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The console's browser tests against a real broker (target/debug/obelisk, or $OBELISK_BIN):
+# installs what they need (setup.sh), then runs them; screenshots land in target/ui-screenshots/.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+bash "$here/setup.sh"
+if [[ -z "${OBELISK_BIN:-}" && ! -x "$root/target/debug/obelisk" ]]; then
+  (cd "$root" && cargo build --bin obelisk)
+fi
+cd "$here"
+node --test --test-concurrency=1 console.test.js
