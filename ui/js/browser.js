@@ -4,7 +4,7 @@
 
 import { api, enc } from './api.js';
 import { fill, h, toast, toastError } from './dom.js';
-import { localInputToNs, localTime, num, showValue } from './format.js';
+import { b64ToBytes, localInputToNs, localTime, num, showValue } from './format.js';
 
 const MAX_PAGE_BYTES = 1 << 20;
 
@@ -19,6 +19,13 @@ function matches(r, needle, field) {
   if (field === 'value') return inValue();
   if (field === 'header') return inHeaders();
   return inKey() || inValue() || inHeaders();
+}
+
+/** One line of the value for the table: text, or the first bytes in hex. */
+function preview(r, mode) {
+  if (mode !== 'hex' && r.value !== null && r.value !== undefined) return r.value.slice(0, 200);
+  const u8 = b64ToBytes(r.value_base64);
+  return Array.from(u8.subarray(0, 48), (b) => b.toString(16).padStart(2, '0')).join(' ') + (u8.length > 48 ? ' …' : '');
 }
 
 function producer(topic, onProduced) {
@@ -85,7 +92,7 @@ export function messageBrowser(ctx, el, topic) {
         h('td', { class: 'hide-narrow' }, localTime(r.timestamp)),
         h('td', { class: 'mono' }, r.key === null ? '(binary)' : r.key),
         h('td', { class: 'hide-narrow' }, (r.headers || []).map((x) => h('span', { class: 'tag' }, `${x.name}=${x.value ?? '(binary)'}`))),
-        h('td', { class: 'value-cell mono' }, showValue(r.value, r.value_base64, view.value === 'hex' ? 'hex' : 'text').slice(0, 200)));
+        h('td', { class: 'value-cell mono' }, preview(r, view.value)));
       const open = () => { state.selected = r; drawDetail(); };
       tr.addEventListener('click', open);
       tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') open(); });

@@ -12,7 +12,7 @@ function s(tag, attrs, text) {
 function niceMax(v) {
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 4, 8, 10]) if (v <= m * p) return m * p;
   return 10 * p;
 }
 
@@ -21,7 +21,7 @@ function niceMax(v) {
  * The window is the last `windowMs` milliseconds.
  */
 export function lineChart(el, series, { format = String, windowMs = 6 * 60_000, height = 180, label = 'chart' } = {}) {
-  const W = 800;
+  const W = Math.max(320, Math.round(el.clientWidth || 800));
   const H = height;
   const pad = { l: 56, r: 10, t: 10, b: 22 };
   const now = Math.max(Date.now(), ...series.flatMap((x) => x.points.map((p) => p[0])));

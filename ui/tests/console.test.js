@@ -70,6 +70,7 @@ async function startServer() {
 }
 
 async function shot(name) {
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
