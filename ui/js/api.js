@@ -28,12 +28,17 @@ function askToken(hadToken) {
       d.addEventListener('close', () => {
         const t = d.returnValue === 'ok' ? input.value.trim() : '';
         if (t) sessionStorage.setItem(TOKEN_KEY, t);
+        window.dispatchEvent(new Event('obelisk-token'));
         asking = null;
         resolve(t);
       }, { once: true });
     });
   }
   return asking;
+}
+
+export function hasToken() {
+  return Boolean(sessionStorage.getItem(TOKEN_KEY));
 }
 
 export function forgetToken() {

@@ -1,7 +1,7 @@
 // The console's router: pages under /ui/, links handled in the page (history API), each page
 // rendered into <main> with a context whose timers and requests stop when the page is left.
 
-import { api } from './api.js';
+import { api, forgetToken, hasToken } from './api.js';
 import { fill, h } from './dom.js';
 import { overviewPage } from './overview.js';
 import { topicsPage } from './topics.js';
@@ -81,7 +81,14 @@ document.addEventListener('click', (ev) => {
 });
 window.addEventListener('popstate', render);
 
+function showSignout() {
+  document.getElementById('signout').hidden = !hasToken();
+}
+window.addEventListener('obelisk-token', showSignout);
+document.getElementById('signout').addEventListener('click', () => { forgetToken(); location.reload(); });
+
 async function headerHealth() {
+  showSignout();
   const el = document.getElementById('health');
   try {
     const r = await api('/health', { accept: [503] });

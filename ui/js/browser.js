@@ -115,7 +115,9 @@ export function messageBrowser(ctx, el, topic) {
   };
 
   /** Loads one page from `offset` (clamped into the partition). */
+  let seq = 0;
   const load = async (offset) => {
+    const mine = ++seq;
     const q = new URLSearchParams({ partition: state.partition, offset: Math.max(0, offset), limit: state.page, max_bytes: MAX_PAGE_BYTES });
     let r;
     try {
@@ -127,7 +129,8 @@ export function messageBrowser(ctx, el, topic) {
       const p = o.partitions.find((x) => x.partition === state.partition);
       return load(p.log_start);
     }
-    if (!ctx.alive) return;
+    // A newer request (another click) wins over this one.
+    if (!ctx.alive || mine !== seq) return;
     state.offset = Math.max(0, offset);
     state.records = r.records;
     state.logStart = r.log_start;

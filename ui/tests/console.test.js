@@ -128,9 +128,16 @@ test('overview shows health, counts, connections and the rates chart', async () 
   // The chart gets a line once the sampler has two samples.
   await page.locator('#rates-chart path[data-series="produced"]').waitFor({ timeout: 30_000 });
   await shot('overview');
+  // Phone width: nothing wider than the window (wide tables scroll inside their box).
   await page.setViewportSize({ width: 390, height: 844 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'overflows at 390 px');
   await shot('overview-phone');
   await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ colorScheme: 'dark' });
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(bg, 'rgb(15, 18, 24)', 'dark palette');
+  await shot('overview-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
 });
 
 test('topics: list and create', async () => {
@@ -153,8 +160,9 @@ test('topics: list and create', async () => {
 test('a topic: partitions, paging, seek by offset and time, produce and find by key', async () => {
   await open('/ui/topics/orders', 'tr.record');
   assert.equal(await page.locator('#partitions tbody tr').count(), 3);
+  await page.locator('#page-info', { hasText: 'offsets 0–39' }).waitFor();
   await page.selectOption('select[name="page"]', '20');
-  await page.locator('tr.record[data-offset="19"]').waitFor();
+  await page.locator('#page-info', { hasText: 'offsets 0–19' }).waitFor();
   assert.equal(await page.locator('tr.record').count(), 20);
   await page.click('button:has-text("Forward ›")');
   await page.locator('tr.record[data-offset="39"]').waitFor();
@@ -195,6 +203,10 @@ test('a topic: partitions, paging, seek by offset and time, produce and find by 
   assert.match(await page.locator('#record-value').textContent(), /^00000000 {2}7b 22 66 6f 75 6e 64/);
   assert.match(await page.locator('#record-detail').textContent(), /trace=abc/);
   await shot('topic');
+  await page.setViewportSize({ width: 390, height: 844 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), 'topic page overflows at 390 px');
+  await shot('topic-phone');
+  await page.setViewportSize({ width: 1280, height: 800 });
 });
 
 test('groups: lag, reset with confirmation, lag changes', async () => {
@@ -254,6 +266,10 @@ test('a 401 asks for a token, which every later call sends', async () => {
   await page.locator('[data-component="storage"]').waitFor();
   assert.equal((await later).headers().authorization, 'Bearer s3cret');
   assert.equal(await page.evaluate(() => sessionStorage.getItem('obelisk.console.token')), 's3cret');
+  // Forgetting it asks again.
+  await page.click('#signout');
+  await dialog.waitFor();
+  await dialog.locator('button[value="cancel"]').click();
   await page.unroute('**/stats/overview');
 });
 
