@@ -41,6 +41,7 @@ function freePort() {
 async function rest(method, p, body) {
   const resp = await fetch(base + p, {
     method,
+    signal: AbortSignal.timeout(30_000),
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -60,7 +61,7 @@ async function startServer() {
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline && proc.exitCode === null) {
       try {
-        if ((await fetch(`${base}/health/ready`)).status === 200) return proc;
+        if ((await fetch(`${base}/health/ready`, { signal: AbortSignal.timeout(2000) })).status === 200) return proc;
       } catch { /* not listening yet */ }
       await delay(100);
     }
@@ -80,11 +81,17 @@ async function open(p, selector) {
   await page.locator(selector).first().waitFor({ timeout: 20_000 });
 }
 
+// Every step is bounded: a hang fails the step (and `after` still stops the server).
+const LIMIT = { timeout: 120_000 };
+const step = (what) => process.stderr.write(`${new Date().toISOString()} ${what}\n`);
+
 before(async () => {
   assert.ok(fs.existsSync(BIN), `${BIN} not found: cargo build --bin obelisk, or set OBELISK_BIN`);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'obelisk-ui-'));
   fs.mkdirSync(SHOTS, { recursive: true });
+  step('starting obelisk');
   server = await startServer();
+  step(`obelisk serving HTTP at ${base}`);
   // 40 records in partition 0 (one a minute from BASE_TS), 10 in each of 1 and 2.
   assert.equal((await rest('POST', '/topics', { name: 'orders', partitions: 3 })).status, 201);
   const records = [];
@@ -96,6 +103,7 @@ before(async () => {
   // A group that has read everything so far.
   assert.equal((await rest('POST', '/topics/orders/reset', { group: 'billing', to: 'latest' })).status, 200);
 
+  step('launching chromium');
   const profile = fs.mkdtempSync(path.join(tmp, 'profile-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
@@ -104,22 +112,25 @@ before(async () => {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1280, height: 800 },
     timezoneId: 'UTC',
+    timeout: 90_000,
   });
+  step('chromium up');
   context.setDefaultTimeout(20_000);
   page = context.pages()[0] || await context.newPage();
   page.on('pageerror', (err) => pageErrors.push(err.message));
-});
+}, LIMIT);
 
 after(async () => {
   if (context) await context.close();
   if (server) {
     server.kill('SIGTERM');
-    await new Promise((resolve) => { if (server.exitCode !== null) resolve(); else server.once('exit', resolve); });
+    const exited = new Promise((resolve) => { if (server.exitCode !== null) resolve(); else server.once('exit', resolve); });
+    if (await Promise.race([exited.then(() => true), delay(20_000).then(() => false)]) === false) server.kill('SIGKILL');
   }
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-});
+}, LIMIT);
 
-test('overview shows health, counts, connections and the rates chart', async () => {
+test('overview shows health, counts, connections and the rates chart', LIMIT, async () => {
   await open('/ui/', '[data-component="storage"]');
   await page.locator('#rates-chart svg').waitFor();
   assert.equal(await page.locator('[data-stat="topics"] .value').textContent(), '1');
@@ -140,7 +151,7 @@ test('overview shows health, counts, connections and the rates chart', async () 
   await page.emulateMedia({ colorScheme: 'light' });
 });
 
-test('topics: list and create', async () => {
+test('topics: list and create', LIMIT, async () => {
   await open('/ui/topics', 'tr[data-topic="orders"]');
   const cells = await page.locator('tr[data-topic="orders"] td').allTextContents();
   assert.equal(cells[1], '3');
@@ -157,7 +168,7 @@ test('topics: list and create', async () => {
   await shot('topics');
 });
 
-test('a topic: partitions, paging, seek by offset and time, produce and find by key', async () => {
+test('a topic: partitions, paging, seek by offset and time, produce and find by key', LIMIT, async () => {
   await open('/ui/topics/orders', 'tr.record');
   assert.equal(await page.locator('#partitions tbody tr').count(), 3);
   await page.locator('#page-info', { hasText: 'offsets 0–39' }).waitFor();
@@ -209,7 +220,7 @@ test('a topic: partitions, paging, seek by offset and time, produce and find by 
   await page.setViewportSize({ width: 1280, height: 800 });
 });
 
-test('groups: lag, reset with confirmation, lag changes', async () => {
+test('groups: lag, reset with confirmation, lag changes', LIMIT, async () => {
   await open('/ui/groups', 'tr[data-group="billing"]');
   // The record produced above is the group's lag.
   await page.locator('tr[data-group="billing"] td:last-child', { hasText: /^1$/ }).waitFor();
@@ -237,7 +248,28 @@ test('groups: lag, reset with confirmation, lag changes', async () => {
   await shot('group');
 });
 
-test('delete a topic with confirmation', async () => {
+test('group members are shown when the group API reports them', LIMIT, async () => {
+  // Members come from the group-membership work; stand in for its JSON shape here.
+  const groupApi = (url) => url.pathname === '/groups/billing';
+  await page.route(groupApi, async (route) => {
+    const real = await route.fetch();
+    const body = await real.json();
+    body.members = [
+      { member_id: 'consumer-1', client_id: 'svc-a', partitions: [{ topic: 'orders', partition: 0 }, { topic: 'orders', partition: 1 }] },
+      { member_id: 'consumer-2', client_id: 'svc-b', partitions: [{ topic: 'orders', partition: 2 }] },
+    ];
+    await route.fulfill({ response: real, json: body });
+  });
+  await open('/ui/groups/billing', '#members table');
+  const text = await page.locator('#members').textContent();
+  assert.match(text, /Members \(2\)/);
+  assert.match(text, /consumer-1.*orders\/0.*orders\/1.*client_id=svc-a/);
+  assert.match(text, /consumer-2.*orders\/2/);
+  await shot('group-members');
+  await page.unroute(groupApi);
+});
+
+test('delete a topic with confirmation', LIMIT, async () => {
   await open('/ui/topics', 'tr[data-topic="scratch"]');
   await page.click('tr[data-topic="scratch"] button.danger');
   const dialog = page.locator('#confirm-dialog');
@@ -251,7 +283,7 @@ test('delete a topic with confirmation', async () => {
   assert.equal((await rest('GET', '/topics/orders')).status, 200);
 });
 
-test('a 401 asks for a token, which every later call sends', async () => {
+test('a 401 asks for a token, which every later call sends', LIMIT, async () => {
   // Stand in for a broker with authentication: the overview answers 401 without the token.
   await page.route('**/stats/overview', (route) => {
     if (route.request().headers().authorization === 'Bearer s3cret') return route.continue();
@@ -273,7 +305,7 @@ test('a 401 asks for a token, which every later call sends', async () => {
   await page.unroute('**/stats/overview');
 });
 
-test('pages and unknown routes render without script errors', async () => {
+test('pages and unknown routes render without script errors', LIMIT, async () => {
   await open('/ui/nowhere', 'h1');
   assert.equal(await page.locator('h1').textContent(), 'Not found');
   await open('/ui/topics/missing-topic', 'h1');

@@ -10,4 +10,5 @@ if [[ -z "${OBELISK_BIN:-}" ]]; then
   (cd "$root" && cargo build --bin obelisk --locked)
 fi
 cd "$here"
-node --test --test-concurrency=1 console.test.js
+# Bounded as a whole too: each step has its own limit, this catches anything else.
+timeout --kill-after=10 900 node --test --test-concurrency=1 console.test.js
