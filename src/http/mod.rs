@@ -3,7 +3,9 @@
 //! in one table ([`error`]).
 //!
 //! - [`health`]: `/health`, `/health/live`, `/health/ready`, `/metrics`.
-//! - [`stats`]: `/stats`, `/topics`, `/topics/{topic}`, `/groups`, `/groups/{group}`.
+//! - [`stats`]: `/stats`, `/topics/{topic}`, `/groups`, `/groups/{group}`.
+//! - Console (issue 18): [`browse`] (`/topics` paged, `/topics/{topic}/offsets`,
+//!   `/stats/overview`), [`history`] (`/stats/history`, `/groups/{group}/history`), [`ui`] (`/ui`).
 //! - [`rest`]: produce, fetch, poll, commit, reset under `/topics/{topic}/…`.
 //! - [`records`]: the JSON shapes of records; [`extract`]: extractors with JSON rejections.
 //!

@@ -245,6 +245,15 @@ test('groups: lag, reset with confirmation, lag changes', LIMIT, async () => {
   await page.click('#reset-form button[type="submit"]');
   await dialog.locator('button[value="ok"]').click();
   await page.locator('[data-stat="total-lag"] .value', { hasText: /^5$/ }).waitFor();
+  // To a time: partition 0 holds one record a minute from 10:00, so 10:30 is its offset 30; the
+  // records of partitions 1 and 2 were stamped on arrival (later): they go back to 0. Lag 10+10+11.
+  await page.selectOption('#reset-form select[name="to"]', 'time');
+  await page.fill('#reset-form input[name="time"]', '2026-01-15T10:30:00');
+  await page.click('#reset-form button[type="submit"]');
+  await dialog.locator('button[value="ok"]').click();
+  await page.locator('[data-stat="total-lag"] .value', { hasText: /^31$/ }).waitFor();
+  const byTime = (await rest('GET', '/groups/billing')).json.partitions.map((p) => [p.partition, p.committed]).sort();
+  assert.deepEqual(byTime, [[0, 30], [1, 0], [2, 0]]);
   await shot('group');
 });
 
