@@ -32,6 +32,8 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 echo "== client tests (Python, TypeScript)"
 clients/run-tests.sh 2>&1 | tee "$log"
+echo "== console browser tests (ui/tests: Chromium + playwright-core)"
+ui/tests/run.sh 2>&1 | tee -a "$log"
 echo "== cargo test"
 # The cross-language test runs the Python client with the interpreter clients/setup.sh prepared.
 export PYTHON="${PYTHON:-$PWD/clients/.venv/bin/python}"

@@ -26,6 +26,7 @@
 //! - [`grpc`]: the tonic service; [`proto`]: the generated types.
 //! - [`legacy`]: the original Obelisk's binary TCP protocol (codec, listener, client, import).
 //! - [`http`]: the axum surface: health, stats, REST produce/consume, `/metrics`.
+//!   It also serves the web console at `/ui` (files of `ui/` embedded by [`http::ui`]).
 //! - [`metrics`]: OpenTelemetry instruments as Prometheus text, fed by the broker's events and
 //!   snapshots; [`status`]: the server's listener status and health evaluation.
 //!

@@ -10,6 +10,7 @@ pub mod names;
 mod observe;
 mod produce;
 mod recovery;
+mod seek; // console (issue 18)
 mod subscription;
 pub mod types;
 

@@ -90,6 +90,12 @@ fn call_name(method: &Method, path: Option<&str>) -> &'static str {
         ("GET", "/health/live") => "live",
         ("GET", "/health/ready") => "ready",
         ("GET", "/metrics") => "metrics",
+        // Console (issue 18).
+        ("GET", "/stats/overview") => "overview",
+        ("GET", "/stats/history") => "history",
+        ("GET", "/groups/{group}/history") => "group_history",
+        ("GET", "/topics/{topic}/offsets") => "topic_offsets",
+        ("GET", "/ui" | "/ui/" | "/ui/{*path}") => "ui",
         _ => "other",
     }
 }

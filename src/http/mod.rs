@@ -3,7 +3,9 @@
 //! in one table ([`error`]).
 //!
 //! - [`health`]: `/health`, `/health/live`, `/health/ready`, `/metrics`.
-//! - [`stats`]: `/stats`, `/topics`, `/topics/{topic}`, `/groups`, `/groups/{group}`.
+//! - [`stats`]: `/stats`, `/topics/{topic}`, `/groups`, `/groups/{group}`.
+//! - Console (issue 18): [`browse`] (`/topics` paged, `/topics/{topic}/offsets`,
+//!   `/stats/overview`), [`history`] (`/stats/history`, `/groups/{group}/history`), [`ui`] (`/ui`).
 //! - [`rest`]: produce, fetch, poll, commit, reset under `/topics/{topic}/…`.
 //! - [`records`]: the JSON shapes of records; [`extract`]: extractors with JSON rejections.
 //!
@@ -17,6 +19,10 @@ mod layers;
 pub mod records;
 pub mod rest;
 pub mod stats;
+// Console (issue 18): the web UI at /ui and the views it needs.
+pub mod browse;
+pub mod history;
+pub mod ui;
 
 use std::convert::Infallible;
 use std::io;
@@ -103,6 +109,8 @@ pub struct HttpState {
     /// broker's drain, as on every protocol.) Pass the token given to [`serve`] with
     /// [`HttpState::with_shutdown`].
     pub shutdown: CancellationToken,
+    /// Recent rates and lags for the console's charts (sampled while the broker runs).
+    pub history: Arc<history::History>,
 }
 
 impl HttpState {
@@ -118,11 +126,14 @@ impl HttpState {
 
     pub fn with_config(broker: Broker, status: Arc<ServerStatus>, config: HttpConfig) -> Self {
         crate::metrics::observe_broker(&broker, &status);
+        let history = Arc::new(history::History::default());
+        history.spawn_sampler(&broker);
         Self {
             broker,
             status,
             config,
             shutdown: CancellationToken::new(),
+            history,
         }
     }
 
@@ -143,7 +154,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/stats", get(stats::stats))
-        .route("/topics", get(stats::list_topics).post(stats::create_topic))
+        .route(
+            "/topics",
+            get(browse::list_topics).post(stats::create_topic),
+        )
         .route(
             "/topics/{topic}",
             get(stats::describe_topic).delete(stats::delete_topic),
@@ -157,6 +171,14 @@ pub fn router(state: HttpState) -> Router {
         .route("/topics/{topic}/reset", post(rest::reset))
         .route("/groups", get(stats::list_groups))
         .route("/groups/{group}", get(stats::describe_group))
+        // Console (issue 18).
+        .route("/stats/overview", get(browse::overview))
+        .route("/stats/history", get(history::rates))
+        .route("/groups/{group}/history", get(history::group_lag))
+        .route("/topics/{topic}/offsets", get(browse::topic_offsets))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{*path}", get(ui::file))
         .fallback(no_route)
         // Innermost first: the last layer added runs first.
         .layer(DefaultBodyLimit::disable())

@@ -6,7 +6,8 @@
 //!   mode; always 0 in `fsync` mode), `persisted` is durable on disk. `ring_buffer_records` counts
 //!   the recent records also held in memory (a cache of persisted or buffered ones, not a third
 //!   kind).
-//! - `GET /topics`, `GET /topics/{topic}`, `POST /topics`, `DELETE /topics/{topic}`.
+//! - `GET /topics/{topic}`, `POST /topics`, `DELETE /topics/{topic}` (`GET /topics`, paged, is in
+//!   [`super::browse`]).
 //! - `GET /groups`, `GET /groups/{group}`.
 
 use axum::extract::State;
@@ -103,17 +104,6 @@ impl From<TopicDescription> for TopicOut {
             partitions,
         }
     }
-}
-
-/// `GET /topics`.
-pub async fn list_topics(State(state): State<HttpState>) -> axum::Json<Value> {
-    let topics: Vec<TopicOut> = state
-        .broker
-        .list_topics()
-        .into_iter()
-        .map(TopicOut::from)
-        .collect();
-    axum::Json(json!({ "topics": topics }))
 }
 
 /// `GET /topics/{topic}`.

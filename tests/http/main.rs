@@ -9,6 +9,7 @@
 #[path = "../http_support/mod.rs"]
 mod http_support;
 
+mod console;
 mod errors;
 mod health;
 mod metrics;
