@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{self, Frame, Message, Reply};
 use super::replies;
 use super::stats::LegacyStats;
-use crate::broker::{Broker, BrokerError, ProduceRecord};
+use crate::broker::{BrokerError, Caller, ProduceRecord};
 
 /// Bytes read from the socket at least per read call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -50,7 +50,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// What one connection needs from the server.
 #[derive(Clone)]
 pub(crate) struct ConnectionContext {
-    pub broker: Broker,
+    /// The broker, acting for the listener's principal; `None`: authentication is on and the
+    /// listener has none, so every produce is refused.
+    pub caller: Option<Caller>,
     pub idle_timeout: Duration,
     /// The idle timeout until the first complete frame (at most `idle_timeout`).
     pub first_frame_timeout: Duration,
@@ -181,7 +183,10 @@ async fn read_frames(
                 },
             };
             let reply = match frame {
-                Frame::Message(message) => queue(&ctx.broker, message).await,
+                Frame::Message(message) => match &ctx.caller {
+                    Some(caller) => queue(caller, message).await,
+                    None => Box::pin(std::future::ready(codec::Reply::Unauthenticated)),
+                },
                 Frame::Empty => {
                     tracing::debug!("frame of length 0");
                     Box::pin(std::future::ready(replies::EMPTY_FRAME)) as ReplyFuture
@@ -294,7 +299,7 @@ async fn write_reply(
 /// The translation step: one legacy message becomes one record produced to its topic. Returns
 /// once the record is queued in the broker; the future yields the reply once it is durable (or
 /// refused).
-async fn queue(broker: &Broker, message: Message) -> ReplyFuture {
+async fn queue(broker: &Caller, message: Message) -> ReplyFuture {
     // A topic that is not UTF-8 becomes a name with U+FFFD in it, which the broker refuses as an
     // invalid name (only ASCII letters, digits, '.', '_' and '-' are allowed) before touching
     // the disk.

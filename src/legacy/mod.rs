@@ -52,6 +52,9 @@ pub struct LegacyConfig {
     /// On shutdown, how long a connection may take to write its in-flight replies (to a client
     /// that does not read them) before it is dropped.
     pub shutdown_grace: Duration,
+    /// The principal every connection acts as when authentication is on (the protocol has no
+    /// place for credentials); `None` then refuses every produce `NACK:UNAUTHORIZED`.
+    pub principal: Option<String>,
 }
 
 impl Default for LegacyConfig {
@@ -62,6 +65,7 @@ impl Default for LegacyConfig {
             handshake_timeout: Duration::from_secs(10),
             max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(5),
+            principal: None,
         }
     }
 }
@@ -89,8 +93,20 @@ pub async fn serve(
         config.max_connections.min(Semaphore::MAX_PERMITS),
     ));
     let tracker = TaskTracker::new();
+    let caller = broker
+        .authenticate(crate::auth::Credentials {
+            token: None,
+            verified: config.principal.as_deref(),
+        })
+        .inspect_err(|_| {
+            tracing::warn!(
+                "authentication is on and the legacy listener has no principal \
+                 (legacy_principal): every produce is refused NACK:UNAUTHORIZED"
+            );
+        })
+        .ok();
     let ctx = connection::ConnectionContext {
-        broker,
+        caller,
         idle_timeout: config.idle_timeout,
         first_frame_timeout: config.handshake_timeout.min(config.idle_timeout),
         max_in_flight: config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
