@@ -185,6 +185,10 @@ pub struct Config {
     /// The principal legacy TCP connections act as when authentication is on.
     #[arg(long, env = "OBELISK_LEGACY_PRINCIPAL")]
     pub legacy_principal: Option<String>,
+    /// Principals allowed everything whatever the ACLs (comma-separated), e.g. to add the first
+    /// ACLs.
+    #[arg(long, env = "OBELISK_SUPER_USERS", value_delimiter = ',')]
+    pub super_users: Vec<String>,
     /// With authentication on, `/health*` and `/metrics` need credentials too.
     #[arg(long, env = "OBELISK_PROBES_REQUIRE_AUTH", action = ArgAction::Set, default_value_t = false)]
     pub probes_require_auth: bool,
@@ -259,6 +263,7 @@ pub struct SecuritySettings {
     pub token_file: Option<PathBuf>,
     pub acl_file: PathBuf,
     pub legacy_principal: Option<String>,
+    pub super_users: Vec<String>,
     /// Non-loopback listeners that lack TLS or authentication, allowed by `insecure`.
     pub insecure_listeners: Vec<String>,
 }
@@ -322,6 +327,7 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| self.data_dir.join("acls.json")),
             legacy_principal: self.legacy_principal.clone(),
+            super_users: self.super_users.clone(),
             insecure_listeners: Vec::new(),
         };
         let authenticated = settings.authentication();

@@ -76,6 +76,8 @@ pub struct Security {
     enabled: bool,
     tokens: Option<TokenFile>,
     acls: AclStore,
+    /// Principals allowed everything, ACLs or not (to bootstrap the ACLs).
+    super_users: Vec<String>,
 }
 
 impl Security {
@@ -86,7 +88,15 @@ impl Security {
             enabled: true,
             tokens,
             acls,
+            super_users: Vec::new(),
         }
+    }
+
+    /// `super_users` are allowed everything (they bootstrap the ACLs).
+    #[must_use]
+    pub fn with_super_users(mut self, super_users: Vec<String>) -> Self {
+        self.super_users = super_users;
+        self
     }
 
     /// Security off: everyone is anonymous and allowed everything.
@@ -95,6 +105,7 @@ impl Security {
             enabled: false,
             tokens: None,
             acls: AclStore::in_memory(Vec::new()),
+            super_users: Vec::new(),
         }
     }
 
@@ -147,7 +158,9 @@ impl Security {
         match principal {
             Principal::Anonymous => !self.enabled,
             Principal::Named(name) => {
-                !self.enabled || acl::decide(&self.acls.snapshot(), name, operation, resource)
+                !self.enabled
+                    || self.super_users.iter().any(|s| **s == **name)
+                    || acl::decide(&self.acls.snapshot(), name, operation, resource)
             }
         }
     }

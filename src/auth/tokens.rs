@@ -30,10 +30,13 @@ pub enum TokenFileError {
     },
 }
 
+/// Each token's digest and the principal it belongs to.
+type Entries = Vec<(Digest, Arc<str>)>;
+
 /// The digests in force, reloadable from their file.
 pub struct TokenFile {
     path: PathBuf,
-    entries: RwLock<Arc<Vec<(Digest, Arc<str>)>>>,
+    entries: RwLock<Arc<Entries>>,
 }
 
 impl TokenFile {
@@ -116,7 +119,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read(path: &Path) -> Result<Vec<(Digest, Arc<str>)>, TokenFileError> {
+fn read(path: &Path) -> Result<Entries, TokenFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
         path: path.to_path_buf(),
         source,

@@ -3,6 +3,7 @@
 
 pub mod connections;
 pub mod descriptors;
+pub mod devcert;
 mod h2_refusal;
 mod in_flight;
 mod recovering;

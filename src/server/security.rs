@@ -42,7 +42,7 @@ pub fn prepare(settings: &SecuritySettings) -> Result<Prepared, ServerError> {
             None => None,
         };
         let acls = AclStore::open(&settings.acl_file).map_err(|e| fail(&e))?;
-        Security::enabled(tokens, acls)
+        Security::enabled(tokens, acls).with_super_users(settings.super_users.clone())
     } else {
         Security::disabled()
     };

@@ -115,6 +115,9 @@ pub struct BenchArgs {
     /// How long each produce row of --suite runs.
     #[arg(long, value_parser = super::time::parse_duration, default_value = "5s")]
     pub suite_duration: Duration,
+    /// TLS and token for --server (security).
+    #[command(flatten)]
+    pub security: super::connect::SecurityArgs,
 }
 
 /// The settings of one run, resolved and checked.
@@ -147,6 +150,9 @@ pub struct Plan {
     pub data_dir: Option<PathBuf>,
     #[serde(skip)]
     pub keep_topics: bool,
+    /// TLS and token of the gRPC connections to --server (security).
+    #[serde(skip)]
+    pub security: crate::client::ConnectOptions,
 }
 
 fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -199,6 +205,7 @@ impl Plan {
             http_addr: a.http_addr,
             data_dir: a.data_dir.clone(),
             keep_topics: a.keep_topics,
+            security: a.security.options(),
         })
     }
 

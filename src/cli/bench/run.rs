@@ -45,6 +45,7 @@ pub async fn run_one(plan: &Plan, show_progress: bool) -> anyhow::Result<Outcome
                 grpc: url.clone(),
                 legacy: plan.legacy_addr,
                 http: plan.http_addr,
+                options: plan.security.clone(),
             };
             run_on(plan, &target, show_progress).await
         }
@@ -111,6 +112,7 @@ impl LocalBroker {
             grpc: format!("http://{}", server.grpc_addr),
             legacy: server.tcp_addr,
             http: server.http_addr,
+            options: crate::client::ConnectOptions::default(),
         };
         Ok(Self {
             server,
@@ -129,7 +131,9 @@ impl LocalBroker {
 }
 
 async fn run_on(plan: &Plan, target: &Target, show_progress: bool) -> anyhow::Result<Outcome> {
-    let mut admin = crate::client::connect(&target.grpc).await?;
+    let mut admin = super::transport::connect(target)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let run_id = format!(
         "{:08x}",
         (crate::broker::now_ns() as u64 ^ u64::from(std::process::id())) & 0xffff_ffff
@@ -311,7 +315,9 @@ impl Phases<'_> {
         let plan = self.plan;
         let mut tasks = Vec::new();
         for id in 0..plan.consumers {
-            let client = crate::client::connect(&self.target.grpc).await?;
+            let client = super::transport::connect(self.target)
+                .await
+                .map_err(anyhow::Error::msg)?;
             let spec = ConsumerSpec {
                 id,
                 topics: Arc::clone(self.topics),
