@@ -25,16 +25,40 @@ pub struct ServerArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct SecurityArgs {
     /// PEM CA certificate to trust for the broker's TLS certificate (turns TLS on).
-    #[arg(long, env = "OBELISK_CA", global = true)]
+    #[arg(
+        id = "tls_ca",
+        long = "ca",
+        value_name = "PATH",
+        env = "OBELISK_CA",
+        global = true
+    )]
     pub ca: Option<PathBuf>,
-    /// PEM client certificate, for a broker that requires one (mTLS; with --key).
-    #[arg(long, env = "OBELISK_CERT", global = true)]
+    /// PEM client certificate, for a broker that requires one (mTLS; with --cert-key).
+    #[arg(
+        id = "tls_cert",
+        long = "cert",
+        value_name = "PATH",
+        env = "OBELISK_CERT",
+        global = true
+    )]
     pub cert: Option<PathBuf>,
-    /// PEM key of --cert.
-    #[arg(long, env = "OBELISK_KEY", global = true)]
+    /// PEM private key of --cert (`--key` is the record key of `produce`).
+    #[arg(
+        id = "tls_key",
+        long = "cert-key",
+        value_name = "PATH",
+        env = "OBELISK_KEY",
+        global = true
+    )]
     pub key: Option<PathBuf>,
     /// Bearer token (see `obelisk token new`).
-    #[arg(long, env = "OBELISK_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        id = "auth_token",
+        long = "token",
+        env = "OBELISK_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 }
 

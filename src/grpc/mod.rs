@@ -1,7 +1,7 @@
 //! The gRPC surface: `obelisk.v1.Broker` (tonic), the standard health service and server
 //! reflection, served with connection, stream, size and time limits.
 
-mod acl;
+pub mod acl;
 mod convert;
 mod incoming;
 mod layers;

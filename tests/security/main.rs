@@ -2,6 +2,7 @@
 //! mTLS principals, ACLs checked in the core, on gRPC, REST and the legacy protocol; certificate
 //! rotation; and the refusal of insecure non-loopback listeners.
 
+mod cli;
 mod config;
 mod grpc;
 mod http;

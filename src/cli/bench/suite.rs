@@ -36,6 +36,7 @@ fn rows(args: &BenchArgs) -> Vec<Plan> {
         data_dir: None,
         keep_topics: false,
         security: crate::client::ConnectOptions::default(),
+        secure: false,
     };
     let mut out = Vec::new();
     for durability in [DurabilityMode::Fsync, DurabilityMode::Interval] {
