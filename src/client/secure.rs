@@ -41,6 +41,18 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// The options named by `OBELISK_CA`, `OBELISK_CERT`, `OBELISK_KEY` and `OBELISK_TOKEN`
+    /// (unset or empty: not given), as the CLI and the Python and TypeScript clients read them.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        Self {
+            ca: var("OBELISK_CA").map(PathBuf::from),
+            cert: var("OBELISK_CERT").map(PathBuf::from),
+            key: var("OBELISK_KEY").map(PathBuf::from),
+            token: var("OBELISK_TOKEN").and_then(|t| t.into_string().ok()),
+        }
+    }
+
     /// Whether TLS is used: the address says `https://`, or a CA or client certificate is given.
     pub fn tls(&self, addr: &str) -> bool {
         addr.starts_with("https://") || self.ca.is_some() || self.cert.is_some()

@@ -504,7 +504,72 @@ impl Reload for TokenReload {
         if !force && *seen == now {
             return Ok(false);
         }
+        // Marked seen only once it loaded: a half-written file is tried again on the next tick.
+        tokens.reload().map_err(|e| e.to_string())?;
         *seen = now;
-        tokens.reload().map(|_| true).map_err(|e| e.to_string())
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(cn: Option<&str>, sans: &[&str]) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(
+            sans.iter().map(|s| (*s).to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = cn {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn the_principal_is_the_common_name_else_the_first_san() {
+        assert_eq!(
+            principal_of(&der(Some("carol"), &["x.example"])).as_deref(),
+            Some("carol")
+        );
+        assert_eq!(
+            principal_of(&der(None, &["svc.example", "b"])).as_deref(),
+            Some("svc.example")
+        );
+        assert_eq!(principal_of(&der(None, &[])), None);
+        assert_eq!(principal_of(&CertificateDer::from(vec![1, 2, 3])), None);
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_keeps_the_old_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = super::super::devcert::write(dir.path(), &[]).unwrap();
+        let files = TlsFiles {
+            cert: certs.server_cert.clone(),
+            key: certs.server_key.clone(),
+            client_ca: None,
+        };
+        let cert = ReloadingCert::load(files).unwrap();
+        let before = cert.current.read().unwrap().cert[0].clone();
+        let other = super::super::devcert::DevCa::new("other").unwrap();
+        let (_, key) = other.issue("localhost", &["localhost"], true).unwrap();
+        std::fs::write(&certs.server_key, key).unwrap();
+        let err = cert.reload().unwrap_err().to_string();
+        assert!(err.contains("key"), "{err}");
+        assert_eq!(cert.current.read().unwrap().cert[0], before);
+        assert!(
+            ReloadingCert::load(TlsFiles {
+                cert: dir.path().join("missing.pem"),
+                key: certs.server_key,
+                client_ca: None,
+            })
+            .unwrap_err()
+            .to_string()
+            .contains("missing.pem")
+        );
     }
 }

@@ -357,3 +357,46 @@ async fn metrics_text(s: &Secure) -> String {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()
 }
+
+#[tokio::test]
+async fn a_token_added_to_the_file_is_accepted_without_a_restart() {
+    let s = Secure::start().await;
+    let erin = "erin-token";
+    let err = s
+        .grpc(Some(erin))
+        .await
+        .list_topics(pb::ListTopicsRequest {})
+        .await
+        .expect_err("not yet in the file");
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let path = s.config.auth_token_file.clone().unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push('\n');
+    text.push_str(&obelisk::auth::tokens::line_for(erin, "erin"));
+    // Written aside and renamed over, as an operator's tools do, so no read sees half a file.
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let res = s
+            .grpc(Some(erin))
+            .await
+            .list_topics(pb::ListTopicsRequest {})
+            .await;
+        if res.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new token was not accepted within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The old tokens still work.
+    s.grpc(Some(ALICE))
+        .await
+        .list_topics(pb::ListTopicsRequest {})
+        .await
+        .expect("alice still authenticates");
+}
