@@ -185,6 +185,9 @@ pub struct Config {
     /// The principal legacy TCP connections act as when authentication is on.
     #[arg(long, env = "OBELISK_LEGACY_PRINCIPAL")]
     pub legacy_principal: Option<String>,
+    /// TLS on the legacy TCP listener too, with `tls_cert` (the original clients cannot speak it).
+    #[arg(long, env = "OBELISK_LEGACY_TLS", action = ArgAction::Set, default_value_t = false)]
+    pub legacy_tls: bool,
     /// Principals allowed everything whatever the ACLs (comma-separated), e.g. to add the first
     /// ACLs.
     #[arg(long, env = "OBELISK_SUPER_USERS", value_delimiter = ',')]
@@ -263,6 +266,8 @@ pub struct SecuritySettings {
     pub token_file: Option<PathBuf>,
     pub acl_file: PathBuf,
     pub legacy_principal: Option<String>,
+    /// TLS on the legacy listener (needs `tls`).
+    pub legacy_tls: bool,
     pub super_users: Vec<String>,
     /// Non-loopback listeners that lack TLS or authentication, allowed by `insecure`.
     pub insecure_listeners: Vec<String>,
@@ -327,16 +332,24 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| self.data_dir.join("acls.json")),
             legacy_principal: self.legacy_principal.clone(),
+            legacy_tls: self.legacy_tls,
             super_users: self.super_users.clone(),
             insecure_listeners: Vec::new(),
         };
+        if self.legacy_tls && settings.tls.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "legacy_tls",
+                value: "true".into(),
+                reason: "needs tls_cert and tls_key",
+            });
+        }
         let authenticated = settings.authentication();
         let secured = settings.tls.is_some() && authenticated;
-        // The legacy protocol has no TLS in its original clients: off loopback it is plaintext.
+        // The legacy protocol's original clients have no TLS: off loopback it needs legacy_tls.
         let listeners = [
             ("gRPC", Some(grpc), secured),
             ("HTTP", http, secured),
-            ("legacy TCP", tcp, false),
+            ("legacy TCP", tcp, secured && self.legacy_tls),
         ];
         for (what, addr, ok) in listeners {
             if let Some(addr) = addr
@@ -352,7 +365,7 @@ impl Config {
             return Err(ConfigError::Insecure(format!(
                 "refusing to listen on {} without TLS and authentication: anyone who can reach \
                  it could read and write every topic. Set tls_cert and tls_key, and \
-                 auth_token_file or tls_client_ca (the legacy TCP listener has no TLS: keep it \
+                 auth_token_file or tls_client_ca (and legacy_tls for the legacy TCP listener, or keep it \
                  on loopback or \"off\"), or pass --insecure to accept the risk",
                 settings.insecure_listeners.join(", ")
             )));

@@ -55,6 +55,9 @@ pub struct LegacyConfig {
     /// The principal every connection acts as when authentication is on (the protocol has no
     /// place for credentials); `None` then refuses every produce `NACK:UNAUTHORIZED`.
     pub principal: Option<String>,
+    /// TLS on this listener (its original clients cannot speak it: off by default). Under mTLS
+    /// a client certificate's principal replaces `principal` for its connection.
+    pub tls: Option<crate::server::tls::Tls>,
 }
 
 impl Default for LegacyConfig {
@@ -66,6 +69,7 @@ impl Default for LegacyConfig {
             max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(5),
             principal: None,
+            tls: None,
         }
     }
 }
@@ -93,6 +97,7 @@ pub async fn serve(
         config.max_connections.min(Semaphore::MAX_PERMITS),
     ));
     let tracker = TaskTracker::new();
+    let listener_broker = broker.clone();
     let caller = broker
         .authenticate(crate::auth::Credentials {
             token: None,
@@ -156,12 +161,33 @@ pub async fn serve(
         };
         next_id += 1;
         let span = tracing::info_span!("legacy_connection", id = next_id, %peer);
-        let ctx = ctx.clone();
+        let mut ctx = ctx.clone();
         let open = stats.open_guard();
+        let tls = config.tls.clone();
+        let (broker, handshake) = (listener_broker.clone(), config.handshake_timeout);
         tracker.spawn(
             async move {
                 tracing::debug!("connection accepted");
-                connection::run(stream, ctx).await;
+                match tls {
+                    None => connection::run(stream, ctx).await,
+                    Some(tls) => {
+                        let _ = stream.set_nodelay(true);
+                        let Some((stream, principal)) =
+                            tls.accept(stream, handshake, "legacy").await
+                        else {
+                            return;
+                        };
+                        if let Some(p) = principal {
+                            ctx.caller = broker
+                                .authenticate(crate::auth::Credentials {
+                                    token: None,
+                                    verified: Some(&p),
+                                })
+                                .ok();
+                        }
+                        connection::run_tls(stream, ctx).await;
+                    }
+                }
                 drop(open);
                 drop(permit);
             }

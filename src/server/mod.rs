@@ -178,6 +178,7 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
             idle_timeout: config.legacy_idle_timeout,
             handshake_timeout: config.handshake_timeout,
             principal: config.security.legacy_principal.clone(),
+            tls: secure.legacy.clone(),
             ..LegacyConfig::default()
         };
         let stats = Arc::new(LegacyStats::for_server(Arc::clone(&status)));

@@ -17,6 +17,7 @@ use crate::config::SecuritySettings;
 pub struct Prepared {
     pub grpc: Option<Tls>,
     pub http: Option<Tls>,
+    pub legacy: Option<Tls>,
     cert: Option<Arc<ReloadingCert>>,
     security: Security,
 }
@@ -27,14 +28,19 @@ pub struct Prepared {
 /// `Security` naming the file and what is wrong with it.
 pub fn prepare(settings: &SecuritySettings) -> Result<Prepared, ServerError> {
     let fail = |e: &dyn std::fmt::Display| ServerError::Security(e.to_string());
-    let (grpc, http, cert) = match &settings.tls {
+    let (grpc, http, legacy, cert) = match &settings.tls {
         Some(files) => {
             let cert = Arc::new(ReloadingCert::load(files.clone()).map_err(|e| fail(&e))?);
             let grpc = Tls::new(&cert, tls::ALPN_GRPC).map_err(|e| fail(&e))?;
             let http = Tls::new(&cert, tls::ALPN_HTTP).map_err(|e| fail(&e))?;
-            (Some(grpc), Some(http), Some(cert))
+            let legacy = if settings.legacy_tls {
+                Some(Tls::new(&cert, &[]).map_err(|e| fail(&e))?)
+            } else {
+                None
+            };
+            (Some(grpc), Some(http), legacy, Some(cert))
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     let security = if settings.authentication() {
         let tokens = match &settings.token_file {
@@ -56,6 +62,7 @@ pub fn prepare(settings: &SecuritySettings) -> Result<Prepared, ServerError> {
     Ok(Prepared {
         grpc,
         http,
+        legacy,
         cert,
         security,
     })

@@ -182,6 +182,15 @@ pub struct Tls {
     pub mutual: bool,
 }
 
+/// The same acceptor (the same TLS settings object), not equal settings.
+impl PartialEq for Tls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(self.acceptor.config(), other.acceptor.config())
+    }
+}
+
+impl Eq for Tls {}
+
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls").field("mutual", &self.mutual).finish()
@@ -222,6 +231,46 @@ impl Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             mutual: cert.files.client_ca.is_some(),
         })
+    }
+}
+
+impl Tls {
+    /// Runs the TLS handshake of `io` within `timeout`; `None` (logged at debug and counted as a
+    /// connection error of `protocol`) when it fails. Returns the stream and, under mTLS, the
+    /// client certificate's principal.
+    pub async fn accept<IO>(
+        &self,
+        io: IO,
+        timeout: Duration,
+        protocol: &'static str,
+    ) -> Option<(tokio_rustls::server::TlsStream<IO>, Option<Arc<str>>)>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let stream = match tokio::time::timeout(timeout, self.acceptor.accept(io)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(protocol, error = %e, "TLS handshake failed");
+                crate::metrics::connection_error(protocol, "tls_handshake");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(protocol, "TLS handshake timeout");
+                crate::metrics::connection_error(protocol, "handshake_timeout");
+                return None;
+            }
+        };
+        let principal = if self.mutual {
+            stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(principal_of)
+        } else {
+            None
+        };
+        Some((stream, principal))
     }
 }
 
@@ -369,34 +418,12 @@ pub fn secure(
             };
             let (tls, tx, shutdown) = (tls.clone(), tx.clone(), shutdown.clone());
             tokio::spawn(async move {
-                let peer = conn.peer();
-                let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(conn));
-                let stream = tokio::select! {
-                    r = handshake => r,
+                let accepted = tokio::select! {
+                    r = tls.accept(conn, handshake_timeout, protocol) => r,
                     () = shutdown.cancelled() => return,
                 };
-                let stream = match stream {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(protocol, %peer, error = %e, "TLS handshake failed");
-                        crate::metrics::connection_error(protocol, "tls_handshake");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(protocol, %peer, "TLS handshake timeout");
-                        crate::metrics::connection_error(protocol, "handshake_timeout");
-                        return;
-                    }
-                };
-                let principal = if tls.mutual {
-                    stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(principal_of)
-                } else {
-                    None
+                let Some((stream, principal)) = accepted else {
+                    return;
                 };
                 let _ = tx
                     .send(Secured::Tls {

@@ -36,6 +36,11 @@ fn a_non_loopback_bind_without_tls_and_auth_is_refused_naming_insecure() {
     let err = legacy.validate().unwrap_err().to_string();
     assert!(err.contains("legacy TCP on 0.0.0.0:8080"), "{err}");
     assert!(!err.contains("gRPC on"), "gRPC is secured: {err}");
+    let legacy_tls = Config {
+        legacy_tls: true,
+        ..legacy
+    };
+    assert!(legacy_tls.validate().is_ok(), "legacy_tls secures it too");
 }
 
 #[test]
