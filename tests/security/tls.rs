@@ -182,3 +182,55 @@ async fn a_rotated_certificate_is_served_to_new_connections_without_a_restart() 
         .await
         .expect("an open connection keeps its session");
 }
+
+#[tokio::test]
+async fn sighup_reloads_a_certificate_whose_files_kept_their_times() {
+    let s = Secure::start().await;
+    let new_ca = DevCa::new("hup CA").unwrap();
+    let (cert, key) = new_ca
+        .issue("localhost", &["localhost", "127.0.0.1"], true)
+        .unwrap();
+    let new_ca_path = s.dir.path().join("hup-ca.pem");
+    std::fs::write(&new_ca_path, new_ca.pem()).unwrap();
+    // New contents with the old modification times, renamed into place: the file watcher sees
+    // no change, so only the signal can load them.
+    for (path, body) in [(&s.certs.server_key, key), (&s.certs.server_cert, cert)] {
+        let old = std::fs::metadata(path).unwrap().modified().unwrap();
+        let tmp = path.with_extension("next");
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+    let options = ConnectOptions {
+        ca: Some(new_ca_path),
+        token: Some(ROOT.into()),
+        ..ConnectOptions::default()
+    };
+    let works = || async {
+        match obelisk::client::connect_with(&s.grpc_url(), &options).await {
+            Ok(mut c) => c.list_topics(pb::ListTopicsRequest {}).await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!works().await, "no reload without the signal");
+    // The server's watcher has its SIGHUP handler installed (it started above).
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !works().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SIGHUP did not reload the certificate within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
