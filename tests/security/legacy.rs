@@ -119,6 +119,20 @@ async fn the_legacy_listener_can_take_tls_and_an_mtls_principal() {
         produce_over_tls(&s, anonymous, "tls-events").await.is_err(),
         "no client certificate, no connection"
     );
+    // A client trusting another CA refuses the server's certificate.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = other.path().join("ca.pem");
+    std::fs::write(
+        &other_ca,
+        obelisk::server::devcert::DevCa::new("other").unwrap().pem(),
+    )
+    .unwrap();
+    let (_, cert, key) = s.certs.clients[0].clone();
+    let wrong_ca = client_config(&other_ca, Some((&cert, &key)));
+    assert!(
+        produce_over_tls(&s, wrong_ca, "tls-events").await.is_err(),
+        "wrong CA: the handshake fails"
+    );
     // Plaintext to a TLS listener gets no reply.
     let mut plain = LegacyClient::connect(s.server.tcp_addr.unwrap())
         .await
