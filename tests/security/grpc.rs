@@ -47,7 +47,41 @@ async fn a_token_without_an_acl_is_denied_and_nothing_is_written() {
         0,
         "nothing written, no topic auto-created"
     );
-    // A stream is refused per batch the same way.
+    // On a ProduceStream each batch is refused in its ack, and the stream goes on.
+    let batches = tokio_stream::iter((0..2u64).map(|sequence| pb::ProduceStreamRequest {
+        topic: "orders".into(),
+        records: vec![record("v")],
+        sequence,
+    }));
+    let mut acks = alice
+        .produce_stream(batches)
+        .await
+        .expect("stream opens")
+        .into_inner();
+    for sequence in 0..2u64 {
+        let ack = acks
+            .message()
+            .await
+            .expect("ack")
+            .expect("an ack per batch");
+        assert_eq!(ack.sequence, sequence);
+        let error = ack.error.expect("refused");
+        assert_eq!(
+            error.code,
+            Code::PermissionDenied as i32,
+            "{}",
+            error.message
+        );
+    }
+    assert_eq!(s.stored("orders").await, 0);
+    let err = alice
+        .subscribe(pb::SubscribeRequest {
+            topic: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("denied");
+    assert_eq!(err.code(), Code::PermissionDenied);
     let err = alice
         .poll(pb::PollRequest {
             topic: "orders".into(),
