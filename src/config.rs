@@ -163,6 +163,43 @@ pub struct Config {
     /// Log filter, e.g. "info" or "obelisk=debug" (RUST_LOG wins).
     #[arg(long, env = "OBELISK_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    // ==== security ====
+    /// PEM certificate chain for TLS on the gRPC and HTTP listeners (with `tls_key`); reloaded
+    /// on SIGHUP and when the file changes.
+    #[arg(long, env = "OBELISK_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[arg(long, env = "OBELISK_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: every client must present a certificate they signed (mTLS); its
+    /// subject CN (else first DNS SAN) is the client's principal. Turns authentication on.
+    #[arg(long, env = "OBELISK_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Bearer token file (`sha256:<hex> <principal>` lines, see `obelisk token new`); turns
+    /// authentication on. Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "OBELISK_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Where ACLs are stored (default: `acls.json` in the data directory).
+    #[arg(long, env = "OBELISK_ACL_FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// The principal legacy TCP connections act as when authentication is on.
+    #[arg(long, env = "OBELISK_LEGACY_PRINCIPAL")]
+    pub legacy_principal: Option<String>,
+    /// TLS on the legacy TCP listener too, with `tls_cert` (the original clients cannot speak it).
+    #[arg(long, env = "OBELISK_LEGACY_TLS", action = ArgAction::Set, default_value_t = false)]
+    pub legacy_tls: bool,
+    /// Principals allowed everything whatever the ACLs (comma-separated), e.g. to add the first
+    /// ACLs.
+    #[arg(long, env = "OBELISK_SUPER_USERS", value_delimiter = ',')]
+    pub super_users: Vec<String>,
+    /// With authentication on, `/health*` and `/metrics` need credentials too.
+    #[arg(long, env = "OBELISK_PROBES_REQUIRE_AUTH", action = ArgAction::Set, default_value_t = false)]
+    pub probes_require_auth: bool,
+    /// Listen on non-loopback addresses without TLS and authentication (warned at start).
+    #[arg(long, env = "OBELISK_INSECURE", action = ArgAction::Set, default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub insecure: bool,
+    // ==== end security ====
 }
 
 impl Default for Config {
@@ -197,6 +234,9 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
+    /// A non-loopback listener without TLS and authentication (security).
+    #[error("{0}")]
+    Insecure(String),
 }
 
 /// The settings after validation, ready to start a server with.
@@ -214,6 +254,124 @@ pub struct Validated {
     pub handshake_timeout: Duration,
     /// 0: derived from the open-file limit (see `server::descriptors`).
     pub fd_reserve: u64,
+    /// TLS, authentication and ACL settings (security).
+    pub security: SecuritySettings,
+}
+
+/// The security settings, checked (issue 15).
+#[derive(Debug, Clone, Default)]
+pub struct SecuritySettings {
+    /// TLS on the gRPC and HTTP listeners.
+    pub tls: Option<crate::server::tls::TlsFiles>,
+    pub token_file: Option<PathBuf>,
+    pub acl_file: PathBuf,
+    pub legacy_principal: Option<String>,
+    /// TLS on the legacy listener (needs `tls`).
+    pub legacy_tls: bool,
+    pub super_users: Vec<String>,
+    /// Non-loopback listeners that lack TLS or authentication, allowed by `insecure`.
+    pub insecure_listeners: Vec<String>,
+}
+
+impl SecuritySettings {
+    /// Whether callers must authenticate: a token file or a client CA is configured.
+    pub fn authentication(&self) -> bool {
+        self.token_file.is_some() || self.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
+    }
+}
+
+impl Config {
+    /// The security settings; refuses a non-loopback listener without TLS and authentication
+    /// unless `insecure` is set.
+    fn security(
+        &self,
+        grpc: SocketAddr,
+        tcp: Option<SocketAddr>,
+        http: Option<SocketAddr>,
+    ) -> Result<SecuritySettings, ConfigError> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            }),
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_client_ca",
+                    value: self
+                        .tls_client_ca
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    reason: "needs tls_cert and tls_key (client certificates are checked in TLS)",
+                });
+            }
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_cert",
+                    value: String::new(),
+                    reason: "tls_cert and tls_key go together",
+                });
+            }
+        };
+        if let Some(p) = &self.legacy_principal
+            && (p.is_empty() || p.len() > crate::auth::acl::MAX_PRINCIPAL_LEN || p == "*")
+        {
+            return Err(ConfigError::Invalid {
+                key: "legacy_principal",
+                value: p.clone(),
+                reason: "must be 1 to 255 bytes and not \"*\"",
+            });
+        }
+        let mut settings = SecuritySettings {
+            tls,
+            token_file: self.auth_token_file.clone(),
+            acl_file: self
+                .acl_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("acls.json")),
+            legacy_principal: self.legacy_principal.clone(),
+            legacy_tls: self.legacy_tls,
+            super_users: self.super_users.clone(),
+            insecure_listeners: Vec::new(),
+        };
+        if self.legacy_tls && settings.tls.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "legacy_tls",
+                value: "true".into(),
+                reason: "needs tls_cert and tls_key",
+            });
+        }
+        let authenticated = settings.authentication();
+        let secured = settings.tls.is_some() && authenticated;
+        // The legacy protocol's original clients have no TLS: off loopback it needs legacy_tls.
+        let listeners = [
+            ("gRPC", Some(grpc), secured),
+            ("HTTP", http, secured),
+            ("legacy TCP", tcp, secured && self.legacy_tls),
+        ];
+        for (what, addr, ok) in listeners {
+            if let Some(addr) = addr
+                && !addr.ip().is_loopback()
+                && !ok
+            {
+                settings
+                    .insecure_listeners
+                    .push(format!("{what} on {addr}"));
+            }
+        }
+        if !settings.insecure_listeners.is_empty() && !self.insecure {
+            return Err(ConfigError::Insecure(format!(
+                "refusing to listen on {} without TLS and authentication: anyone who can reach \
+                 it could read and write every topic. Set tls_cert and tls_key, and \
+                 auth_token_file or tls_client_ca (and legacy_tls for the legacy TCP listener, or keep it \
+                 on loopback or \"off\"), or pass --insecure to accept the risk",
+                settings.insecure_listeners.join(", ")
+            )));
+        }
+        Ok(settings)
+    }
 }
 
 impl Config {
@@ -399,15 +557,21 @@ impl Config {
             idle_timeout: ms(self.connection_idle_timeout_ms),
             keepalive_interval,
             keepalive_timeout: ms(self.keepalive_timeout_ms),
+            probes_require_auth: self.probes_require_auth,
             ..HttpConfig::default()
         };
+        let grpc_addr = addr("grpc_addr", &self.grpc_addr)?;
+        let tcp_addr = optional("tcp_addr", &self.tcp_addr)?;
+        let http_addr = optional("http_addr", &self.http_addr)?;
+        let security = self.security(grpc_addr, tcp_addr, http_addr)?;
         Ok(Validated {
             broker,
             grpc,
             http,
-            grpc_addr: addr("grpc_addr", &self.grpc_addr)?,
-            tcp_addr: optional("tcp_addr", &self.tcp_addr)?,
-            http_addr: optional("http_addr", &self.http_addr)?,
+            grpc_addr,
+            tcp_addr,
+            http_addr,
+            security,
             legacy_idle_timeout: Duration::from_millis(self.legacy_idle_timeout_ms.max(1)),
             legacy_max_connections: or_default(self.max_legacy_connections),
             handshake_timeout: ms(self.handshake_timeout_ms),

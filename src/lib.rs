@@ -20,6 +20,8 @@
 //! - `storage` (private to the crate): segments, indexes, records and their CRC, recovery,
 //!   retention, the group-commit batcher, ring buffers, consumer offsets. Reached only through
 //!   [`broker`].
+//! - [`auth`]: principals, bearer tokens and ACLs; the Broker checks them on every call made
+//!   through [`broker::Caller`] (issue 15).
 //! - `clock`, `sync`: Unix-nanosecond time and lock helpers, below everything.
 //!
 //! **The adapters** (each translates into Broker calls and back):
@@ -40,6 +42,7 @@
 //! An embedding program needs [`config::Config`] and [`server::start`] (or [`broker::Broker`]
 //! alone, with [`broker::BrokerConfig`], to use the broker in-process); a client program needs
 //! [`client`].
+pub mod auth;
 pub mod broker;
 #[doc(hidden)]
 pub mod cli;

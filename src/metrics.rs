@@ -67,6 +67,11 @@ pub struct Metrics {
     pub active_subscriptions: UpDownCounter<i64>,
     /// `topic=<name>` label values, shared so a produce does not allocate one.
     topic_labels: RwLock<HashMap<String, KeyValue>>,
+    // security:
+    /// Requests refused by the ACLs, by operation and resource type.
+    pub access_denied: Counter<u64>,
+    /// Requests without valid credentials while authentication is on.
+    pub unauthenticated: Counter<u64>,
 }
 
 /// The process-wide metrics, created on first use.
@@ -177,6 +182,14 @@ impl Metrics {
                 .with_description("Open subscriptions (live record streams), by topic")
                 .build(),
             topic_labels: RwLock::new(HashMap::new()),
+            access_denied: counter(
+                "obelisk_access_denied",
+                "Requests refused by the ACLs, by operation and resource type",
+            ),
+            unauthenticated: counter(
+                "obelisk_unauthenticated",
+                "Requests without valid credentials while authentication is on",
+            ),
             registry,
             _provider: provider,
         };
@@ -316,6 +329,24 @@ impl BrokerEvents for Recorder {
 
     fn storage_failed(&self) {
         metrics().storage_failures.add(1, &[]);
+    }
+
+    fn access_denied(
+        &self,
+        operation: crate::auth::Operation,
+        resource: crate::auth::ResourceKind,
+    ) {
+        metrics().access_denied.add(
+            1,
+            &[
+                KeyValue::new("operation", operation.as_str()),
+                KeyValue::new("resource", resource.as_str()),
+            ],
+        );
+    }
+
+    fn unauthenticated(&self) {
+        metrics().unauthenticated.add(1, &[]);
     }
 }
 

@@ -57,6 +57,14 @@ pub enum BrokerError {
     /// Data on disk failed its checksum or framing.
     #[error("data loss: {0}")]
     DataLoss(String),
+    // security (issue 15):
+    /// Authentication is on and the request has no valid credentials.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller's principal may not do this (the message never says whether the resource
+    /// exists).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 impl BrokerError {
@@ -74,6 +82,8 @@ impl BrokerError {
             Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::DataLoss(_) => "data_loss",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::PermissionDenied(_) => "permission_denied",
         }
     }
 

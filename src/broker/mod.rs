@@ -3,6 +3,7 @@
 //! legacy TCP and HTTP layers only translate.
 
 mod admin;
+mod caller;
 mod consume;
 mod drain;
 pub mod error;
@@ -30,6 +31,7 @@ use crate::sync::{lock, read};
 use observe::Observer;
 
 pub use admin::MAX_PARTITIONS;
+pub use caller::Caller;
 pub use error::{BrokerError, NameKind};
 pub use observe::{BrokerEvents, PartitionSnapshot, WriteCounters};
 pub use produce::PendingProduce;
@@ -138,6 +140,8 @@ pub(crate) struct Inner {
     /// The data directory's lock file, held (flock) from open to shutdown: two brokers (or an
     /// import and a broker) never write one directory.
     lock: std::sync::Mutex<Option<std::fs::File>>,
+    /// Authentication and ACLs, once set (see [`Broker::secure`]); unset: everything allowed.
+    security: std::sync::OnceLock<Arc<crate::auth::Security>>,
 }
 
 /// A handle on the broker; clones share one broker.
@@ -220,6 +224,7 @@ impl Broker {
                 shutdown: CancellationToken::new(),
                 background: std::sync::Mutex::new(Vec::new()),
                 lock: std::sync::Mutex::new(Some(lock)),
+                security: std::sync::OnceLock::new(),
             }),
         };
         broker.start_background();

@@ -39,6 +39,17 @@ pub trait BrokerEvents: Send + Sync {
     }
     /// A partition turned read-only after a failed write or fsync.
     fn storage_failed(&self) {}
+    // security (issue 15):
+    /// A request was refused by the ACLs (once per refused request).
+    fn access_denied(
+        &self,
+        operation: crate::auth::Operation,
+        resource: crate::auth::ResourceKind,
+    ) {
+        let _ = (operation, resource);
+    }
+    /// A request came without valid credentials while authentication is on.
+    fn unauthenticated(&self) {}
 }
 
 /// One partition's state at one instant, for health, stats and metrics.

@@ -1,9 +1,10 @@
 //! Finding the broker: `--server` / `OBELISK_SERVER`, and connecting to it.
 
-use clap::Args;
-use tonic::transport::Channel;
+use std::path::PathBuf;
 
-use crate::client::{self, BrokerClient, ClientError};
+use clap::Args;
+
+use crate::client::{self, Client, ClientError, ConnectOptions};
 
 /// Where the broker is, shared by every client command.
 #[derive(Debug, Clone, Args)]
@@ -16,15 +17,69 @@ pub struct ServerArgs {
         global = true
     )]
     pub server: String,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// TLS and authentication of a client command (security, issue 15).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecurityArgs {
+    /// PEM CA certificate to trust for the broker's TLS certificate (turns TLS on).
+    #[arg(
+        id = "tls_ca",
+        long = "ca",
+        value_name = "PATH",
+        env = "OBELISK_CA",
+        global = true
+    )]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for a broker that requires one (mTLS; with --cert-key).
+    #[arg(
+        id = "tls_cert",
+        long = "cert",
+        value_name = "PATH",
+        env = "OBELISK_CERT",
+        global = true
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert (`--key` is the record key of `produce`).
+    #[arg(
+        id = "tls_key",
+        long = "cert-key",
+        value_name = "PATH",
+        env = "OBELISK_KEY",
+        global = true
+    )]
+    pub key: Option<PathBuf>,
+    /// Bearer token (see `obelisk token new`).
+    #[arg(
+        id = "auth_token",
+        long = "token",
+        env = "OBELISK_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+impl SecurityArgs {
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            token: self.token.clone(),
+        }
+    }
 }
 
 impl ServerArgs {
-    /// Connects to the broker.
+    /// Connects to the broker, with TLS and a token when given.
     ///
     /// # Errors
     /// "cannot reach the broker at …" when the address is malformed or nothing answers there.
-    pub async fn connect(&self) -> anyhow::Result<BrokerClient<Channel>> {
-        Ok(client::connect(&normalize(&self.server)).await?)
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        Ok(client::connect_with(&normalize(&self.server), &self.security.options()).await?)
     }
 }
 

@@ -16,11 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use tonic::transport::Channel;
 
 use super::connect::{ServerArgs, reply};
 use super::position::Position;
-use crate::client::{BrokerClient, ClientError, Consumer};
+use crate::client::{ClientError, Consumer};
 use crate::proto as pb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,7 +144,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn poll_loop(
-    mut client: BrokerClient<Channel>,
+    mut client: crate::client::Client,
     args: &ConsumeArgs,
     group: &str,
     out: &mut Output,
@@ -178,7 +177,7 @@ async fn poll_loop(
 }
 
 async fn subscribe_loop(
-    client: BrokerClient<Channel>,
+    client: crate::client::Client,
     args: &ConsumeArgs,
     commit: bool,
     out: &mut Output,

@@ -14,6 +14,7 @@ mod inspect;
 mod position;
 mod produce;
 mod record_json;
+mod security;
 mod serve;
 mod table;
 mod time;
@@ -52,6 +53,12 @@ pub enum Command {
     ImportLegacy(import_legacy::ImportLegacyArgs),
     /// Measure produce and consume throughput and latency, verifying every record.
     Bench(Box<bench::BenchArgs>),
+    /// List, add and remove ACL rules (needs admin on the cluster).
+    Acl(security::AclArgs),
+    /// Make bearer tokens for the broker's token file.
+    Token(security::TokenArgs),
+    /// Write a throwaway CA, server and client certificates (development and tests only).
+    DevCerts(security::DevCertsArgs),
 }
 
 /// Runs a parsed command line; the exit code says how it went.
@@ -75,6 +82,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Groups(args) => groups::run(args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::ImportLegacy(args) => import_legacy::run(args).await,
+            Command::Acl(args) => security::run_acl(args).await,
+            Command::Token(args) => security::run_token(&args),
+            Command::DevCerts(args) => security::run_dev_certs(&args),
             // Offline and synchronous; it only borrows the runtime's thread.
             Command::Inspect(args) => inspect::run(&args),
         }

@@ -4,20 +4,20 @@ use std::collections::BTreeMap;
 
 use tonic::transport::Channel;
 
-use super::{BrokerClient, ClientError};
+use super::{BrokerClient, ClientError, Transport};
 use crate::proto as pb;
 
 /// A consumer of one topic in one group.
-pub struct Consumer {
-    client: BrokerClient<Channel>,
+pub struct Consumer<T: Transport = Channel> {
+    client: BrokerClient<T>,
     topic: String,
     group: String,
     pub max_records: u32,
     pub max_wait_ms: u32,
 }
 
-impl Consumer {
-    pub fn new(client: BrokerClient<Channel>, topic: &str, group: &str) -> Self {
+impl<T: Transport> Consumer<T> {
+    pub fn new(client: BrokerClient<T>, topic: &str, group: &str) -> Self {
         Self {
             client,
             topic: topic.to_string(),

@@ -3,12 +3,17 @@
 
 mod consumer;
 mod producer;
+mod secure;
 
 use tonic::transport::{Channel, Endpoint};
 
 pub use crate::proto::broker_client::BrokerClient;
 pub use consumer::Consumer;
 pub use producer::{AckFuture, Producer, ProducerConfig};
+pub use secure::{ConnectOptions, SecureChannel, Transport};
+
+/// A client over a [`SecureChannel`] (what [`connect_with`] returns).
+pub type Client = BrokerClient<SecureChannel>;
 
 /// What went wrong talking to the broker.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,14 +53,51 @@ impl ClientError {
 /// # Errors
 /// `Connect` when the address is malformed or nothing answers there.
 pub async fn connect(addr: &str) -> Result<BrokerClient<Channel>, ClientError> {
+    let channel = channel(addr, &ConnectOptions::default()).await?;
+    Ok(BrokerClient::new(channel)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20))
+}
+
+/// Connects to a broker with TLS and a token as `options` say (`http://` addresses become
+/// `https://` when TLS is asked for).
+///
+/// # Errors
+/// `Connect` when the address is malformed, a file cannot be read, the TLS handshake fails, or
+/// nothing answers there.
+pub async fn connect_with(addr: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
     let fail = |message: String| ClientError::Connect {
         addr: addr.to_string(),
         message,
     };
-    let endpoint = Endpoint::from_shared(addr.to_string())
+    let authorization = options.authorization().map_err(fail)?;
+    let channel = channel(addr, options).await?;
+    Ok(
+        BrokerClient::new(SecureChannel::new(channel, authorization))
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20),
+    )
+}
+
+async fn channel(addr: &str, options: &ConnectOptions) -> Result<Channel, ClientError> {
+    let fail = |message: String| ClientError::Connect {
+        addr: addr.to_string(),
+        message,
+    };
+    let tls = options.tls(addr);
+    let target = match addr.strip_prefix("http://") {
+        Some(rest) if tls => format!("https://{rest}"),
+        _ => addr.to_string(),
+    };
+    let mut endpoint = Endpoint::from_shared(target)
         .map_err(|e| fail(e.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_nodelay(true);
+    if tls {
+        endpoint = endpoint
+            .tls_config(options.tls_config().map_err(fail)?)
+            .map_err(|e| fail(e.to_string()))?;
+    }
     let channel = endpoint.connect().await.map_err(|e| {
         // tonic's own message is "transport error"; the causes below it say what happened.
         let mut causes = Vec::new();
@@ -73,7 +115,5 @@ pub async fn connect(addr: &str) -> Result<BrokerClient<Channel>, ClientError> {
             causes.join(": ")
         })
     })?;
-    Ok(BrokerClient::new(channel)
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(256 << 20))
+    Ok(channel)
 }

@@ -8,7 +8,6 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use super::{BrokerClient, ClientError};
 use crate::proto as pb;
@@ -54,8 +53,8 @@ impl Producer {
     ///
     /// # Errors
     /// The broker refused the stream.
-    pub async fn new(
-        mut client: BrokerClient<Channel>,
+    pub async fn new<T: super::Transport>(
+        mut client: BrokerClient<T>,
         config: ProducerConfig,
     ) -> Result<Self, ClientError> {
         let (out_tx, out_rx) = mpsc::channel(config.max_in_flight.max(1));

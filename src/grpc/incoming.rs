@@ -14,7 +14,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
-use crate::server::connections::{self, Activity, Connection, ConnectionLimits};
+use crate::server::connections::{self, Activity, ConnectionLimits};
+use crate::server::tls::{Secured, Tls};
 use crate::status::{Protocol, ServerStatus};
 
 /// What a request knows about its connection.
@@ -22,25 +23,31 @@ use crate::status::{Protocol, ServerStatus};
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub activity: Arc<Activity>,
+    /// The verified client certificate's principal (mTLS), if any (security, issue 15).
+    pub principal: Option<Arc<str>>,
 }
 
-impl Connected for Connection {
+impl Connected for Secured {
     type ConnectInfo = ConnectionInfo;
     fn connect_info(&self) -> Self::ConnectInfo {
         ConnectionInfo {
             peer: self.peer(),
             activity: Arc::clone(self.activity()),
+            principal: self.principal().cloned(),
         }
     }
 }
 
-/// Accepts on `listener` until `stop` fires, yielding connections admitted within `limits`.
+/// Accepts on `listener` until `stop` fires, yielding connections admitted within `limits`
+/// (after their TLS handshake, with `tls`).
 pub fn limited(
     listener: TcpListener,
     limits: ConnectionLimits,
+    tls: Option<Tls>,
     status: Arc<ServerStatus>,
     stop: CancellationToken,
-) -> impl Stream<Item = io::Result<Connection>> {
-    let rx = connections::accept(listener, Protocol::Grpc, limits, status, stop);
+) -> impl Stream<Item = io::Result<Secured>> {
+    let rx = connections::accept(listener, Protocol::Grpc, limits, status, stop.clone());
+    let rx = crate::server::tls::secure(rx, tls, "grpc", limits.handshake_timeout, stop);
     ReceiverStream::new(rx).map(Ok)
 }

@@ -1,6 +1,7 @@
 //! The gRPC surface: `obelisk.v1.Broker` (tonic), the standard health service and server
 //! reflection, served with connection, stream, size and time limits.
 
+pub mod acl;
 mod convert;
 mod incoming;
 mod layers;
@@ -69,6 +70,21 @@ pub async fn serve(
     status: Arc<ServerStatus>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    serve_tls(listener, broker, config, None, status, shutdown).await
+}
+
+/// As [`serve`], over TLS when `tls` is given (security, issue 15).
+///
+/// # Errors
+/// The transport's error if the server fails.
+pub async fn serve_tls(
+    listener: TcpListener,
+    broker: Broker,
+    config: GrpcConfig,
+    tls: Option<crate::server::tls::Tls>,
+    status: Arc<ServerStatus>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(HEALTH_SERVICE, ServingStatus::Serving)
@@ -100,7 +116,7 @@ pub async fn serve(
         handshake_timeout: config.handshake_timeout,
         idle_timeout: config.idle_timeout,
     };
-    let incoming = incoming::limited(listener, limits, status, shutdown.clone());
+    let incoming = incoming::limited(listener, limits, tls, status, shutdown.clone());
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(config.max_concurrent_streams)
         .timeout(config.request_timeout)

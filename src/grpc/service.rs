@@ -10,8 +10,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
+use super::incoming::ConnectionInfo;
 use super::status::to_status;
-use crate::broker::{Broker, BrokerError, FetchRequest, PollRequest, ReadLimits, SubscribeRequest};
+use crate::auth::Credentials;
+use crate::broker::{
+    Broker, BrokerError, Caller, FetchRequest, PollRequest, ReadLimits, SubscribeRequest,
+};
 use crate::proto as pb;
 
 /// Batches of one ProduceStream being stored at once, and their bytes of keys and values; more
@@ -49,6 +53,20 @@ impl BrokerService {
         limits.max_wait = limits.max_wait.min(self.max_wait);
         limits
     }
+
+    /// The broker, acting for the request's caller: its bearer token (`authorization`
+    /// metadata) or its verified client certificate. Every RPC goes through this.
+    pub(super) fn caller<T>(&self, req: &Request<T>) -> Result<Caller, BrokerError> {
+        let token = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().ok().and_then(crate::auth::bearer).unwrap_or(""));
+        let verified = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .and_then(|c| c.principal.as_deref());
+        self.broker.authenticate(Credentials { token, verified })
+    }
 }
 
 type RpcResult<T> = Result<Response<T>, Status>;
@@ -63,14 +81,17 @@ fn done<T>(call: &'static str, started: Instant, res: Result<T, BrokerError>) ->
 impl pb::broker_server::Broker for BrokerService {
     async fn produce(&self, req: Request<pb::ProduceRequest>) -> RpcResult<pb::ProduceResponse> {
         let started = Instant::now();
+        let caller = self.caller(&req);
         let req = req.into_inner();
-        let res = self
-            .broker
-            .produce(&req.topic, convert::producer_records(req.records))
-            .await
-            .map(|a| pb::ProduceResponse {
-                acks: convert::acks(a),
-            });
+        let res = async {
+            caller?
+                .produce(&req.topic, convert::producer_records(req.records))
+                .await
+        }
+        .await
+        .map(|a| pb::ProduceResponse {
+            acks: convert::acks(a),
+        });
         done("produce", started, res)
     }
 
@@ -80,9 +101,12 @@ impl pb::broker_server::Broker for BrokerService {
         &self,
         req: Request<Streaming<pb::ProduceStreamRequest>>,
     ) -> RpcResult<Self::ProduceStreamStream> {
+        let broker = self.caller(&req).map_err(|e| {
+            crate::metrics::record_request("grpc", "produce_stream", Instant::now(), Err(&e));
+            to_status(&e)
+        })?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
-        let broker = self.broker.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut in_flight = FuturesOrdered::new();
@@ -159,16 +183,16 @@ impl pb::broker_server::Broker for BrokerService {
 
     async fn poll(&self, req: Request<pb::PollRequest>) -> RpcResult<pb::PollResponse> {
         let started = Instant::now();
+        let caller = self.caller(&req);
         let r = req.into_inner();
         let start_if_new = convert::start_position(r.start_if_new());
-        let res = self
-            .broker
-            .poll(PollRequest {
-                topic: r.topic,
-                group: r.group,
-                limits: self.limits(r.max_records, r.max_bytes, r.max_wait_ms),
-                start_if_new,
-            })
+        let poll = PollRequest {
+            topic: r.topic,
+            group: r.group,
+            limits: self.limits(r.max_records, r.max_bytes, r.max_wait_ms),
+            start_if_new,
+        };
+        let res = async { caller?.poll(poll).await }
             .await
             .map(|recs| pb::PollResponse {
                 records: convert::consumed(recs),
@@ -178,16 +202,16 @@ impl pb::broker_server::Broker for BrokerService {
 
     async fn fetch(&self, req: Request<pb::FetchRequest>) -> RpcResult<pb::FetchResponse> {
         let started = Instant::now();
+        let caller = self.caller(&req);
         let r = req.into_inner();
         let partition = r.partition;
-        let res = self
-            .broker
-            .fetch(FetchRequest {
-                topic: r.topic,
-                partition,
-                offset: r.offset,
-                limits: self.limits(r.max_records, r.max_bytes, r.max_wait_ms),
-            })
+        let fetch = FetchRequest {
+            topic: r.topic,
+            partition,
+            offset: r.offset,
+            limits: self.limits(r.max_records, r.max_bytes, r.max_wait_ms),
+        };
+        let res = async { caller?.fetch(fetch).await }
             .await
             .map(|f| pb::FetchResponse {
                 records: f
@@ -208,12 +232,15 @@ impl pb::broker_server::Broker for BrokerService {
         req: Request<pb::SubscribeRequest>,
     ) -> RpcResult<Self::SubscribeStream> {
         let started = Instant::now();
+        let caller = self.caller(&req);
         let r = req.into_inner();
-        let res = self.broker.subscribe(SubscribeRequest {
-            topic: r.topic,
-            group: (!r.group.is_empty()).then_some(r.group),
-            start: convert::position(r.start),
-            max_records_per_batch: r.max_records_per_message as usize,
+        let res = caller.and_then(|c| {
+            c.subscribe(SubscribeRequest {
+                topic: r.topic,
+                group: (!r.group.is_empty()).then_some(r.group),
+                start: convert::position(r.start),
+                max_records_per_batch: r.max_records_per_message as usize,
+            })
         });
         crate::metrics::record_request("grpc", "subscribe", started, res.as_ref().map(|_| ()));
         let sub = res.map_err(|e| to_status(&e))?;
@@ -239,23 +266,28 @@ impl pb::broker_server::Broker for BrokerService {
 
     async fn commit(&self, req: Request<pb::CommitRequest>) -> RpcResult<pb::CommitResponse> {
         let started = Instant::now();
+        let caller = self.caller(&req);
         let r = req.into_inner();
-        let res = self
-            .broker
-            .commit(&r.topic, &r.group, &convert::offsets(&r.offsets))
-            .await
-            .map(|()| pb::CommitResponse {});
+        let res = async {
+            caller?
+                .commit(&r.topic, &r.group, &convert::offsets(&r.offsets))
+                .await
+        }
+        .await
+        .map(|()| pb::CommitResponse {});
         done("commit", started, res)
     }
 
     async fn reset(&self, req: Request<pb::ResetRequest>) -> RpcResult<pb::ResetResponse> {
         let started = Instant::now();
+        let caller = self.caller(&req);
         let r = req.into_inner();
-        let res = match convert::position(r.to) {
-            None => Err(BrokerError::InvalidArgument(
+        let res = match (caller, convert::position(r.to)) {
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(BrokerError::InvalidArgument(
                 "reset needs a target: earliest, latest, offset or timestamp_ns".into(),
             )),
-            Some(to) => self.broker.reset(&r.topic, &r.group, to).await,
+            (Ok(c), Some(to)) => c.reset(&r.topic, &r.group, to).await,
         }
         .map(|o| pb::ResetResponse {
             offsets: convert::partition_offsets(o),
@@ -268,14 +300,17 @@ impl pb::broker_server::Broker for BrokerService {
         req: Request<pb::CreateTopicRequest>,
     ) -> RpcResult<pb::CreateTopicResponse> {
         let started = Instant::now();
+        let caller = self.caller(&req);
         let r = req.into_inner();
-        let res = self
-            .broker
-            .create_topic(&r.name, convert::topic_config(r.config))
-            .await
-            .map(|t| pb::CreateTopicResponse {
-                topic: Some(convert::topic(t)),
-            });
+        let res = async {
+            caller?
+                .create_topic(&r.name, convert::topic_config(r.config))
+                .await
+        }
+        .await
+        .map(|t| pb::CreateTopicResponse {
+            topic: Some(convert::topic(t)),
+        });
         done("create_topic", started, res)
     }
 
@@ -284,9 +319,9 @@ impl pb::broker_server::Broker for BrokerService {
         req: Request<pb::DeleteTopicRequest>,
     ) -> RpcResult<pb::DeleteTopicResponse> {
         let started = Instant::now();
-        let res = self
-            .broker
-            .delete_topic(&req.into_inner().name)
+        let caller = self.caller(&req);
+        let name = req.into_inner().name;
+        let res = async { caller?.delete_topic(&name).await }
             .await
             .map(|()| pb::DeleteTopicResponse {});
         done("delete_topic", started, res)
@@ -294,20 +329,13 @@ impl pb::broker_server::Broker for BrokerService {
 
     async fn list_topics(
         &self,
-        _req: Request<pb::ListTopicsRequest>,
+        req: Request<pb::ListTopicsRequest>,
     ) -> RpcResult<pb::ListTopicsResponse> {
         let started = Instant::now();
-        let topics = self
-            .broker
-            .list_topics()
-            .into_iter()
-            .map(convert::topic)
-            .collect();
-        done(
-            "list_topics",
-            started,
-            Ok(pb::ListTopicsResponse { topics }),
-        )
+        let res = self.caller(&req).map(|c| pb::ListTopicsResponse {
+            topics: c.list_topics().into_iter().map(convert::topic).collect(),
+        });
+        done("list_topics", started, res)
     }
 
     async fn describe_topic(
@@ -315,26 +343,25 @@ impl pb::broker_server::Broker for BrokerService {
         req: Request<pb::DescribeTopicRequest>,
     ) -> RpcResult<pb::DescribeTopicResponse> {
         let started = Instant::now();
-        let res =
-            self.broker
-                .describe_topic(&req.into_inner().name)
-                .map(|t| pb::DescribeTopicResponse {
-                    topic: Some(convert::topic(t)),
-                });
+        let caller = self.caller(&req);
+        let name = req.into_inner().name;
+        let res = caller
+            .and_then(|c| c.describe_topic(&name))
+            .map(|t| pb::DescribeTopicResponse {
+                topic: Some(convert::topic(t)),
+            });
         done("describe_topic", started, res)
     }
 
     async fn list_groups(
         &self,
-        _req: Request<pb::ListGroupsRequest>,
+        req: Request<pb::ListGroupsRequest>,
     ) -> RpcResult<pb::ListGroupsResponse> {
         let started = Instant::now();
-        let groups = self.broker.list_groups();
-        done(
-            "list_groups",
-            started,
-            Ok(pb::ListGroupsResponse { groups }),
-        )
+        let res = self.caller(&req).map(|c| pb::ListGroupsResponse {
+            groups: c.list_groups(),
+        });
+        done("list_groups", started, res)
     }
 
     async fn describe_group(
@@ -342,14 +369,43 @@ impl pb::broker_server::Broker for BrokerService {
         req: Request<pb::DescribeGroupRequest>,
     ) -> RpcResult<pb::DescribeGroupResponse> {
         let started = Instant::now();
+        let caller = self.caller(&req);
         let group = req.into_inner().group;
-        let res = self
-            .broker
-            .describe_group(&group)
-            .map(|parts| pb::DescribeGroupResponse {
-                group: group.clone(),
-                partitions: parts.into_iter().map(convert::group_partition).collect(),
-            });
+        let res =
+            caller
+                .and_then(|c| c.describe_group(&group))
+                .map(|parts| pb::DescribeGroupResponse {
+                    group: group.clone(),
+                    partitions: parts.into_iter().map(convert::group_partition).collect(),
+                });
         done("describe_group", started, res)
     }
+
+    // ==== security ====
+    async fn list_acls(
+        &self,
+        req: Request<pb::ListAclsRequest>,
+    ) -> RpcResult<pb::ListAclsResponse> {
+        let started = Instant::now();
+        let res = self.caller(&req).and_then(|c| super::acl::list(&c));
+        done("list_acls", started, res)
+    }
+
+    async fn add_acl(&self, req: Request<pb::AddAclRequest>) -> RpcResult<pb::AddAclResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let res = async { super::acl::add(&caller?, req.into_inner()).await }.await;
+        done("add_acl", started, res)
+    }
+
+    async fn remove_acl(
+        &self,
+        req: Request<pb::RemoveAclRequest>,
+    ) -> RpcResult<pb::RemoveAclResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let res = async { super::acl::remove(&caller?, req.into_inner()).await }.await;
+        done("remove_acl", started, res)
+    }
+    // ==== end security ====
 }

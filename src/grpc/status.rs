@@ -17,6 +17,8 @@ pub fn code_of(err: &BrokerError) -> Code {
         BrokerError::Overloaded(_) => Code::ResourceExhausted,
         BrokerError::Unavailable(_) => Code::Unavailable,
         BrokerError::DataLoss(_) => Code::DataLoss,
+        BrokerError::Unauthenticated(_) => Code::Unauthenticated,
+        BrokerError::PermissionDenied(_) => Code::PermissionDenied,
     }
 }
 
@@ -51,6 +53,14 @@ mod tests {
             (BrokerError::Overloaded("q".into()), Code::ResourceExhausted),
             (BrokerError::Unavailable("u".into()), Code::Unavailable),
             (BrokerError::DataLoss("d".into()), Code::DataLoss),
+            (
+                BrokerError::Unauthenticated("u".into()),
+                Code::Unauthenticated,
+            ),
+            (
+                BrokerError::PermissionDenied("p".into()),
+                Code::PermissionDenied,
+            ),
         ];
         for (err, code) in cases {
             let status = to_status(&err);

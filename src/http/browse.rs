@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HttpState;
+use super::auth::Authed;
 use super::error::ApiError;
 use super::extract::{Path, Query};
 use super::stats::TopicOut;
@@ -31,7 +32,7 @@ pub struct TopicPage {
 
 /// `GET /topics`.
 pub async fn list_topics(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Query(q): Query<TopicPage>,
 ) -> Result<axum::Json<Value>, ApiError> {
     if q.limit == Some(0) || q.limit.is_some_and(|l| l > MAX_TOPIC_PAGE) {
@@ -40,7 +41,7 @@ pub async fn list_topics(
         )));
     }
     let prefix = q.prefix.unwrap_or_default();
-    let mut all = state.broker.list_topics();
+    let mut all = caller.list_topics();
     all.retain(|t| t.name.starts_with(&prefix));
     let total = all.len();
     let limit = q.limit.unwrap_or(usize::MAX);
@@ -65,13 +66,13 @@ pub struct OffsetsParams {
 
 /// `GET /topics/{topic}/offsets`.
 pub async fn topic_offsets(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(topic): Path<String>,
     Query(q): Query<OffsetsParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let desc = state.broker.describe_topic(&topic)?;
+    let desc = caller.describe_topic(&topic)?;
     let at = match q.timestamp_ns {
-        Some(ts) => Some(state.broker.offsets_for_timestamp(&topic, ts)?),
+        Some(ts) => Some(caller.offsets_for_timestamp(&topic, ts)?),
         None => None,
     };
     let partitions: Vec<Value> = desc
@@ -115,8 +116,11 @@ fn listener(l: &ListenerStatus) -> Value {
 }
 
 /// `GET /stats/overview`.
-pub async fn overview(State(state): State<HttpState>) -> axum::Json<Value> {
-    let snaps = state.broker.partition_snapshots();
+pub async fn overview(
+    State(state): State<HttpState>,
+    Authed(caller): Authed,
+) -> Result<axum::Json<Value>, ApiError> {
+    let snaps = caller.partition_snapshots()?;
     let topics = snaps
         .iter()
         .map(|p| p.topic.as_str())
@@ -136,7 +140,7 @@ pub async fn overview(State(state): State<HttpState>) -> axum::Json<Value> {
         }
     }
     let uptime = state.status.uptime();
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "started_at": format_unix_ns(state.status.started_at_unix_ns()),
         "uptime_seconds": uptime.as_secs_f64(),
         "topics": topics,
@@ -145,7 +149,7 @@ pub async fn overview(State(state): State<HttpState>) -> axum::Json<Value> {
         "segments": segments,
         "records": records,
         "disk_bytes": disk,
-        "groups": state.broker.list_groups().len(),
+        "groups": caller.list_groups().len(),
         "connections": connections,
-    }))
+    })))
 }

@@ -76,6 +76,8 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         BrokerError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
         BrokerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         BrokerError::DataLoss(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        BrokerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        BrokerError::PermissionDenied(_) => StatusCode::FORBIDDEN,
     }
 }
 
@@ -93,6 +95,10 @@ pub fn error_response(status: StatusCode, code: &'static str, message: &str) -> 
     ) {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     resp.extensions_mut().insert(ErrorCode(code));
     resp

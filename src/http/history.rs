@@ -20,8 +20,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::HttpState;
+use super::auth::Authed;
 use super::error::ApiError;
 use super::extract::Path;
+use crate::auth::{Operation, Resource};
 use crate::broker::{Broker, WeakBroker, now_ns};
 
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
@@ -166,19 +168,24 @@ async fn sample_once(history: &Arc<History>, weak: &WeakBroker) -> bool {
 }
 
 /// `GET /stats/history`.
-pub async fn rates(State(state): State<HttpState>) -> axum::Json<Value> {
-    axum::Json(json!({
+pub async fn rates(
+    State(state): State<HttpState>,
+    Authed(caller): Authed,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.authorize(Operation::Describe, Resource::Cluster)?;
+    Ok(axum::Json(json!({
         "interval_ms": SAMPLE_INTERVAL.as_millis() as u64,
         "samples": state.history.rates(),
-    }))
+    })))
 }
 
 /// `GET /groups/{group}/history`: 404 for an unknown group.
 pub async fn group_lag(
     State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(group): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    state.broker.describe_group(&group)?;
+    caller.describe_group(&group)?;
     Ok(axum::Json(json!({
         "group": group,
         "interval_ms": SAMPLE_INTERVAL.as_millis() as u64,

@@ -12,6 +12,7 @@
 //! Every route runs under: a trace span per request, request metrics, JSON bodies for every error,
 //! a request timeout (503 `timeout`), and a body limit (413 `payload_too_large`).
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -73,6 +74,8 @@ pub struct HttpConfig {
     pub keepalive_interval: Option<Duration>,
     /// ... and how long an unanswered ping keeps the connection.
     pub keepalive_timeout: Duration,
+    /// With authentication on, the probes and `/metrics` need credentials too (security).
+    pub probes_require_auth: bool,
 }
 
 impl HttpConfig {
@@ -95,6 +98,7 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(300),
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_timeout: Duration::from_secs(10),
+            probes_require_auth: false,
         }
     }
 }
@@ -148,11 +152,17 @@ impl HttpState {
 /// The router of every endpoint, with its middleware.
 pub fn router(state: HttpState) -> Router {
     let cfg = state.config;
-    Router::new()
+    let probes = Router::new()
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::probe_guard,
+        ));
+    Router::new()
+        .merge(probes)
         .route("/stats", get(stats::stats))
         .route(
             "/topics",
@@ -215,6 +225,22 @@ pub async fn serve(
     status: Arc<ServerStatus>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    serve_tls(listener, router, config, None, status, shutdown).await
+}
+
+/// As [`serve`], over TLS when `tls` is given (security, issue 15); a verified client
+/// certificate's principal reaches handlers as [`auth::PeerPrincipal`].
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    config: HttpConfig,
+    tls: Option<crate::server::tls::Tls>,
+    status: Arc<ServerStatus>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP listening");
     }
@@ -223,8 +249,14 @@ pub async fn serve(
         handshake_timeout: config.handshake_timeout,
         idle_timeout: config.idle_timeout,
     };
-    let mut admitted =
-        connections::accept(listener, Protocol::Http, limits, status, shutdown.clone());
+    let admitted = connections::accept(listener, Protocol::Http, limits, status, shutdown.clone());
+    let mut admitted = crate::server::tls::secure(
+        admitted,
+        tls,
+        "http",
+        config.handshake_timeout,
+        shutdown.clone(),
+    );
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -246,9 +278,11 @@ pub async fn serve(
             },
         };
         let activity = Arc::clone(conn.activity());
+        let peer = auth::PeerPrincipal(conn.principal().cloned());
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<Incoming>| {
             let in_flight = activity.begin();
+            req.extensions_mut().insert(peer.clone());
             let mut router = router.clone();
             // A Router is always ready: no poll_ready needed.
             let response = tower::Service::call(&mut router, req);

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::HttpState;
+use super::auth::Authed;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query, from_object};
 use super::records::{BatchIn, RecordIn, RecordOut};
@@ -30,7 +31,7 @@ use crate::broker::{
 
 /// `POST /topics/{topic}/messages`.
 pub async fn produce(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(topic): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
@@ -43,7 +44,7 @@ pub async fn produce(
             .into_iter()
             .map(|r| from_object::<RecordIn>(r)?.into_record(now))
             .collect::<Result<Vec<_>, _>>()?;
-        let acks = state.broker.produce(&topic, records).await?;
+        let acks = caller.produce(&topic, records).await?;
         let acks: Vec<AckOut> = acks.into_iter().map(AckOut::from).collect();
         let body = json!({"status": "accepted", "topic": topic, "count": acks.len(), "acks": acks});
         return Ok((StatusCode::CREATED, axum::Json(body)).into_response());
@@ -52,7 +53,7 @@ pub async fn produce(
     let key_echo = single.key.clone().or_else(|| single.key_base64.clone());
     let record = single.into_record(now)?;
     let timestamp = record.timestamp.unwrap_or(now);
-    let acks = state.broker.produce(&topic, vec![record]).await?;
+    let acks = caller.produce(&topic, vec![record]).await?;
     let ack = acks
         .first()
         .copied()
@@ -101,6 +102,7 @@ pub struct FetchParams {
 /// `GET /topics/{topic}/messages`: a stateless read of one partition.
 pub async fn fetch(
     State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(topic): Path<String>,
     Query(q): Query<FetchParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -110,7 +112,7 @@ pub async fn fetch(
         offset: q.offset,
         limits: state.limits(q.limit, q.max_bytes, q.max_wait_ms),
     };
-    let resp = state.broker.fetch(req).await?;
+    let resp = caller.fetch(req).await?;
     let next = resp.records.last().map_or(q.offset, |r| r.offset + 1);
     let records: Vec<RecordOut> = resp
         .records
@@ -152,6 +154,7 @@ pub struct PollBody {
 /// `next_offsets` is what to commit after processing them.
 pub async fn poll(
     State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(topic): Path<String>,
     Json(body): Json<PollBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -164,7 +167,7 @@ pub async fn poll(
             Start::Latest => StartPosition::Latest,
         },
     };
-    let records = state.broker.poll(req).await?;
+    let records = caller.poll(req).await?;
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     for r in &records {
         next.insert(r.partition, r.record.offset + 1);
@@ -191,7 +194,7 @@ pub struct CommitBody {
 
 /// `POST /topics/{topic}/commit`: stores the group's next offsets, durably.
 pub async fn commit(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(topic): Path<String>,
     Json(body): Json<CommitBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -200,7 +203,7 @@ pub async fn commit(
         .iter()
         .map(|o| (o.partition, o.offset))
         .collect();
-    state.broker.commit(&topic, &body.group, &offsets).await?;
+    caller.commit(&topic, &body.group, &offsets).await?;
     Ok(axum::Json(
         json!({"topic": topic, "group": body.group, "offsets": body.offsets}),
     ))
@@ -215,12 +218,12 @@ pub struct ResetBody {
 
 /// `POST /topics/{topic}/reset`: moves the group in every partition.
 pub async fn reset(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(topic): Path<String>,
     Json(body): Json<ResetBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let to = position(&body.to)?;
-    let offsets = state.broker.reset(&topic, &body.group, to).await?;
+    let offsets = caller.reset(&topic, &body.group, to).await?;
     let offsets: Vec<AckOut> = offsets
         .into_iter()
         .map(|(partition, offset)| AckOut { partition, offset })

@@ -10,13 +10,12 @@
 //!   [`super::browse`]).
 //! - `GET /groups`, `GET /groups/{group}`.
 
-use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::HttpState;
+use super::auth::Authed;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
 use crate::broker::{TopicConfig, TopicDescription};
@@ -28,20 +27,20 @@ pub struct StatsParams {
 
 /// `GET /stats?topic=T`.
 pub async fn stats(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Query(q): Query<StatsParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let topic = q.topic.ok_or_else(|| {
         ApiError::invalid("the topic query parameter is required: /stats?topic=NAME")
     })?;
-    let desc = state.broker.describe_topic(&topic)?;
+    let desc = caller.describe_topic(&topic)?;
     let stored: u64 = desc
         .partitions
         .iter()
         .map(|p| p.log_end.saturating_sub(p.log_start))
         .sum();
     let (mut buffered, mut ring_buffer_records) = (0u64, 0usize);
-    for p in state.broker.topic_snapshot(&topic)? {
+    for p in caller.topic_snapshot(&topic)? {
         buffered += p.unsynced_records;
         ring_buffer_records += p.ring_records;
     }
@@ -108,10 +107,10 @@ impl From<TopicDescription> for TopicOut {
 
 /// `GET /topics/{topic}`.
 pub async fn describe_topic(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(topic): Path<String>,
 ) -> Result<axum::Json<TopicOut>, ApiError> {
-    Ok(axum::Json(state.broker.describe_topic(&topic)?.into()))
+    Ok(axum::Json(caller.describe_topic(&topic)?.into()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,11 +128,10 @@ pub struct CreateTopicBody {
 
 /// `POST /topics` → 201 with the topic and a `Location` header.
 pub async fn create_topic(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Json(body): Json<CreateTopicBody>,
 ) -> Result<Response, ApiError> {
-    let desc = state
-        .broker
+    let desc = caller
         .create_topic(
             &body.name,
             TopicConfig {
@@ -153,24 +151,24 @@ pub async fn create_topic(
 
 /// `DELETE /topics/{topic}` → 204.
 pub async fn delete_topic(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(topic): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.broker.delete_topic(&topic).await?;
+    caller.delete_topic(&topic).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /groups`.
-pub async fn list_groups(State(state): State<HttpState>) -> axum::Json<Value> {
-    axum::Json(json!({ "groups": state.broker.list_groups() }))
+pub async fn list_groups(Authed(caller): Authed) -> axum::Json<Value> {
+    axum::Json(json!({ "groups": caller.list_groups() }))
 }
 
 /// `GET /groups/{group}`: committed offsets and lag per topic partition.
 pub async fn describe_group(
-    State(state): State<HttpState>,
+    Authed(caller): Authed,
     Path(group): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let parts = state.broker.describe_group(&group)?;
+    let parts = caller.describe_group(&group)?;
     let total_lag: u64 = parts.iter().map(|p| p.lag).sum();
     let partitions: Vec<Value> = parts
         .iter()

@@ -217,15 +217,23 @@ pub enum Reply {
     PublishFailed,
     /// The frame was too large; the server closes the connection after this reply.
     ProtocolError,
+    // security (issue 15): replies the original server never sent (its clients read any
+    // `NACK:` line as a refusal).
+    /// Security is on and the listener has no principal configured.
+    Unauthenticated,
+    /// The listener's principal may not produce to the topic (an ACL is missing).
+    PermissionDenied,
 }
 
 impl Reply {
-    pub const ALL: [Reply; 5] = [
+    pub const ALL: [Reply; 7] = [
         Self::Ok,
         Self::Corrupted,
         Self::InvalidFormat,
         Self::PublishFailed,
         Self::ProtocolError,
+        Self::Unauthenticated,
+        Self::PermissionDenied,
     ];
 
     /// The exact bytes on the wire.
@@ -236,6 +244,8 @@ impl Reply {
             Self::InvalidFormat => b"NACK:INVALID_FORMAT\n",
             Self::PublishFailed => b"NACK:PUBLISH_FAILED\n",
             Self::ProtocolError => b"NACK:PROTOCOL_ERROR\n",
+            Self::Unauthenticated => b"NACK:UNAUTHORIZED\n",
+            Self::PermissionDenied => b"NACK:FORBIDDEN\n",
         }
     }
 
@@ -253,7 +263,7 @@ pub struct UnknownReply(pub String);
 /// Takes the reply line at the front of `buf` once its newline has arrived.
 ///
 /// # Errors
-/// [`UnknownReply`] for a line that is not one of the five replies, or for more than
+/// [`UnknownReply`] for a line that is not one of the replies, or for more than
 /// [`MAX_REPLY_LEN`] bytes without a newline.
 pub fn decode_reply(buf: &mut BytesMut) -> Result<Option<Reply>, UnknownReply> {
     let Some(end) = buf.iter().take(MAX_REPLY_LEN).position(|&b| b == b'\n') else {

@@ -23,9 +23,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{self, Frame, Message, Reply};
 use super::replies;
 use super::stats::LegacyStats;
-use crate::broker::{Broker, BrokerError, ProduceRecord};
+use crate::broker::{BrokerError, Caller, ProduceRecord};
 
 /// Bytes read from the socket at least per read call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -50,7 +49,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// What one connection needs from the server.
 #[derive(Clone)]
 pub(crate) struct ConnectionContext {
-    pub broker: Broker,
+    /// The broker, acting for the listener's principal; `None`: authentication is on and the
+    /// listener has none, so every produce is refused.
+    pub caller: Option<Caller>,
     pub idle_timeout: Duration,
     /// The idle timeout until the first complete frame (at most `idle_timeout`).
     pub first_frame_timeout: Duration,
@@ -90,6 +91,23 @@ type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 pub(crate) async fn run(stream: TcpStream, ctx: ConnectionContext) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
+    run_halves(rd, wr, ctx).await;
+}
+
+/// As [`run`], over a TLS stream (security, issue 15).
+pub(crate) async fn run_tls(
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    ctx: ConnectionContext,
+) {
+    let (rd, wr) = tokio::io::split(stream);
+    run_halves(rd, wr, ctx).await;
+}
+
+async fn run_halves<R, W>(rd: R, wr: W, ctx: ConnectionContext)
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     // Unbounded, as the in-flight semaphore bounds what the reader sends.
     let (tx, rx) = mpsc::unbounded_channel();
     let writer_gone = CancellationToken::new();
@@ -137,12 +155,12 @@ pub(crate) async fn run(stream: TcpStream, ctx: ConnectionContext) {
 /// Reads and decodes frames, queues their messages in the broker in order and hands their reply
 /// futures to the writer, until the connection's input ends; returns why, and the read half (to
 /// drain it before closing).
-async fn read_frames(
-    mut rd: OwnedReadHalf,
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut rd: R,
     tx: mpsc::UnboundedSender<Pending>,
     ctx: &ConnectionContext,
     writer_gone: &CancellationToken,
-) -> (ReadEnd, OwnedReadHalf) {
+) -> (ReadEnd, R) {
     let slots = Arc::new(Semaphore::new(ctx.max_in_flight));
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     // Until the first frame, the shorter first-frame timeout: a silent socket lets go soon.
@@ -181,7 +199,10 @@ async fn read_frames(
                 },
             };
             let reply = match frame {
-                Frame::Message(message) => queue(&ctx.broker, message).await,
+                Frame::Message(message) => match &ctx.caller {
+                    Some(caller) => queue(caller, message).await,
+                    None => Box::pin(std::future::ready(codec::Reply::Unauthenticated)),
+                },
                 Frame::Empty => {
                     tracing::debug!("frame of length 0");
                     Box::pin(std::future::ready(replies::EMPTY_FRAME)) as ReplyFuture
@@ -220,8 +241,8 @@ async fn read_frames(
 
 /// Writes the replies in frame order until the reader is done and every reply is written; then
 /// closes the write side.
-async fn write_replies(
-    wr: OwnedWriteHalf,
+async fn write_replies<W: AsyncWrite + Unpin>(
+    wr: W,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     ctx: &ConnectionContext,
 ) -> std::io::Result<()> {
@@ -280,8 +301,8 @@ async fn write_replies(
     out.shutdown().await
 }
 
-async fn write_reply(
-    out: &mut BufWriter<OwnedWriteHalf>,
+async fn write_reply<W: AsyncWrite + Unpin>(
+    out: &mut BufWriter<W>,
     reply: Reply,
     ctx: &ConnectionContext,
 ) -> std::io::Result<()> {
@@ -294,7 +315,7 @@ async fn write_reply(
 /// The translation step: one legacy message becomes one record produced to its topic. Returns
 /// once the record is queued in the broker; the future yields the reply once it is durable (or
 /// refused).
-async fn queue(broker: &Broker, message: Message) -> ReplyFuture {
+async fn queue(broker: &Caller, message: Message) -> ReplyFuture {
     // A topic that is not UTF-8 becomes a name with U+FFFD in it, which the broker refuses as an
     // invalid name (only ASCII letters, digits, '.', '_' and '-' are allowed) before touching
     // the disk.
@@ -344,21 +365,14 @@ fn after(duration: Duration) -> Instant {
 /// reset the connection (which can destroy replies the peer has not read yet). Stops when the
 /// peer closes, when nothing more arrives for [`DRAIN_QUIET`], or after [`CLOSE_DRAIN`]: an idle
 /// peer costs nothing, a silent one at most [`DRAIN_QUIET`].
-async fn drain_input(rd: OwnedReadHalf) {
+async fn drain_input<R: AsyncRead + Unpin>(mut rd: R) {
     let deadline = Instant::now() + CLOSE_DRAIN;
     let mut sink = vec![0u8; READ_CHUNK];
     loop {
-        match rd.try_read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let quiet = (Instant::now() + DRAIN_QUIET).min(deadline);
-                match tokio::time::timeout_at(quiet, rd.readable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) | Err(_) => return,
-                }
-            }
-            Err(_) => return,
+        let quiet = (Instant::now() + DRAIN_QUIET).min(deadline);
+        match tokio::time::timeout_at(quiet, rd.read(&mut sink)).await {
+            Ok(Ok(0) | Err(_)) | Err(_) => return,
+            Ok(Ok(_)) => {}
         }
         if Instant::now() >= deadline {
             return;

@@ -52,6 +52,12 @@ pub struct LegacyConfig {
     /// On shutdown, how long a connection may take to write its in-flight replies (to a client
     /// that does not read them) before it is dropped.
     pub shutdown_grace: Duration,
+    /// The principal every connection acts as when authentication is on (the protocol has no
+    /// place for credentials); `None` then refuses every produce `NACK:UNAUTHORIZED`.
+    pub principal: Option<String>,
+    /// TLS on this listener (its original clients cannot speak it: off by default). Under mTLS
+    /// a client certificate's principal replaces `principal` for its connection.
+    pub tls: Option<crate::server::tls::Tls>,
 }
 
 impl Default for LegacyConfig {
@@ -62,6 +68,8 @@ impl Default for LegacyConfig {
             handshake_timeout: Duration::from_secs(10),
             max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(5),
+            principal: None,
+            tls: None,
         }
     }
 }
@@ -89,8 +97,21 @@ pub async fn serve(
         config.max_connections.min(Semaphore::MAX_PERMITS),
     ));
     let tracker = TaskTracker::new();
+    let listener_broker = broker.clone();
+    let caller = broker
+        .authenticate(crate::auth::Credentials {
+            token: None,
+            verified: config.principal.as_deref(),
+        })
+        .inspect_err(|_| {
+            tracing::warn!(
+                "authentication is on and the legacy listener has no principal \
+                 (legacy_principal): every produce is refused NACK:UNAUTHORIZED"
+            );
+        })
+        .ok();
     let ctx = connection::ConnectionContext {
-        broker,
+        caller,
         idle_timeout: config.idle_timeout,
         first_frame_timeout: config.handshake_timeout.min(config.idle_timeout),
         max_in_flight: config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
@@ -140,12 +161,33 @@ pub async fn serve(
         };
         next_id += 1;
         let span = tracing::info_span!("legacy_connection", id = next_id, %peer);
-        let ctx = ctx.clone();
+        let mut ctx = ctx.clone();
         let open = stats.open_guard();
+        let tls = config.tls.clone();
+        let (broker, handshake) = (listener_broker.clone(), config.handshake_timeout);
         tracker.spawn(
             async move {
                 tracing::debug!("connection accepted");
-                connection::run(stream, ctx).await;
+                match tls {
+                    None => connection::run(stream, ctx).await,
+                    Some(tls) => {
+                        let _ = stream.set_nodelay(true);
+                        let Some((stream, principal)) =
+                            tls.accept(stream, handshake, "legacy").await
+                        else {
+                            return;
+                        };
+                        if let Some(p) = principal {
+                            ctx.caller = broker
+                                .authenticate(crate::auth::Credentials {
+                                    token: None,
+                                    verified: Some(&p),
+                                })
+                                .ok();
+                        }
+                        connection::run_tls(stream, ctx).await;
+                    }
+                }
                 drop(open);
                 drop(permit);
             }

@@ -10,6 +10,8 @@
 //! | body not a message; invalid topic name, invalid argument, record too large | `NACK:INVALID_FORMAT` |
 //! | unknown topic or group, topic exists, out of range, overloaded, unavailable, data loss | `NACK:PUBLISH_FAILED` |
 //! | frame longer than 10 MiB (the connection is closed) | `NACK:PROTOCOL_ERROR` |
+//! | security on and the listener has no principal | `NACK:UNAUTHORIZED` |
+//! | the listener's principal may not produce to the topic | `NACK:FORBIDDEN` |
 
 use super::codec::{FrameError, MessageError, Reply};
 use crate::broker::BrokerError;
@@ -27,6 +29,8 @@ pub fn for_broker_error(err: &BrokerError) -> Reply {
         | BrokerError::Overloaded(_)
         | BrokerError::Unavailable(_)
         | BrokerError::DataLoss(_) => Reply::PublishFailed,
+        BrokerError::Unauthenticated(_) => Reply::Unauthenticated,
+        BrokerError::PermissionDenied(_) => Reply::PermissionDenied,
     }
 }
 

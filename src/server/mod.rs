@@ -3,10 +3,13 @@
 
 pub mod connections;
 pub mod descriptors;
+pub mod devcert;
 mod h2_refusal;
 mod in_flight;
 mod recovering;
 mod refusal;
+mod security;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +39,9 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// TLS, token or ACL files could not be used (security).
+    #[error("{0}")]
+    Security(String),
 }
 
 /// A server that is up; dropping it does not stop it, [`RunningServer::stop`] does.
@@ -79,6 +85,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
 /// A listener cannot bind, or the data directory cannot be opened.
 pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> {
     budget_descriptors(&mut config);
+    let mut secure = security::prepare(&config.security)?;
     let grpc_listener = bind("gRPC", config.grpc_addr).await?;
     let legacy_listener = match config.tcp_addr {
         Some(addr) => Some(bind("legacy TCP", addr).await?),
@@ -124,24 +131,34 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
         }
     };
     status.set_recovering(Recovery::Done);
-    // Before any listener serves, so the metrics count every call (with or without HTTP).
-    crate::metrics::observe_broker(&broker, &status);
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
+    if let Some(watcher) = secure.install(&broker, shutdown.clone()) {
+        tasks.push(("reload", watcher));
+    }
+    // Before any listener serves, so the metrics count every call (with or without HTTP).
+    crate::metrics::observe_broker(&broker, &status);
 
     {
-        let (broker, grpc, status, shutdown) = (
+        let (broker, grpc, status, shutdown, tls) = (
             broker.clone(),
             config.grpc.clone(),
             Arc::clone(&status),
             shutdown.clone(),
+            secure.grpc.clone(),
         );
         tasks.push((
             "gRPC",
             tokio::spawn(async move {
-                let res =
-                    crate::grpc::serve(grpc_listener, broker, grpc, Arc::clone(&status), shutdown)
-                        .await;
+                let res = crate::grpc::serve_tls(
+                    grpc_listener,
+                    broker,
+                    grpc,
+                    tls,
+                    Arc::clone(&status),
+                    shutdown,
+                )
+                .await;
                 status.grpc.mark_down();
                 if let Err(e) = res {
                     tracing::error!(error = %e, "gRPC server failed");
@@ -160,6 +177,8 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
             max_connections: config.legacy_max_connections,
             idle_timeout: config.legacy_idle_timeout,
             handshake_timeout: config.handshake_timeout,
+            principal: config.security.legacy_principal.clone(),
+            tls: secure.legacy.clone(),
             ..LegacyConfig::default()
         };
         let stats = Arc::new(LegacyStats::for_server(Arc::clone(&status)));
@@ -185,11 +204,19 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
         status.http.set_max_connections(config.http.max_connections);
         status.http.mark_up();
         let (http, status, shutdown) = (config.http, Arc::clone(&status), shutdown.clone());
+        let tls = secure.http.clone();
         tasks.push((
             "HTTP",
             tokio::spawn(async move {
-                let res =
-                    crate::http::serve(listener, router, http, Arc::clone(&status), shutdown).await;
+                let res = crate::http::serve_tls(
+                    listener,
+                    router,
+                    http,
+                    tls,
+                    Arc::clone(&status),
+                    shutdown,
+                )
+                .await;
                 status.http.mark_down();
                 if let Err(e) = res {
                     tracing::error!(error = %e, "HTTP server failed");

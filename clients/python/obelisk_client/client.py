@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, List, Optional, TypeVar
+import os
+from typing import Any, Callable, Iterable, List, Optional, TypeVar, Union
 
 import grpc
 
@@ -25,30 +26,102 @@ def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise ObeliskError.from_rpc(e) from None
 
 
+PathOrPem = Union[str, os.PathLike, bytes]
+
+
+def _pem(value: Optional[PathOrPem]) -> Optional[bytes]:
+    """PEM bytes as given, or read from a path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    with open(value, "rb") as f:
+        return f.read()
+
+
+class _Token(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+             grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds ``authorization: Bearer <token>`` to every call (plaintext or TLS alike)."""
+
+    def __init__(self, token: str):
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, d):
+        metadata = list(d.metadata or []) + [self._header]
+        return _CallDetails(d.method, d.timeout, metadata, d.credentials,
+                            getattr(d, "wait_for_ready", None), getattr(d, "compression", None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression):
+        self.method = method
+        self.timeout = timeout
+        self.metadata = metadata
+        self.credentials = credentials
+        self.wait_for_ready = wait_for_ready
+        self.compression = compression
+
+
 class Client:
     """A channel to one broker, e.g. ``Client("127.0.0.1:50051")``.
 
     ``http://`` in the address is accepted and ignored (plaintext). The channel connects lazily;
     :meth:`wait_ready` waits for it. Use as a context manager, or call :meth:`close`.
     ``stub`` is the generated ``BrokerStub`` for calls this layer does not wrap.
+
+    Security: ``ca`` (PEM bytes or a path) turns TLS on and is the CA trusted for the broker's
+    certificate (``https://`` addresses use TLS with the system roots); ``cert`` and ``key`` are a
+    client certificate for brokers that require one (mTLS); ``token`` is sent as
+    ``authorization: Bearer <token>``. Each defaults to ``$OBELISK_CA``, ``$OBELISK_CERT``,
+    ``$OBELISK_KEY``, ``$OBELISK_TOKEN``. ``server_name`` overrides the name checked in the
+    broker's certificate.
     """
 
     def __init__(self, addr: str = "127.0.0.1:50051", *, timeout: float = 30.0,
-                 options: Optional[List[tuple]] = None):
-        target = addr.removeprefix("http://")
+                 options: Optional[List[tuple]] = None, ca: Optional[PathOrPem] = None,
+                 cert: Optional[PathOrPem] = None, key: Optional[PathOrPem] = None,
+                 token: Optional[str] = None, server_name: Optional[str] = None):
+        ca = ca if ca is not None else os.environ.get("OBELISK_CA")
+        cert = cert if cert is not None else os.environ.get("OBELISK_CERT")
+        key = key if key is not None else os.environ.get("OBELISK_KEY")
+        token = token if token is not None else os.environ.get("OBELISK_TOKEN")
+        tls = addr.startswith("https://") or ca is not None or cert is not None
+        target = addr.removeprefix("http://").removeprefix("https://")
         opts = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ] + list(options or [])
+        if server_name:
+            opts.append(("grpc.ssl_target_name_override", server_name))
         self.addr = target
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=opts)
+        if (cert is None) != (key is None):
+            raise ValueError("a client certificate needs its key (cert= with key=)")
+        if tls:
+            creds = grpc.ssl_channel_credentials(root_certificates=_pem(ca),
+                                                 private_key=_pem(key),
+                                                 certificate_chain=_pem(cert))
+            channel = grpc.secure_channel(target, creds, options=opts)
+        else:
+            channel = grpc.insecure_channel(target, options=opts)
+        self._raw_channel = channel
+        self.channel = grpc.intercept_channel(channel, _Token(token)) if token else channel
         self.stub = pb_grpc.BrokerStub(self.channel)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Blocks until the channel is connected; raises ObeliskError(UNAVAILABLE) on timeout."""
         try:
-            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+            grpc.channel_ready_future(self._raw_channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
             raise ObeliskError(grpc.StatusCode.UNAVAILABLE,
                                f"no broker answered at {self.addr} within {timeout}s") from None
@@ -92,7 +165,7 @@ class Client:
 
     def close(self) -> None:
         """Closes the channel (calls in progress are cancelled)."""
-        self.channel.close()
+        self._raw_channel.close()
 
     def __enter__(self) -> "Client":
         return self

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -33,9 +33,13 @@ def free_port() -> int:
 class ObeliskServer:
     """One ``obelisk serve`` process over ``data_dir``; its log goes to ``data_dir/../<name>.log``."""
 
-    def __init__(self, data_dir: Path, log_path: Path):
+    def __init__(self, data_dir: Path, log_path: Path, extra_args: Sequence[str] = (),
+                 ca: Optional[Path] = None):
+        """``extra_args`` go to ``obelisk serve``; ``ca``: the server has TLS, trust this CA."""
         self.data_dir = data_dir
         self.log_path = log_path
+        self.extra_args = list(extra_args)
+        self.ca = ca
         self.proc: Optional[subprocess.Popen] = None
         self.addr = ""
 
@@ -50,7 +54,8 @@ class ObeliskServer:
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     [str(binary), "serve", "--data-dir", str(self.data_dir),
-                     "--grpc-addr", self.addr, "--tcp-addr", "off", "--http-addr", "off"],
+                     "--grpc-addr", self.addr, "--tcp-addr", "off", "--http-addr", "off",
+                     *self.extra_args],
                     stdout=log, stderr=subprocess.STDOUT,
                     env={**os.environ, "OBELISK_LOG_LEVEL": "info"})
             if self._wait_ready(ready_timeout):
@@ -63,7 +68,12 @@ class ObeliskServer:
         deadline = time.monotonic() + timeout
         fast_retry = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
                       ("grpc.max_reconnect_backoff_ms", 200)]
-        with grpc.insecure_channel(self.addr, options=fast_retry) as channel:
+        if self.ca is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=self.ca.read_bytes())
+            channel = grpc.secure_channel(self.addr, creds, options=fast_retry)
+        else:
+            channel = grpc.insecure_channel(self.addr, options=fast_retry)
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

@@ -48,9 +48,47 @@ function unary(stub, method, request, timeoutMs) {
   });
 }
 
+/** PEM bytes as given, or read from a path. */
+function pem(value) {
+  if (value === undefined || value === null) return undefined;
+  return Buffer.isBuffer(value) ? value : require('node:fs').readFileSync(value);
+}
+
+/**
+ * The channel credentials for `options` (security): TLS when `ca` or `cert` is given or the
+ * address is `https://`, a client certificate (mTLS) with `cert` and `key`, and the bearer
+ * `token` on every call. Each defaults to OBELISK_CA, OBELISK_CERT, OBELISK_KEY, OBELISK_TOKEN.
+ */
+function credentials(addr, options) {
+  const env = process.env;
+  const ca = options.ca ?? env.OBELISK_CA;
+  const cert = options.cert ?? env.OBELISK_CERT;
+  const key = options.key ?? env.OBELISK_KEY;
+  const token = options.token ?? env.OBELISK_TOKEN;
+  if ((cert === undefined) !== (key === undefined)) throw new Error('a client certificate needs its key (cert with key)');
+  const tls = addr.startsWith('https://') || ca !== undefined || cert !== undefined;
+  if (!tls) {
+    return { channel: grpc.credentials.createInsecure(), metadata: token ? bearer(token) : undefined };
+  }
+  let channel = grpc.credentials.createSsl(pem(ca) ?? null, pem(key) ?? null, pem(cert) ?? null);
+  if (token) {
+    const call = grpc.credentials.createFromMetadataGenerator((_params, done) => done(null, bearer(token)));
+    channel = grpc.credentials.combineChannelCredentials(channel, call);
+  }
+  return { channel, metadata: undefined };
+}
+
+function bearer(token) {
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
 /**
  * A channel to one broker: `new Client('127.0.0.1:50051')` (`http://` is accepted; plaintext).
  * `stub` is the generated `obelisk.v1.Broker` client for calls this layer does not wrap.
+ * Options `ca`, `cert`, `key` (paths or PEM Buffers) and `token` turn on TLS, mTLS and the
+ * bearer token (see `credentials`); `serverName` overrides the name checked in the certificate.
  */
 class Client {
   /**
@@ -58,7 +96,7 @@ class Client {
    * @param {{timeoutMs?: number, protoDir?: string, channelOptions?: object}} [options]
    */
   constructor(addr = '127.0.0.1:50051', options = {}) {
-    this.addr = addr.replace(/^http:\/\//, '');
+    this.addr = addr.replace(/^https?:\/\//, '');
     this.timeoutMs = options.timeoutMs ?? 30_000;
     const protoDir = options.protoDir ?? process.env.OBELISK_PROTO_DIR ?? DEFAULT_PROTO_DIR;
     /** The loaded obelisk.v1 package (message constructors are not needed: pass plain objects). */
@@ -66,9 +104,20 @@ class Client {
     const channelOptions = {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      ...(options.serverName ? { 'grpc.ssl_target_name_override': options.serverName } : {}),
       ...options.channelOptions,
     };
-    this.stub = new this.proto.Broker(this.addr, grpc.credentials.createInsecure(), channelOptions);
+    const creds = credentials(addr, options);
+    this._credentials = creds.channel;
+    if (creds.metadata) {
+      // Plaintext with a token (loopback): grpc-js sends call credentials only over TLS, so the
+      // token goes in each call's metadata through an interceptor.
+      const md = creds.metadata;
+      channelOptions.interceptors = [(opts, next) => new grpc.InterceptingCall(next(opts), {
+        start(metadata, listener, nxt) { metadata.merge(md); nxt(metadata, listener); },
+      })];
+    }
+    this.stub = new this.proto.Broker(this.addr, creds.channel, channelOptions);
   }
 
   /** Resolves once the channel is connected; rejects with UNAVAILABLE after `timeoutMs`. */
@@ -86,7 +135,7 @@ class Client {
     if (!this._health) {
       const def = protoLoader.fromJSON(HEALTH_JSON, { enums: String });
       const Health = grpc.loadPackageDefinition(def).grpc.health.v1.Health;
-      this._health = new Health(this.addr, grpc.credentials.createInsecure(), { channelOverride: this.stub.getChannel() });
+      this._health = new Health(this.addr, this._credentials, { channelOverride: this.stub.getChannel() });
     }
     const resp = await unary(this._health, 'Check', { service }, timeoutMs);
     return resp.status;

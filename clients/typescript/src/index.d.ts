@@ -49,6 +49,15 @@ export interface ClientOptions {
   /** Directory holding obelisk/v1/broker.proto (default: the repository's proto/, or OBELISK_PROTO_DIR). */
   protoDir?: string;
   channelOptions?: Record<string, unknown>;
+  /** CA certificate (path or PEM) to trust for the broker's certificate; turns TLS on (default OBELISK_CA). */
+  ca?: string | Buffer;
+  /** Client certificate and key (paths or PEM) for brokers that require one (mTLS; OBELISK_CERT, OBELISK_KEY). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Bearer token sent with every call (default OBELISK_TOKEN). */
+  token?: string;
+  /** Name checked in the broker's certificate instead of the address's host. */
+  serverName?: string;
 }
 
 /** Partition configuration of a topic; 64-bit numbers as decimal strings. */

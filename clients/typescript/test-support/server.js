@@ -32,9 +32,12 @@ function freePort() {
 
 /** One `obelisk serve` process over `dataDir`, logging to `logPath`. */
 class ObeliskServer {
-  constructor(dataDir, logPath) {
+  /** `extraArgs` go to `obelisk serve`; `ca`: the server has TLS, trust this CA (a path). */
+  constructor(dataDir, logPath, { extraArgs = [], ca } = {}) {
     this.dataDir = dataDir;
     this.logPath = logPath;
+    this.extraArgs = extraArgs;
+    this.ca = ca;
     this.proc = null;
     this.addr = '';
   }
@@ -46,7 +49,7 @@ class ObeliskServer {
     for (let i = 0; i < attempts; i++) {
       this.addr = `127.0.0.1:${await freePort()}`;
       const log = fs.openSync(this.logPath, 'a');
-      this.proc = spawn(bin, ['serve', '--data-dir', this.dataDir, '--grpc-addr', this.addr, '--tcp-addr', 'off', '--http-addr', 'off'],
+      this.proc = spawn(bin, ['serve', '--data-dir', this.dataDir, '--grpc-addr', this.addr, '--tcp-addr', 'off', '--http-addr', 'off', ...this.extraArgs],
         { stdio: ['ignore', log, log] });
       fs.closeSync(log);
       this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve(code ?? signal)));
@@ -60,7 +63,7 @@ class ObeliskServer {
     const deadline = Date.now() + timeoutMs;
     // Retry connecting fast: the default reconnect backoff starts at 1 s.
     const fastRetry = { 'grpc.initial_reconnect_backoff_ms': 50, 'grpc.max_reconnect_backoff_ms': 200 };
-    const client = new Client(this.addr, { channelOptions: fastRetry });
+    const client = new Client(this.addr, { channelOptions: fastRetry, ...(this.ca ? { ca: this.ca } : {}) });
     try {
       while (Date.now() < deadline) {
         if (this.proc.exitCode !== null || this.proc.signalCode !== null) return false;

@@ -11,11 +11,10 @@ use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use super::payload::Verifier;
 use super::producer::{histogram, record};
-use crate::client::{BrokerClient, ClientError, Consumer};
+use crate::client::{ClientError, Consumer, SecureChannel};
 use crate::proto as pb;
 
 /// How long a consumer may see nothing while records it expects are missing.
@@ -81,7 +80,7 @@ impl State {
 /// nothing arrives for a while although records are missing.
 pub async fn run(
     spec: ConsumerSpec,
-    client: BrokerClient<Channel>,
+    client: crate::client::Client,
     mut expected: watch::Receiver<Option<u64>>,
     stop: CancellationToken,
     progress: Arc<AtomicU64>,
@@ -128,7 +127,7 @@ fn stalled(
 
 async fn subscribe(
     spec: &ConsumerSpec,
-    mut client: BrokerClient<Channel>,
+    mut client: crate::client::Client,
     state: &mut State,
     expected: &mut watch::Receiver<Option<u64>>,
     stop: &CancellationToken,
@@ -171,13 +170,13 @@ async fn subscribe(
 
 async fn poll(
     spec: &ConsumerSpec,
-    client: BrokerClient<Channel>,
+    client: crate::client::Client,
     state: &mut State,
     expected: &mut watch::Receiver<Option<u64>>,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let group = format!("bench-{}-c{}", spec.run_id, spec.id);
-    let mut consumers: Vec<Consumer> = spec
+    let mut consumers: Vec<Consumer<SecureChannel>> = spec
         .topics
         .iter()
         .map(|t| {

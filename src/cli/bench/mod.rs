@@ -115,6 +115,17 @@ pub struct BenchArgs {
     /// How long each produce row of --suite runs.
     #[arg(long, value_parser = super::time::parse_duration, default_value = "5s")]
     pub suite_duration: Duration,
+    /// TLS and token for --server (security).
+    #[command(flatten)]
+    pub security: super::connect::SecurityArgs,
+    /// The in-process broker serves gRPC over TLS with authentication (a throwaway CA and a
+    /// token), and every client connects with them.
+    #[arg(long, conflicts_with = "server")]
+    pub secure: bool,
+    /// Run twice on fresh in-process brokers, plaintext then TLS with a token, and print both
+    /// and the ratio of their produce rates.
+    #[arg(long, conflicts_with_all = ["server", "secure", "suite"])]
+    pub compare_security: bool,
 }
 
 /// The settings of one run, resolved and checked.
@@ -147,6 +158,11 @@ pub struct Plan {
     pub data_dir: Option<PathBuf>,
     #[serde(skip)]
     pub keep_topics: bool,
+    /// TLS and token of the gRPC connections to --server (security).
+    #[serde(skip)]
+    pub security: crate::client::ConnectOptions,
+    /// The in-process broker has TLS and authentication on (security).
+    pub secure: bool,
 }
 
 fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -199,6 +215,8 @@ impl Plan {
             http_addr: a.http_addr,
             data_dir: a.data_dir.clone(),
             keep_topics: a.keep_topics,
+            security: a.security.options(),
+            secure: a.secure,
         })
     }
 
@@ -239,6 +257,9 @@ impl Plan {
             (None, Some(d)) => c.push_str(&format!(" --durability {}", name(d))),
             (None, None) => {}
         }
+        if self.secure {
+            c.push_str(" --secure");
+        }
         c
     }
 
@@ -247,8 +268,9 @@ impl Plan {
         let server = match (&self.server, self.durability) {
             (Some(s), _) => format!("broker at {s}"),
             (None, d) => format!(
-                "fresh in-process broker, durability {}",
-                d.map_or("?", name)
+                "fresh in-process broker, durability {}{}",
+                d.map_or("?", name),
+                if self.secure { ", TLS + token" } else { "" }
             ),
         };
         let load = match self.rate {
@@ -308,6 +330,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.suite {
         return suite::run(&args).await;
     }
+    if args.compare_security {
+        return compare_security(&args).await;
+    }
     let plan = Plan::from_args(&args)?;
     let outcome = run::run_one(&plan, !args.quiet).await?;
     let text = if args.json {
@@ -327,4 +352,43 @@ fn exit_code(outcome: &report::Outcome) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `--compare-security`: the same plan on a plaintext broker, then on one with TLS and a token.
+async fn compare_security(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let plain = Plan::from_args(args)?;
+    let secure = Plan {
+        secure: true,
+        ..plain.clone()
+    };
+    let mut outcomes = Vec::new();
+    for plan in [plain, secure] {
+        outcomes.push(run::run_one(&plan, !args.quiet).await?);
+    }
+    let rate = |o: &report::Outcome| o.produce_rate().map(|(records, _)| records);
+    let ratio = match (rate(&outcomes[0]), rate(&outcomes[1])) {
+        (Some(p), Some(s)) if p > 0.0 => Some(s / p),
+        _ => None,
+    };
+    let text = if args.json {
+        pretty_json(&serde_json::json!({
+            "plaintext": outcomes[0].to_json(),
+            "tls_token": outcomes[1].to_json(),
+            "produce_rate_ratio": ratio,
+        }))
+    } else {
+        let ratio = ratio.map_or("n/a".into(), |r| format!("{:.1}%", r * 100.0));
+        format!(
+            "== plaintext ==\n{}\n== TLS + token ==\n{}\nTLS + token produce rate: {ratio} of plaintext\n",
+            outcomes[0].to_text(),
+            outcomes[1].to_text()
+        )
+    };
+    print_stdout(&text)?;
+    let failed = outcomes.iter().any(report::Outcome::verification_failed);
+    Ok(if failed {
+        ExitCode::from(super::EXIT_DATA_PROBLEM)
+    } else {
+        exit_code(&outcomes[1])
+    })
 }

@@ -45,6 +45,7 @@ pub async fn run_one(plan: &Plan, show_progress: bool) -> anyhow::Result<Outcome
                 grpc: url.clone(),
                 legacy: plan.legacy_addr,
                 http: plan.http_addr,
+                options: plan.security.clone(),
             };
             run_on(plan, &target, show_progress).await
         }
@@ -85,7 +86,7 @@ impl LocalBroker {
                 "off"
             }
         };
-        let config = Config {
+        let mut config = Config {
             data_dir: dir.clone(),
             grpc_addr: "127.0.0.1:0".into(),
             tcp_addr: listener(Transport::Legacy).into(),
@@ -93,6 +94,12 @@ impl LocalBroker {
             durability: plan.durability.unwrap_or_default(),
             log_level: "warn".into(),
             ..Config::default()
+        };
+        let options = if plan.secure {
+            secure_local(&mut config, &dir.join("security"))
+                .context("making the bench's certificates")?
+        } else {
+            crate::client::ConnectOptions::default()
         };
         let started = match config.validate() {
             Ok(v) => crate::server::start(v).await.map_err(anyhow::Error::from),
@@ -107,10 +114,12 @@ impl LocalBroker {
                 return Err(e.context("starting the in-process broker"));
             }
         };
+        let scheme = if plan.secure { "https" } else { "http" };
         let target = Target {
-            grpc: format!("http://{}", server.grpc_addr),
+            grpc: format!("{scheme}://{}", server.grpc_addr),
             legacy: server.tcp_addr,
             http: server.http_addr,
+            options,
         };
         Ok(Self {
             server,
@@ -129,7 +138,9 @@ impl LocalBroker {
 }
 
 async fn run_on(plan: &Plan, target: &Target, show_progress: bool) -> anyhow::Result<Outcome> {
-    let mut admin = crate::client::connect(&target.grpc).await?;
+    let mut admin = super::transport::connect(target)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let run_id = format!(
         "{:08x}",
         (crate::broker::now_ns() as u64 ^ u64::from(std::process::id())) & 0xffff_ffff
@@ -311,7 +322,9 @@ impl Phases<'_> {
         let plan = self.plan;
         let mut tasks = Vec::new();
         for id in 0..plan.consumers {
-            let client = crate::client::connect(&self.target.grpc).await?;
+            let client = super::transport::connect(self.target)
+                .await
+                .map_err(anyhow::Error::msg)?;
             let spec = ConsumerSpec {
                 id,
                 topics: Arc::clone(self.topics),
@@ -406,4 +419,25 @@ fn produce_stats(
             .as_secs_f64(),
         latency,
     }
+}
+
+/// TLS with a throwaway CA and a token for the super user `bench`, written under `dir`; returns
+/// how the bench's clients connect.
+fn secure_local(
+    config: &mut Config,
+    dir: &std::path::Path,
+) -> std::io::Result<crate::client::ConnectOptions> {
+    let certs = crate::server::devcert::write(dir, &[])?;
+    let (token, line) = crate::auth::tokens::generate("bench");
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, line)?;
+    config.tls_cert = Some(certs.server_cert);
+    config.tls_key = Some(certs.server_key);
+    config.auth_token_file = Some(tokens);
+    config.super_users = vec!["bench".into()];
+    Ok(crate::client::ConnectOptions {
+        ca: Some(certs.ca),
+        token: Some(token),
+        ..crate::client::ConnectOptions::default()
+    })
 }

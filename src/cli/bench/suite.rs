@@ -35,6 +35,8 @@ fn rows(args: &BenchArgs) -> Vec<Plan> {
         http_addr: None,
         data_dir: None,
         keep_topics: false,
+        security: crate::client::ConnectOptions::default(),
+        secure: false,
     };
     let mut out = Vec::new();
     for durability in [DurabilityMode::Fsync, DurabilityMode::Interval] {

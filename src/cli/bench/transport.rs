@@ -11,10 +11,9 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use super::{http, legacy};
-use crate::client::{BrokerClient, ClientError};
+use crate::client::ClientError;
 use crate::proto as pb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -47,6 +46,8 @@ pub struct Target {
     pub grpc: String,
     pub legacy: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// TLS and token of the gRPC connections (security).
+    pub options: crate::client::ConnectOptions,
 }
 
 /// One batch for the wire.
@@ -59,7 +60,7 @@ pub struct Batch<'a> {
 
 pub enum SendHalf {
     Unary {
-        client: BrokerClient<Channel>,
+        client: crate::client::Client,
         calls: mpsc::UnboundedSender<JoinHandle<Result<Instant, String>>>,
     },
     Stream {
@@ -95,12 +96,12 @@ pub async fn open(
     };
     match transport {
         Transport::GrpcUnary => {
-            let client = connect(&target.grpc).await?;
+            let client = connect(target).await?;
             let (calls, rx) = mpsc::unbounded_channel();
             Ok((SendHalf::Unary { client, calls }, AckHalf::Unary(rx)))
         }
         Transport::GrpcStream => {
-            let mut client = connect(&target.grpc).await?;
+            let mut client = connect(target).await?;
             let (requests, rx) = mpsc::channel(in_flight.max(1));
             let inbound = client
                 .produce_stream(ReceiverStream::new(rx))
@@ -132,8 +133,12 @@ pub async fn open(
     }
 }
 
-async fn connect(addr: &str) -> Result<BrokerClient<Channel>, String> {
-    crate::client::connect(addr)
+/// A gRPC connection to `target`, with its TLS and token.
+///
+/// # Errors
+/// The broker cannot be reached.
+pub async fn connect(target: &Target) -> Result<crate::client::Client, String> {
+    crate::client::connect_with(&target.grpc, &target.options)
         .await
         .map_err(|e| e.to_string())
 }

@@ -11,8 +11,46 @@ class StartPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     START_POSITION_EARLIEST: _ClassVar[StartPosition]
     START_POSITION_LATEST: _ClassVar[StartPosition]
+
+class AclResourceType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACL_RESOURCE_TYPE_UNSPECIFIED: _ClassVar[AclResourceType]
+    ACL_RESOURCE_TYPE_TOPIC: _ClassVar[AclResourceType]
+    ACL_RESOURCE_TYPE_GROUP: _ClassVar[AclResourceType]
+    ACL_RESOURCE_TYPE_CLUSTER: _ClassVar[AclResourceType]
+
+class AclPattern(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACL_PATTERN_LITERAL: _ClassVar[AclPattern]
+    ACL_PATTERN_PREFIX: _ClassVar[AclPattern]
+
+class AclOperation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACL_OPERATION_UNSPECIFIED: _ClassVar[AclOperation]
+    ACL_OPERATION_PRODUCE: _ClassVar[AclOperation]
+    ACL_OPERATION_CONSUME: _ClassVar[AclOperation]
+    ACL_OPERATION_DESCRIBE: _ClassVar[AclOperation]
+    ACL_OPERATION_ADMIN: _ClassVar[AclOperation]
+
+class AclEffect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACL_EFFECT_ALLOW: _ClassVar[AclEffect]
+    ACL_EFFECT_DENY: _ClassVar[AclEffect]
 START_POSITION_EARLIEST: StartPosition
 START_POSITION_LATEST: StartPosition
+ACL_RESOURCE_TYPE_UNSPECIFIED: AclResourceType
+ACL_RESOURCE_TYPE_TOPIC: AclResourceType
+ACL_RESOURCE_TYPE_GROUP: AclResourceType
+ACL_RESOURCE_TYPE_CLUSTER: AclResourceType
+ACL_PATTERN_LITERAL: AclPattern
+ACL_PATTERN_PREFIX: AclPattern
+ACL_OPERATION_UNSPECIFIED: AclOperation
+ACL_OPERATION_PRODUCE: AclOperation
+ACL_OPERATION_CONSUME: AclOperation
+ACL_OPERATION_DESCRIBE: AclOperation
+ACL_OPERATION_ADMIN: AclOperation
+ACL_EFFECT_ALLOW: AclEffect
+ACL_EFFECT_DENY: AclEffect
 
 class ProducerRecord(_message.Message):
     __slots__ = ("key", "value", "headers", "timestamp_ns", "partition")
@@ -343,3 +381,53 @@ class GroupPartition(_message.Message):
     log_end_offset: int
     lag: int
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., committed_offset: _Optional[int] = ..., log_end_offset: _Optional[int] = ..., lag: _Optional[int] = ...) -> None: ...
+
+class AclRule(_message.Message):
+    __slots__ = ("principal", "resource_type", "name", "pattern", "operation", "effect")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    resource_type: AclResourceType
+    name: str
+    pattern: AclPattern
+    operation: AclOperation
+    effect: AclEffect
+    def __init__(self, principal: _Optional[str] = ..., resource_type: _Optional[_Union[AclResourceType, str]] = ..., name: _Optional[str] = ..., pattern: _Optional[_Union[AclPattern, str]] = ..., operation: _Optional[_Union[AclOperation, str]] = ..., effect: _Optional[_Union[AclEffect, str]] = ...) -> None: ...
+
+class ListAclsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAclsResponse(_message.Message):
+    __slots__ = ("acls",)
+    ACLS_FIELD_NUMBER: _ClassVar[int]
+    acls: _containers.RepeatedCompositeFieldContainer[AclRule]
+    def __init__(self, acls: _Optional[_Iterable[_Union[AclRule, _Mapping]]] = ...) -> None: ...
+
+class AddAclRequest(_message.Message):
+    __slots__ = ("acl",)
+    ACL_FIELD_NUMBER: _ClassVar[int]
+    acl: AclRule
+    def __init__(self, acl: _Optional[_Union[AclRule, _Mapping]] = ...) -> None: ...
+
+class AddAclResponse(_message.Message):
+    __slots__ = ("added",)
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    added: bool
+    def __init__(self, added: _Optional[bool] = ...) -> None: ...
+
+class RemoveAclRequest(_message.Message):
+    __slots__ = ("acl",)
+    ACL_FIELD_NUMBER: _ClassVar[int]
+    acl: AclRule
+    def __init__(self, acl: _Optional[_Union[AclRule, _Mapping]] = ...) -> None: ...
+
+class RemoveAclResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...

@@ -100,6 +100,21 @@ class BrokerStub:
                 request_serializer=obelisk_dot_v1_dot_broker__pb2.DescribeGroupRequest.SerializeToString,
                 response_deserializer=obelisk_dot_v1_dot_broker__pb2.DescribeGroupResponse.FromString,
                 _registered_method=True)
+        self.ListAcls = channel.unary_unary(
+                '/obelisk.v1.Broker/ListAcls',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.ListAclsRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.ListAclsResponse.FromString,
+                _registered_method=True)
+        self.AddAcl = channel.unary_unary(
+                '/obelisk.v1.Broker/AddAcl',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.AddAclRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.AddAclResponse.FromString,
+                _registered_method=True)
+        self.RemoveAcl = channel.unary_unary(
+                '/obelisk.v1.Broker/RemoveAcl',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.RemoveAclRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.RemoveAclResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -194,6 +209,29 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAcls(self, request, context):
+        """==== security ====
+        ACL management: needs `admin` on the cluster. Rules are stored durably by the broker.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddAcl(self, request, context):
+        """Adds a rule (a rule already present is not added twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAcl(self, request, context):
+        """Removes every rule equal to the one given.
+        ==== end security ====
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +299,21 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.DescribeGroup,
                     request_deserializer=obelisk_dot_v1_dot_broker__pb2.DescribeGroupRequest.FromString,
                     response_serializer=obelisk_dot_v1_dot_broker__pb2.DescribeGroupResponse.SerializeToString,
+            ),
+            'ListAcls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAcls,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.ListAclsRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.ListAclsResponse.SerializeToString,
+            ),
+            'AddAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddAcl,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.AddAclRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.AddAclResponse.SerializeToString,
+            ),
+            'RemoveAcl': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAcl,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.RemoveAclRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.RemoveAclResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -615,6 +668,87 @@ class Broker:
             '/obelisk.v1.Broker/DescribeGroup',
             obelisk_dot_v1_dot_broker__pb2.DescribeGroupRequest.SerializeToString,
             obelisk_dot_v1_dot_broker__pb2.DescribeGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAcls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/ListAcls',
+            obelisk_dot_v1_dot_broker__pb2.ListAclsRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.ListAclsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/AddAcl',
+            obelisk_dot_v1_dot_broker__pb2.AddAclRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.AddAclResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAcl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/RemoveAcl',
+            obelisk_dot_v1_dot_broker__pb2.RemoveAclRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.RemoveAclResponse.FromString,
             options,
             channel_credentials,
             insecure,
