@@ -57,6 +57,18 @@ pub enum BrokerError {
     /// Data on disk failed its checksum or framing.
     #[error("data loss: {0}")]
     DataLoss(String),
+    // ==== groups (issue 13) ====
+    /// A member's call refused: it is not (any more) the member, or the owner, it claims.
+    #[error("fenced: rejoin consumer group {group:?}: {reason}")]
+    Fenced { group: String, reason: String },
+    /// A group with members used without a member, or deleted while members are connected.
+    #[error("consumer group {group:?} has members: {what}")]
+    GroupHasMembers { group: String, what: String },
+    #[error("consumer group {0:?} already exists")]
+    GroupExists(String),
+    #[error("consumer group {group:?} has no member {member:?}")]
+    MemberNotFound { group: String, member: String },
+    // ==== end groups (issue 13) ====
 }
 
 impl BrokerError {
@@ -74,6 +86,10 @@ impl BrokerError {
             Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::DataLoss(_) => "data_loss",
+            Self::Fenced { .. } => "fenced",
+            Self::GroupHasMembers { .. } => "group_has_members",
+            Self::GroupExists(_) => "group_exists",
+            Self::MemberNotFound { .. } => "member_not_found",
         }
     }
 

@@ -2,6 +2,7 @@
 //! reflection, served with connection, stream, size and time limits.
 
 mod convert;
+mod groups;
 mod incoming;
 mod layers;
 mod service;

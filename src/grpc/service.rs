@@ -168,6 +168,7 @@ impl pb::broker_server::Broker for BrokerService {
                 group: r.group,
                 limits: self.limits(r.max_records, r.max_bytes, r.max_wait_ms),
                 start_if_new,
+                member: convert::member(r.member_id, r.member_epoch),
             })
             .await
             .map(|recs| pb::PollResponse {
@@ -214,6 +215,7 @@ impl pb::broker_server::Broker for BrokerService {
             group: (!r.group.is_empty()).then_some(r.group),
             start: convert::position(r.start),
             max_records_per_batch: r.max_records_per_message as usize,
+            member: convert::member(r.member_id, r.member_epoch),
         });
         crate::metrics::record_request("grpc", "subscribe", started, res.as_ref().map(|_| ()));
         let sub = res.map_err(|e| to_status(&e))?;
@@ -242,7 +244,12 @@ impl pb::broker_server::Broker for BrokerService {
         let r = req.into_inner();
         let res = self
             .broker
-            .commit(&r.topic, &r.group, &convert::offsets(&r.offsets))
+            .commit_as(
+                &r.topic,
+                &r.group,
+                &convert::offsets(&r.offsets),
+                convert::member(r.member_id, r.member_epoch).as_ref(),
+            )
             .await
             .map(|()| pb::CommitResponse {});
         done("commit", started, res)
@@ -343,13 +350,49 @@ impl pb::broker_server::Broker for BrokerService {
     ) -> RpcResult<pb::DescribeGroupResponse> {
         let started = Instant::now();
         let group = req.into_inner().group;
-        let res = self
-            .broker
-            .describe_group(&group)
-            .map(|parts| pb::DescribeGroupResponse {
+        let res = self.broker.describe_group(&group).map(|parts| {
+            let mut resp = pb::DescribeGroupResponse {
                 group: group.clone(),
                 partitions: parts.into_iter().map(convert::group_partition).collect(),
-            });
+                ..Default::default()
+            };
+            super::groups::describe_members(self.broker.group_membership(&group), &mut resp);
+            resp
+        });
         done("describe_group", started, res)
     }
+
+    // ==== groups (issue 13) ====
+    type JoinGroupStream = super::groups::JoinGroupStream;
+
+    async fn join_group(
+        &self,
+        req: Request<Streaming<pb::JoinGroupRequest>>,
+    ) -> RpcResult<Self::JoinGroupStream> {
+        let started = Instant::now();
+        let address = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let res = super::groups::join_group(
+            self.broker.clone(),
+            self.shutdown.clone(),
+            address,
+            req.into_inner(),
+        )
+        .await;
+        crate::metrics::record_request("grpc", "join_group", started, Ok(()));
+        res.map(Response::new)
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<pb::DeleteGroupRequest>,
+    ) -> RpcResult<pb::DeleteGroupResponse> {
+        let started = Instant::now();
+        let res = self
+            .broker
+            .delete_group(&req.into_inner().group)
+            .await
+            .map(|()| pb::DeleteGroupResponse {});
+        done("delete_group", started, res)
+    }
+    // ==== end groups (issue 13) ====
 }

@@ -17,6 +17,11 @@ pub fn code_of(err: &BrokerError) -> Code {
         BrokerError::Overloaded(_) => Code::ResourceExhausted,
         BrokerError::Unavailable(_) => Code::Unavailable,
         BrokerError::DataLoss(_) => Code::DataLoss,
+        BrokerError::Fenced { .. } | BrokerError::GroupHasMembers { .. } => {
+            Code::FailedPrecondition
+        }
+        BrokerError::GroupExists(_) => Code::AlreadyExists,
+        BrokerError::MemberNotFound { .. } => Code::NotFound,
     }
 }
 
@@ -51,6 +56,28 @@ mod tests {
             (BrokerError::Overloaded("q".into()), Code::ResourceExhausted),
             (BrokerError::Unavailable("u".into()), Code::Unavailable),
             (BrokerError::DataLoss("d".into()), Code::DataLoss),
+            (
+                BrokerError::Fenced {
+                    group: "g".into(),
+                    reason: "r".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::GroupHasMembers {
+                    group: "g".into(),
+                    what: "w".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (BrokerError::GroupExists("g".into()), Code::AlreadyExists),
+            (
+                BrokerError::MemberNotFound {
+                    group: "g".into(),
+                    member: "m".into(),
+                },
+                Code::NotFound,
+            ),
         ];
         for (err, code) in cases {
             let status = to_status(&err);

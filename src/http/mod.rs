@@ -5,6 +5,7 @@
 //! - [`health`]: `/health`, `/health/live`, `/health/ready`, `/metrics`.
 //! - [`stats`]: `/stats`, `/topics`, `/topics/{topic}`, `/groups`, `/groups/{group}`.
 //! - [`rest`]: produce, fetch, poll, commit, reset under `/topics/{topic}/…`.
+//! - [`groups`]: the original's `/consumer-groups` endpoints (groups with members).
 //! - [`records`]: the JSON shapes of records; [`extract`]: extractors with JSON rejections.
 //!
 //! Every route runs under: a trace span per request, request metrics, JSON bodies for every error,
@@ -12,6 +13,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod groups;
 pub mod health;
 mod layers;
 pub mod records;
@@ -157,6 +159,17 @@ pub fn router(state: HttpState) -> Router {
         .route("/topics/{topic}/reset", post(rest::reset))
         .route("/groups", get(stats::list_groups))
         .route("/groups/{group}", get(stats::describe_group))
+        // groups (issue 13): the original's consumer-group endpoints.
+        .route("/consumer-groups", post(groups::create))
+        .route(
+            "/consumer-groups/{group}",
+            get(groups::describe).delete(groups::delete),
+        )
+        .route("/consumer-groups/{group}/members", post(groups::join))
+        .route(
+            "/consumer-groups/{group}/members/{member}",
+            axum::routing::delete(groups::leave),
+        )
         .fallback(no_route)
         // Innermost first: the last layer added runs first.
         .layer(DefaultBodyLimit::disable())

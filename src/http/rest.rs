@@ -146,6 +146,9 @@ pub struct PollBody {
     /// Where a group without committed offsets starts.
     #[serde(default)]
     start: Start,
+    /// A member of a group with members (groups, issue 13); the epoch defaults to its current.
+    member_id: Option<String>,
+    member_epoch: Option<u64>,
 }
 
 /// `POST /topics/{topic}/poll`: records from the group's committed offsets (does not commit).
@@ -163,6 +166,7 @@ pub async fn poll(
             Start::Earliest => StartPosition::Earliest,
             Start::Latest => StartPosition::Latest,
         },
+        member: super::groups::member_ref(&state, &body.group, body.member_id, body.member_epoch),
     };
     let records = state.broker.poll(req).await?;
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
@@ -187,6 +191,8 @@ pub async fn poll(
 pub struct CommitBody {
     group: String,
     offsets: Vec<AckOut>,
+    member_id: Option<String>,
+    member_epoch: Option<u64>,
 }
 
 /// `POST /topics/{topic}/commit`: stores the group's next offsets, durably.
@@ -200,7 +206,11 @@ pub async fn commit(
         .iter()
         .map(|o| (o.partition, o.offset))
         .collect();
-    state.broker.commit(&topic, &body.group, &offsets).await?;
+    let member = super::groups::member_ref(&state, &body.group, body.member_id, body.member_epoch);
+    state
+        .broker
+        .commit_as(&topic, &body.group, &offsets, member.as_ref())
+        .await?;
     Ok(axum::Json(
         json!({"topic": topic, "group": body.group, "offsets": body.offsets}),
     ))

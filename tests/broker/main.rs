@@ -22,6 +22,7 @@ fn poll_req(topic: &str, group: &str) -> PollRequest {
         group: group.into(),
         limits: ReadLimits::default(),
         start_if_new: StartPosition::Earliest,
+        member: None,
     }
 }
 

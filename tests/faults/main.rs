@@ -140,6 +140,7 @@ pub async fn commit(c: &mut Grpc, topic: &str, group: &str, partition: u32, offs
         topic: topic.into(),
         group: group.into(),
         offsets: vec![pb::PartitionOffset { partition, offset }],
+        ..Default::default()
     })
     .await
     .unwrap_or_else(|e| panic!("committing {group} on {topic}: {e}"));
