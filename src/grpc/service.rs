@@ -370,7 +370,12 @@ impl pb::broker_server::Broker for BrokerService {
         req: Request<Streaming<pb::JoinGroupRequest>>,
     ) -> RpcResult<Self::JoinGroupStream> {
         let started = Instant::now();
-        let address = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let address = req
+            .extensions()
+            .get::<super::incoming::ConnectionInfo>()
+            .map(|c| c.peer.to_string())
+            .or_else(|| req.remote_addr().map(|a| a.to_string()))
+            .unwrap_or_default();
         let res = super::groups::join_group(
             self.broker.clone(),
             self.shutdown.clone(),

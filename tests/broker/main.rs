@@ -9,6 +9,7 @@ mod consume;
 mod data_dir;
 mod deleted_topic;
 mod errors;
+mod groups;
 mod multi_partition;
 mod produce;
 mod subscribe;
