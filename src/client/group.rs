@@ -202,6 +202,11 @@ impl GroupConsumer {
             .map(|s| (s.member_id.as_str(), s.epoch))
     }
 
+    /// Records one poll returns at most.
+    pub fn set_max_records(&mut self, n: u32) {
+        self.config.max_records = n;
+    }
+
     /// Partitions this member consumes now.
     pub fn assignment(&self) -> Vec<Partition> {
         self.assigned.iter().cloned().collect()
