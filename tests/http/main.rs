@@ -10,6 +10,7 @@
 mod http_support;
 
 mod errors;
+mod groups;
 mod health;
 mod metrics;
 mod rest;
