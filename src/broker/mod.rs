@@ -8,7 +8,7 @@ mod drain;
 pub mod error;
 pub mod groups;
 pub mod names;
-mod observe;
+pub(crate) mod observe;
 mod produce;
 mod recovery;
 mod subscription;
@@ -220,6 +220,7 @@ impl Broker {
             &config.data_dir.join("group-members"),
             config.group_session_timeout,
             &|t: &str| topics.get(t).map(|t| t.config.partitions),
+            Arc::clone(&observer),
         )
         .map_err(startup)?;
         let broker = Self {

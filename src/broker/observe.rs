@@ -39,6 +39,11 @@ pub trait BrokerEvents: Send + Sync {
     }
     /// A partition turned read-only after a failed write or fsync.
     fn storage_failed(&self) {}
+    /// A rebalance of `group` completed (every partition with its target owner), `took` after
+    /// the membership change that started it (groups, issue 13).
+    fn rebalance_completed(&self, group: &str, took: Duration) {
+        let _ = (group, took);
+    }
 }
 
 /// One partition's state at one instant, for health, stats and metrics.

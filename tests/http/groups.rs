@@ -222,3 +222,49 @@ async fn an_http_member_that_stops_polling_is_removed_after_the_session_timeout(
     assert_eq!(polled.status, StatusCode::CONFLICT, "{}", polled.text);
     assert_eq!(polled.error_code(), "fenced");
 }
+
+#[tokio::test]
+async fn metrics_show_members_rebalances_their_duration_and_lag_per_member() {
+    let h = harness().await;
+    topic(&h, "cg-metrics", 2).await;
+    h.post(
+        "/consumer-groups",
+        json!({"group_id": "cg-m", "topics": ["cg-metrics"]}),
+    )
+    .await;
+    for m in ["one", "two"] {
+        h.post("/consumer-groups/cg-m/members", json!({"member_id": m}))
+            .await;
+    }
+    // One's poll releases what moves to two: the rebalance completes.
+    h.post(
+        "/topics/cg-metrics/poll",
+        json!({"group": "cg-m", "member_id": "one"}),
+    )
+    .await;
+    let page = h.get("/metrics").await.text;
+    let line = |prefix: &str| {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in\n{page}"))
+            .to_string()
+    };
+    assert!(line("obelisk_group_members{group=\"cg-m\"}").ends_with(" 2"));
+    let rebalances: f64 = line("obelisk_group_rebalances_total{group=\"cg-m\"}")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rebalances >= 2.0);
+    let completed: f64 = line("obelisk_group_rebalance_duration_seconds_count{group=\"cg-m\"}")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(completed >= 1.0);
+    assert!(
+        line("obelisk_group_member_lag_messages{group=\"cg-m\",member=\"two\"}").ends_with(" 1")
+    );
+}

@@ -85,7 +85,8 @@ pub(crate) struct Coordinator {
     groups: Mutex<HashMap<String, Arc<GroupCell>>>,
     store: GroupStore,
     pub session_timeout: Duration,
-    completed: Mutex<Vec<(String, Duration)>>,
+    /// Completed rebalances are reported to it (the metrics).
+    observer: Arc<crate::broker::observe::Observer>,
 }
 
 impl Coordinator {
@@ -97,6 +98,7 @@ impl Coordinator {
         dir: &Path,
         session_timeout: Duration,
         counts: Counts<'_>,
+        observer: Arc<crate::broker::observe::Observer>,
     ) -> Result<Self, StorageError> {
         let (store, snapshots) = GroupStore::open(dir)?;
         let now = Instant::now();
@@ -112,7 +114,7 @@ impl Coordinator {
             groups: Mutex::new(groups),
             store,
             session_timeout,
-            completed: Mutex::new(Vec::new()),
+            observer,
         })
     }
 
@@ -175,7 +177,11 @@ impl Coordinator {
                 if changed {
                     live.publish();
                     let done = live.state.take_completed();
-                    lock(&self.completed).extend(done.into_iter().map(|d| (group.to_string(), d)));
+                    if let Some(events) = self.observer.events() {
+                        for took in done {
+                            events.rebalance_completed(group, took);
+                        }
+                    }
                 }
                 (changed.then(|| live.state.snapshot()), out)
             };
@@ -286,11 +292,6 @@ impl Coordinator {
                 tracing::warn!(group, error = %e, "expiring group members failed");
             }
         }
-    }
-
-    /// Rebalance durations completed since the last call, per group.
-    pub fn take_rebalance_durations(&self) -> Vec<(String, Duration)> {
-        std::mem::take(&mut *lock(&self.completed))
     }
 }
 

@@ -622,17 +622,21 @@ impl Broker {
         self.inner.groups.expire(&counts).await;
     }
 
-    /// Completed rebalance durations since the last call, per group (for the metrics).
-    pub fn take_rebalance_durations(&self) -> Vec<(String, std::time::Duration)> {
-        self.inner.groups.take_rebalance_durations()
-    }
-
     /// A member's current epoch.
     pub fn member_epoch(&self, group: &str, member: &str) -> Option<u64> {
         self.inner
             .groups
             .read(group, |s| s.members.get(member).map(|m| m.epoch))
             .flatten()
+    }
+
+    /// Per group with members (or created): its members, rebalances so far and each member's
+    /// lag, for the metrics.
+    pub fn group_memberships(&self) -> Vec<GroupMembership> {
+        self.member_group_names()
+            .iter()
+            .filter_map(|g| self.group_membership(g))
+            .collect()
     }
 
     /// Names of groups that have (or had) members or were created.
