@@ -162,6 +162,8 @@ impl Subscription {
     /// `OffsetOutOfRange` when retention removed the subscriber's position, `DataLoss`,
     /// `Unavailable`.
     pub async fn next_batch(&mut self) -> Option<Result<Vec<ConsumedRecord>, BrokerError>> {
+        // Set when the wait below saw the member's view change (which marks it seen).
+        let mut reassigned = false;
         loop {
             if self.drain.is_cancelled() || self.ended {
                 return None;
@@ -173,7 +175,7 @@ impl Subscription {
             }
             self.changes.borrow_and_update();
             if let Some(lease) = &mut self.lease
-                && lease.view.has_changed().unwrap_or(true)
+                && (std::mem::take(&mut reassigned) || lease.view.has_changed().unwrap_or(true))
                 && let Err(e) = lease.refresh(&self.topic, &mut self.positions)
             {
                 self.ended = true;
@@ -222,7 +224,7 @@ impl Subscription {
                 changed = self.changes.changed() => if changed.is_err() { return None },
                 () = self.drain.cancelled() => return None,
                 () = self.topic.closed() => {}
-                () = assignment => {}
+                () = assignment => reassigned = true,
             }
         }
     }

@@ -51,6 +51,9 @@ pub struct GroupConfig {
     pub max_records: u32,
     /// Long-poll wait of one `poll`.
     pub max_wait_ms: u32,
+    /// Read with member Subscribe streams (one per topic; the server follows the assignment)
+    /// instead of Poll calls: records are pushed, for the highest throughput.
+    pub stream: bool,
 }
 
 impl GroupConfig {
@@ -62,6 +65,7 @@ impl GroupConfig {
             client_id: "obelisk-rust".into(),
             max_records: 500,
             max_wait_ms: 1000,
+            stream: false,
         }
     }
 }
@@ -168,6 +172,8 @@ pub struct GroupConsumer {
     committed: BTreeMap<Partition, u64>,
     listener: Box<dyn RebalanceListener>,
     next_topic: usize,
+    /// Stream mode: the Subscribe streams of the membership (member id, epoch) they belong to.
+    streams: Option<((String, u64), Vec<tonic::Streaming<pb::SubscribeResponse>>)>,
 }
 
 impl GroupConsumer {
@@ -190,6 +196,7 @@ impl GroupConsumer {
             committed: BTreeMap::new(),
             listener,
             next_topic: 0,
+            streams: None,
         };
         me.reconcile().await?;
         Ok(me)
@@ -245,7 +252,11 @@ impl GroupConsumer {
             .collect();
         if !revoke.is_empty() {
             self.listener.on_revoked(&revoke);
-            self.commit_partitions(&revoke).await?;
+            // Released even if the commit fails: the next owner then reads again from the last
+            // commit (at least once), where holding on would stall the partition.
+            if let Err(e) = self.commit_partitions(&revoke).await {
+                tracing::warn!(group = self.config.group, error = %e, "commit before release failed");
+            }
             for p in &revoke {
                 self.assigned.remove(p);
                 self.delivered.remove(p);
@@ -289,6 +300,9 @@ impl GroupConsumer {
     /// The broker's error (other than fencing, which rejoins) or a connection failure.
     pub async fn poll(&mut self) -> Result<Vec<pb::Record>, ClientError> {
         self.reconcile().await?;
+        if self.config.stream {
+            return self.poll_stream().await;
+        }
         let topics: Vec<String> = self
             .assigned
             .iter()
@@ -349,13 +363,104 @@ impl GroupConsumer {
         Ok(records)
     }
 
+    /// Stream mode's `poll`: the next message of one of the member's Subscribe streams.
+    async fn poll_stream(&mut self) -> Result<Vec<pb::Record>, ClientError> {
+        let wait = Duration::from_millis(u64::from(self.config.max_wait_ms));
+        let Some(session) = &mut self.session else {
+            return Ok(Vec::new());
+        };
+        let key = (session.member_id.clone(), session.epoch);
+        if self.streams.as_ref().map(|(k, _)| k) != Some(&key) {
+            let mut streams = Vec::new();
+            for topic in &self.config.topics {
+                let opened = self
+                    .client
+                    .clone()
+                    .subscribe(pb::SubscribeRequest {
+                        topic: topic.clone(),
+                        group: self.config.group.clone(),
+                        max_records_per_message: self.config.max_records,
+                        member_id: key.0.clone(),
+                        member_epoch: key.1,
+                        ..Default::default()
+                    })
+                    .await;
+                match opened {
+                    Ok(r) => streams.push(r.into_inner()),
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                        self.session = None;
+                        return Ok(Vec::new());
+                    }
+                    Err(s) => return Err(s.into()),
+                }
+            }
+            self.streams = Some((key, streams));
+        }
+        let Some((_, streams)) = &mut self.streams else {
+            return Ok(Vec::new());
+        };
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.next_topic = self.next_topic.wrapping_add(1);
+        let i = self.next_topic % streams.len();
+        let topic = self.config.topics[i].clone();
+        let got = tokio::select! {
+            m = streams[i].message() => Some(m),
+            _ = session.state.changed() => None,
+            () = tokio::time::sleep(wait) => None,
+        };
+        let records = match got {
+            None => return Ok(Vec::new()),
+            Some(Ok(Some(m))) => m.records,
+            Some(Ok(None)) => {
+                self.streams = None;
+                return Ok(Vec::new());
+            }
+            Some(Err(s)) if s.code() == tonic::Code::FailedPrecondition => {
+                self.session = None;
+                self.streams = None;
+                return Ok(Vec::new());
+            }
+            Some(Err(s)) => return Err(s.into()),
+        };
+        // A record of a partition this member has not been told of yet: its assignment is on
+        // the way (the stream follows the server's view); take it in before deciding.
+        if records
+            .iter()
+            .any(|r| !self.assigned.contains(&(topic.clone(), r.partition)))
+        {
+            self.reconcile().await?;
+        }
+        // The server sends only partitions it assigns this member, so every record is handed
+        // out (dropping one would skip it for good); one read just before a revocation the
+        // member already released is its next owner's too (at least once), and is not counted
+        // for commits.
+        for r in &records {
+            let p = (topic.clone(), r.partition);
+            if self.assigned.contains(&p) {
+                let e = self.delivered.entry(p).or_default();
+                *e = (*e).max(r.offset + 1);
+            }
+        }
+        Ok(records)
+    }
+
     /// Commits the positions after every record returned so far.
     ///
     /// # Errors
     /// The broker's error; FAILED_PRECONDITION when the member was fenced (nothing changed).
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         let parts: Vec<Partition> = self.delivered.keys().cloned().collect();
-        self.commit_partitions(&parts).await
+        let res = self.commit_partitions(&parts).await;
+        if res
+            .as_ref()
+            .is_err_and(|e| e.code() == Some(tonic::Code::FailedPrecondition))
+        {
+            // Fenced: rejoin at the next poll.
+            self.session = None;
+        }
+        res
     }
 
     async fn commit_partitions(&mut self, parts: &[Partition]) -> Result<(), ClientError> {

@@ -342,3 +342,41 @@ async fn a_fenced_commit_fails_and_describe_group_shows_the_members() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn a_removed_member_is_told_it_lost_its_partitions_and_rejoins() {
+    let mut s = TestServer::start().await;
+    s.create_topic("t", Some(2)).await;
+    produce(&mut s.client, "t", 2, 3).await;
+    #[derive(Default, Clone)]
+    struct Lost(Arc<Mutex<Vec<usize>>>);
+    impl RebalanceListener for Lost {
+        fn on_lost(&mut self, p: &[Partition]) {
+            self.0.lock().unwrap().push(p.len());
+        }
+    }
+    let lost = Lost::default();
+    let mut a = GroupConsumer::join(s.client.clone(), config("g", "t"), Box::new(lost.clone()))
+        .await
+        .unwrap();
+    let first = a.member().map(|(id, _)| id.to_string()).unwrap();
+    // An operator removes it (as a session timeout would): its stream ends fenced.
+    s.server
+        .broker
+        .leave_group("g", &first)
+        .await
+        .expect("removed");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    while a.member().map(|(id, _)| id.to_string()) == Some(first.clone()) || seen.len() < 6 {
+        assert!(tokio::time::Instant::now() < deadline, "never rejoined");
+        poll_into(&mut a, &mut seen).await;
+    }
+    assert_eq!(
+        *lost.0.lock().unwrap(),
+        vec![2],
+        "told of the two partitions it lost"
+    );
+    assert_eq!(a.assignment().len(), 2, "and got them back as a new member");
+    a.close().await.unwrap();
+}

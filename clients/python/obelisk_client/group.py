@@ -155,7 +155,12 @@ class GroupConsumer:
         if mine:
             if self._on_revoked:
                 self._on_revoked(mine)
-            self._commit_partitions(mine)
+            try:
+                self._commit_partitions(mine)
+            except ObeliskError:
+                # Released anyway: the next owner reads again from the last commit (at least
+                # once), where holding on would stall the partition.
+                pass
             for p in mine:
                 self._assigned.discard(p)
                 self._delivered.pop(p, None)
@@ -213,8 +218,14 @@ class GroupConsumer:
         return records
 
     def commit(self) -> None:
-        """Commits the positions after every record returned so far."""
-        self._commit_partitions(list(self._delivered))
+        """Commits the positions after every record returned so far. A fenced commit raises
+        ObeliskError(FAILED_PRECONDITION), changes nothing, and the next poll rejoins."""
+        try:
+            self._commit_partitions(list(self._delivered))
+        except ObeliskError as e:
+            if e.code == grpc.StatusCode.FAILED_PRECONDITION and self._session is not None:
+                self._session.ended = e.message
+            raise
 
     def _commit_partitions(self, parts: Iterable[Partition]) -> None:
         s = self._session

@@ -158,7 +158,9 @@ class GroupConsumer {
     const mine = [...revoke].filter((k) => this._assigned.has(k)).sort();
     if (mine.length > 0) {
       this._tell('onRevoked', mine);
-      await this._commitKeys(mine);
+      // Released even if the commit fails: the next owner reads again from the last commit (at
+      // least once), where holding on would stall the partition.
+      await this._commitKeys(mine).catch(() => {});
       for (const k of mine) { this._assigned.delete(k); this._delivered.delete(k); }
     }
     if (revoke.size > 0) s.send({ release: { partitions: grouped(revoke) } });
@@ -221,9 +223,17 @@ class GroupConsumer {
     return records;
   }
 
-  /** Commits the positions after every record returned so far. */
+  /**
+   * Commits the positions after every record returned so far. A fenced commit rejects with
+   * FAILED_PRECONDITION, changes nothing, and the next poll rejoins.
+   */
   async commit() {
-    await this._commitKeys([...this._delivered.keys()]);
+    try {
+      await this._commitKeys([...this._delivered.keys()]);
+    } catch (err) {
+      if (err.code === status.FAILED_PRECONDITION && this._session) this._session.ended = err.message;
+      throw err;
+    }
   }
 
   async _commitKeys(keys) {

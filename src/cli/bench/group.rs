@@ -1,15 +1,15 @@
 //! `obelisk bench --mode group` (groups, issue 13): consumer groups with members.
 //!
 //! 1. **Throughput**: `--count` records (of `--message-size` bytes) are preloaded over
-//!    `--partitions`; `--consumers` members of one group (the Rust `GroupConsumer`) consume them
-//!    all; the rate is records over the time from the first join to the last record, and every
-//!    record must arrive (at least once).
+//!    `--partitions`; `--consumers` members of one group (the Rust `GroupConsumer`, reading with
+//!    member Subscribe streams, or Poll with `--consume-with poll`) consume them
+//!    all (committing every 100 ms, as an auto-commit would); the rate is records over the time
+//!    from the first join to the last record, and every record must arrive (at least once).
 //! 2. **Join latency**: while those members keep consuming a steady trickle of new records,
 //!    another member joins `--joins` times (then leaves): the time from its join call to holding
 //!    its whole share of the partitions (the others must release first), as p50/p99/max, and the
 //!    longest gap between two answered polls of any old member during the joins ("never stop").
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -72,9 +72,13 @@ impl GroupOutcome {
     }
 }
 
-fn config(group: &str, topic: &str, batch: u32) -> GroupConfig {
+/// How often a member commits while it consumes.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
+fn config(group: &str, topic: &str, batch: u32, stream: bool) -> GroupConfig {
     GroupConfig {
         max_records: batch,
+        stream,
         max_wait_ms: 100,
         client_id: "obelisk-bench".into(),
         ..GroupConfig::new(group, &[topic])
@@ -131,6 +135,8 @@ pub async fn run(
     })
     .await?;
     let count = plan.count.unwrap_or(100_000);
+    // `--consume-with subscribe` (the default): member Subscribe streams; `poll`: Poll calls.
+    let stream = plan.consume_with == super::ConsumeWith::Subscribe;
     preload(&mut c, &topic, plan, count).await?;
 
     // 1. Throughput: the members together read everything.
@@ -141,30 +147,49 @@ pub async fn run(
         members.push(
             GroupConsumer::join(
                 conn,
-                config(&group, &topic, plan.consumer_batch),
+                config(&group, &topic, plan.consumer_batch, stream),
                 Box::new(NoListener),
             )
             .await?,
         );
     }
-    let seen = Arc::new(std::sync::Mutex::new(HashSet::<(u32, u64)>::new()));
+    // The next offset reached per partition: offsets are dense and an owner reads its partition
+    // in order from the committed offset (at or below anything delivered before), so every
+    // partition's reaching its end means every record arrived.
+    let reached: Arc<Vec<AtomicU64>> =
+        Arc::new((0..plan.partitions).map(|_| AtomicU64::new(0)).collect());
+    let per_partition = count / u64::from(plan.partitions);
+    let extra = count % u64::from(plan.partitions);
+    let end_of = move |p: usize| per_partition + u64::from((p as u64) < extra);
+    let all_there = move |reached: &[AtomicU64]| {
+        reached
+            .iter()
+            .enumerate()
+            .all(|(p, r)| r.load(Ordering::Relaxed) >= end_of(p))
+    };
     let mut tasks: Vec<JoinHandle<anyhow::Result<GroupConsumer>>> = Vec::new();
     for mut m in members {
-        let seen = Arc::clone(&seen);
+        let reached = Arc::clone(&reached);
         tasks.push(tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(300);
+            let mut last_commit = Instant::now();
             loop {
                 let records = m.poll().await?;
-                m.commit().await?;
-                let mut s = crate::sync::lock(&seen);
-                s.extend(records.iter().map(|r| (r.partition, r.offset)));
-                if s.len() as u64 >= count {
+                for r in &records {
+                    reached[r.partition as usize].fetch_max(r.offset + 1, Ordering::Relaxed);
+                }
+                // Commits as a consumer's auto-commit would: every COMMIT_EVERY, not per poll.
+                if last_commit.elapsed() >= COMMIT_EVERY {
+                    m.commit().await?;
+                    last_commit = Instant::now();
+                }
+                if all_there(&reached) {
+                    m.commit().await?;
                     return Ok(m);
                 }
                 anyhow::ensure!(
                     Instant::now() < deadline,
-                    "only {} of {count} records arrived",
-                    s.len()
+                    "not every record arrived within 300 s"
                 );
             }
         }));
@@ -208,9 +233,13 @@ pub async fn run(
         );
         loops.push(tokio::spawn(async move {
             let mut last = Instant::now();
+            let mut last_commit = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 if m.poll().await.is_ok() {
-                    let _ = m.commit().await;
+                    if last_commit.elapsed() >= COMMIT_EVERY {
+                        let _ = m.commit().await;
+                        last_commit = Instant::now();
+                    }
                     let now = Instant::now();
                     if measuring.load(Ordering::Relaxed) {
                         let us =
@@ -250,7 +279,7 @@ pub async fn run(
         let t0 = Instant::now();
         let mut joiner = GroupConsumer::join(
             conn,
-            config(&group, &topic, plan.consumer_batch),
+            config(&group, &topic, plan.consumer_batch, stream),
             Box::new(NoListener),
         )
         .await?;
