@@ -161,6 +161,9 @@ fn grouped(parts: &[Partition]) -> Vec<pb::TopicPartitions> {
         .collect()
 }
 
+/// A member id and epoch: which membership a stream belongs to.
+type MembershipKey = (String, u64);
+
 /// A member of a consumer group.
 pub struct GroupConsumer {
     client: BrokerClient<Channel>,
@@ -173,7 +176,7 @@ pub struct GroupConsumer {
     listener: Box<dyn RebalanceListener>,
     next_topic: usize,
     /// Stream mode: the Subscribe streams of the membership (member id, epoch) they belong to.
-    streams: Option<((String, u64), Vec<tonic::Streaming<pb::SubscribeResponse>>)>,
+    streams: Option<(MembershipKey, Vec<tonic::Streaming<pb::SubscribeResponse>>)>,
 }
 
 impl GroupConsumer {
