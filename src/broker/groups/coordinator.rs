@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,8 @@ pub(crate) struct Coordinator {
     groups: Mutex<HashMap<String, Arc<GroupCell>>>,
     store: GroupStore,
     pub session_timeout: Duration,
+    /// How many groups `groups` holds (read without its lock).
+    known: AtomicUsize,
     /// Completed rebalances are reported to it (the metrics).
     observer: Arc<crate::broker::observe::Observer>,
 }
@@ -111,6 +114,7 @@ impl Coordinator {
             groups.insert(name, GroupCell::new(state));
         }
         Ok(Self {
+            known: AtomicUsize::new(groups.len()),
             groups: Mutex::new(groups),
             store,
             session_timeout,
@@ -119,6 +123,11 @@ impl Coordinator {
     }
 
     fn cell(&self, group: &str) -> Option<Arc<GroupCell>> {
+        // Memberless polls and commits ask on every call: without any group with members, one
+        // atomic load answers instead of a global lock.
+        if self.known.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         lock(&self.groups).get(group).cloned()
     }
 
@@ -153,11 +162,16 @@ impl Coordinator {
         let mut f = Some(f);
         loop {
             let cell = if create {
-                Arc::clone(
-                    lock(&self.groups)
-                        .entry(group.to_string())
-                        .or_insert_with(|| GroupCell::new(GroupState::default())),
-                )
+                {
+                    let mut groups = lock(&self.groups);
+                    let cell = Arc::clone(
+                        groups
+                            .entry(group.to_string())
+                            .or_insert_with(|| GroupCell::new(GroupState::default())),
+                    );
+                    self.known.store(groups.len(), Ordering::Release);
+                    cell
+                }
             } else {
                 self.cell(group)
                     .ok_or_else(|| BrokerError::GroupNotFound(group.to_string()))?
@@ -259,7 +273,9 @@ impl Coordinator {
             live.deleted = true;
             live.end_all("the group was deleted");
         }
-        lock(&self.groups).remove(group);
+        let mut groups = lock(&self.groups);
+        groups.remove(group);
+        self.known.store(groups.len(), Ordering::Release);
         Ok(true)
     }
 
