@@ -63,3 +63,22 @@ def test_two_members_split_partitions_and_a_leave_moves_them(client):
         b.poll()
     b.close()
     client.delete_group("pg")
+
+
+def test_a_fenced_member_is_told_it_lost_its_partitions_and_rejoins(client):
+    client.create_topic("gf", partitions=2)
+    lost: list[int] = []
+    a = client.group_consumer("pf", ["gf"], instance_id="host-a", max_wait_ms=200,
+                              on_lost=lambda ps: lost.append(len(ps)))
+    first_epoch = a.member_epoch
+    assert len(a.assignment) == 2
+    # Another process takes over the same instance id: this one is fenced (its stream ends).
+    b = client.group_consumer("pf", ["gf"], instance_id="host-a", max_wait_ms=200)
+    deadline = time.monotonic() + DEADLINE_S
+    while a.member_epoch == first_epoch:
+        assert time.monotonic() < deadline, "never rejoined"
+        a.poll()
+    assert lost == [2], lost
+    assert a.member_epoch > b.member_epoch > first_epoch
+    assert len(a.assignment) == 2, "rejoined with the instance's partitions"
+    a.close()

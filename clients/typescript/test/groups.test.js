@@ -62,3 +62,26 @@ test('two members split the partitions; revocations commit first; a leave moves 
   await b.close();
   await client.deleteGroup('ng');
 });
+
+test('a fenced member is told it lost its partitions and rejoins', async () => {
+  const { client } = broker;
+  await client.createTopic('gf', { partitions: 2 });
+  const lost = [];
+  const a = await client.groupConsumer('tf', ['gf'], {
+    instanceId: 'host-a', maxWaitMs: 200, onLost: (ps) => lost.push(ps.length),
+  });
+  const firstEpoch = BigInt(a.memberEpoch);
+  assert.equal(a.assignment.length, 2);
+  // Another process takes over the same instance id: this one is fenced (its stream ends).
+  const b = await client.groupConsumer('tf', ['gf'], { instanceId: 'host-a', maxWaitMs: 200 });
+  const deadline = Date.now() + DEADLINE_MS;
+  while (BigInt(a.memberEpoch) === firstEpoch) {
+    assert.ok(Date.now() < deadline, 'never rejoined');
+    await a.poll();
+  }
+  assert.deepEqual(lost, [2]);
+  assert.ok(BigInt(a.memberEpoch) > BigInt(b.memberEpoch));
+  assert.equal(a.assignment.length, 2, 'rejoined with the instance\'s partitions');
+  await a.close();
+  b._session?.close();
+});
