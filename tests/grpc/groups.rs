@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use obelisk::client::{BrokerClient, GroupConfig, GroupConsumer, Partition, RebalanceListener};
+use obelisk::client::{
+    BrokerClient, GroupConfig, GroupConsumer, NoListener, Partition, RebalanceListener,
+};
 use obelisk::proto as pb;
 use pb::join_group_request::Kind;
 use tokio::sync::mpsc;
@@ -379,4 +381,71 @@ async fn a_removed_member_is_told_it_lost_its_partitions_and_rejoins() {
     );
     assert_eq!(a.assignment().len(), 2, "and got them back as a new member");
     a.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn stream_mode_members_follow_their_assignment_at_least_once() {
+    let mut s = TestServer::start().await;
+    s.create_topic("t", Some(4)).await;
+    produce(&mut s.client, "t", 4, 50).await;
+    let stream = |c: GroupConfig| GroupConfig { stream: true, ..c };
+    let mut a = GroupConsumer::join(
+        s.client.clone(),
+        stream(config("g", "t")),
+        Box::new(NoListener),
+    )
+    .await
+    .unwrap();
+    let mut a_seen = Vec::new();
+    while a_seen.len() < 60 {
+        poll_into(&mut a, &mut a_seen).await;
+    }
+    a.commit().await.unwrap();
+    let committed: Seen = a_seen.iter().copied().collect();
+    let mut b = GroupConsumer::join(
+        s.client.clone(),
+        stream(config("g", "t")),
+        Box::new(NoListener),
+    )
+    .await
+    .unwrap();
+    let mut b_seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let all: Seen = a_seen.iter().chain(&b_seen).copied().collect();
+        if all.len() == 200 && a.assignment().len() == 2 && b.assignment().len() == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of 200",
+            all.len()
+        );
+        poll_into(&mut a, &mut a_seen).await;
+        poll_into(&mut b, &mut b_seen).await;
+    }
+    let b_set: Seen = b_seen.iter().copied().collect();
+    assert!(
+        committed.is_disjoint(&b_set),
+        "committed records are not delivered again"
+    );
+    // New records reach whichever member owns their partition, and only it.
+    a.commit().await.unwrap();
+    b.commit().await.unwrap();
+    produce(&mut s.client, "t", 4, 5).await;
+    let (a_parts, b_parts): (BTreeSet<u32>, BTreeSet<u32>) = (
+        a.assignment().iter().map(|p| p.1).collect(),
+        b.assignment().iter().map(|p| p.1).collect(),
+    );
+    let (mut a_new, mut b_new) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while a_new.len() + b_new.len() < 20 {
+        assert!(tokio::time::Instant::now() < deadline);
+        poll_into(&mut a, &mut a_new).await;
+        poll_into(&mut b, &mut b_new).await;
+    }
+    assert!(a_new.iter().all(|(p, _)| a_parts.contains(p)));
+    assert!(b_new.iter().all(|(p, _)| b_parts.contains(p)));
+    a.close().await.unwrap();
+    b.close().await.unwrap();
 }
