@@ -148,7 +148,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let commit = !args.no_commit && args.group.is_some();
     match &args.group {
         Some(group) if commit => member_loop(client, &args, group, &mut out).await?,
-        _ => subscribe_loop(client, &args, commit, &mut out).await?,
+        _ => subscribe_loop(client, &args, &mut out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -217,10 +217,10 @@ impl RebalanceListener for LogListener {
     }
 }
 
+/// Reads without committing: no group (from --from), or a group's position with --no-commit.
 async fn subscribe_loop(
     client: BrokerClient<Channel>,
     args: &ConsumeArgs,
-    commit: bool,
     out: &mut Output,
 ) -> Result<(), anyhow::Error> {
     let group = args.group.clone().unwrap_or_default();
@@ -251,10 +251,7 @@ async fn subscribe_loop(
             }
             return Ok(());
         };
-        let printed = out.print(&batch.records)?;
-        if commit {
-            consumer.commit(&batch.records[..printed]).await?;
-        }
+        out.print(&batch.records)?;
         if out.done() {
             return Ok(());
         }
