@@ -157,6 +157,13 @@ pub struct Config {
     /// quarter of the open-file limit, at least 128.
     #[arg(long, env = "OBELISK_FD_RESERVE", default_value_t = 0)]
     pub fd_reserve: u64,
+    // ==== groups (issue 13) ====
+    /// A consumer-group member not heard from for this long (no heartbeat on its JoinGroup
+    /// stream, no poll of an HTTP member) is removed and its partitions move, in ms.
+    #[arg(long, env = "OBELISK_GROUP_SESSION_TIMEOUT_MS",
+          default_value_t = BrokerConfig::default().group_session_timeout.as_millis() as u64)]
+    pub group_session_timeout_ms: u64,
+    // ==== end groups (issue 13) ====
     /// Log format.
     #[arg(long, env = "OBELISK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -466,6 +473,13 @@ impl Config {
                 "must be 4 KiB to 1 GiB",
             ));
         }
+        if !(100..=3_600_000).contains(&self.group_session_timeout_ms) {
+            return Err(invalid(
+                "group_session_timeout_ms",
+                self.group_session_timeout_ms,
+                "must be 100 ms to 1 hour",
+            ));
+        }
         if self.open_segment_files == 0 {
             return Err(invalid(
                 "open_segment_files",
@@ -538,6 +552,7 @@ impl Config {
                 linger: Duration::from_millis(self.linger_ms),
             },
             max_record_bytes: self.max_record_bytes,
+            group_session_timeout: Duration::from_millis(self.group_session_timeout_ms),
             ..BrokerConfig::default()
         };
         let grpc = GrpcConfig {

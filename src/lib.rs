@@ -13,8 +13,9 @@
 //!
 //! **The core** (transport-free):
 //! - [`broker`]: the Broker service every protocol translates into: produce, poll, fetch,
-//!   subscribe, commit, reset, topic and group admin; its request and response types and its one
-//!   error enum. It shows its state through [`broker::BrokerEvents`] (a hook it calls) and
+//!   subscribe, commit, reset, topic and group admin, and the group coordinator (groups with
+//!   members: assignment, fencing, durable membership; [`broker::groups`]); its request and
+//!   response types and its one error enum. It shows its state through [`broker::BrokerEvents`] (a hook it calls) and
 //!   [`broker::PartitionSnapshot`] (values it returns), and its long waits end on
 //!   [`broker::Broker::drain`].
 //! - `storage` (private to the crate): segments, indexes, records and their CRC, recovery,

@@ -27,6 +27,7 @@ use crate::broker::{Broker, BrokerError, BrokerEvents, WeakBroker};
 use crate::status::ServerStatus;
 use crate::sync::{lock, read, write};
 
+mod groups;
 mod observed;
 
 /// Content type of [`render`]'s output.
@@ -65,6 +66,8 @@ pub struct Metrics {
     pub request_duration: Histogram<f64>,
     pub errors: Counter<u64>,
     pub active_subscriptions: UpDownCounter<i64>,
+    /// groups (issue 13): time from a membership change to every partition with its owner.
+    pub rebalance_duration: Histogram<f64>,
     /// `topic=<name>` label values, shared so a produce does not allocate one.
     topic_labels: RwLock<HashMap<String, KeyValue>>,
     // security:
@@ -181,6 +184,14 @@ impl Metrics {
                 .i64_up_down_counter("obelisk_active_subscriptions")
                 .with_description("Open subscriptions (live record streams), by topic")
                 .build(),
+            rebalance_duration: meter
+                .f64_histogram("obelisk_group_rebalance_duration_seconds")
+                .with_description(
+                    "Time from a group's membership change to every partition with its new owner, by group",
+                )
+                .with_unit("s")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
             topic_labels: RwLock::new(HashMap::new()),
             access_denied: counter(
                 "obelisk_access_denied",
@@ -194,6 +205,7 @@ impl Metrics {
             _provider: provider,
         };
         observed::register(&meter);
+        groups::register(&meter);
         metrics
     }
 
@@ -347,6 +359,12 @@ impl BrokerEvents for Recorder {
 
     fn unauthenticated(&self) {
         metrics().unauthenticated.add(1, &[]);
+    }
+    fn rebalance_completed(&self, group: &str, took: Duration) {
+        metrics().rebalance_duration.record(
+            took.as_secs_f64(),
+            &[KeyValue::new("group", group.to_string())],
+        );
     }
 }
 

@@ -11,6 +11,8 @@ mod client_commands;
 mod config;
 #[path = "cli/errors.rs"]
 mod errors;
+#[path = "cli/groups.rs"]
+mod groups;
 #[path = "cli/inspect.rs"]
 mod inspect;
 #[path = "cli/logs.rs"]

@@ -122,6 +122,7 @@ async fn metrics_count_exactly_what_every_protocol_did() {
             partition: 0,
             offset: 4,
         }],
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -220,9 +220,13 @@ impl Broker {
         Ok(describe(&*self.existing_topic(name)?))
     }
 
-    /// Names of groups that have committed offsets.
+    /// Names of groups that have committed offsets or members.
     pub fn list_groups(&self) -> Vec<String> {
-        self.inner.offsets.group_names()
+        let mut names = self.inner.offsets.group_names();
+        names.extend(self.member_group_names());
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// A group's committed offsets and lag, per topic partition.
@@ -235,8 +239,13 @@ impl Broker {
             .inner
             .offsets
             .group(group)
-            .map_err(|e| BrokerError::group_damaged(group, &e))?
-            .ok_or_else(|| BrokerError::GroupNotFound(group.to_string()))?;
+            .map_err(|e| BrokerError::group_damaged(group, &e))?;
+        let offsets = match offsets {
+            Some(o) => o,
+            // A group with members (or created) but no commits yet.
+            None if self.group_membership(group).is_some() => Default::default(),
+            None => return Err(BrokerError::GroupNotFound(group.to_string())),
+        };
         let mut out = Vec::new();
         for (topic, parts) in offsets {
             let Some(t) = self.topic(&topic) else {

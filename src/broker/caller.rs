@@ -11,9 +11,10 @@
 use std::sync::Arc;
 
 use super::{
-    Broker, BrokerError, ConsumedRecord, FetchRequest, FetchResponse, GroupPartition,
-    PartitionSnapshot, PendingProduce, PollRequest, Position, ProduceRecord, RecordAck,
-    SubscribeRequest, Subscription, TopicConfig, TopicDescription,
+    Broker, BrokerError, ConsumedRecord, FetchRequest, FetchResponse, GroupMembership,
+    GroupPartition, JoinRequest, MemberRef, Membership, PartitionSnapshot, PendingProduce,
+    PollRequest, Position, ProduceRecord, RecordAck, SubscribeRequest, Subscription, TopicConfig,
+    TopicDescription,
 };
 use crate::auth::{AclRule, Credentials, Operation, Principal, Resource, Security};
 
@@ -240,6 +241,79 @@ impl Caller {
         let mut parts = self.broker.describe_group(group)?;
         parts.retain(|p| self.may(Operation::Describe, &Resource::Topic(&p.topic)));
         Ok(parts)
+    }
+
+    // ---- groups with members (issue 13): consume on the group and on its topics ----
+
+    /// Consume on the group and on every topic a member of it would read: those named, and
+    /// the ones the group was created with.
+    fn group_topics(&self, group: &str, topics: &[String]) -> Result<(), BrokerError> {
+        self.authorize(Operation::Consume, Resource::Group(group))?;
+        for topic in topics {
+            self.topic(Operation::Consume, topic)?;
+        }
+        if let Some(g) = self.broker.group_membership(group) {
+            for topic in &g.topics {
+                self.topic(Operation::Consume, topic)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn join_group(&self, req: JoinRequest) -> Result<Membership, BrokerError> {
+        self.group_topics(&req.group, &req.topics)?;
+        self.broker.join_group(req).await
+    }
+
+    pub async fn create_group(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<GroupMembership, BrokerError> {
+        self.group_topics(group, topics)?;
+        self.broker.create_group(group, topics).await
+    }
+
+    pub async fn join_http_member(
+        &self,
+        group: &str,
+        member_id: &str,
+    ) -> Result<GroupMembership, BrokerError> {
+        self.group_topics(group, &[])?;
+        self.broker.join_http_member(group, member_id).await
+    }
+
+    pub async fn leave_group(
+        &self,
+        group: &str,
+        member_id: &str,
+    ) -> Result<GroupMembership, BrokerError> {
+        self.authorize(Operation::Consume, Resource::Group(group))?;
+        self.broker.leave_group(group, member_id).await
+    }
+
+    /// The group's members and assignment (`None`: no such group).
+    pub fn group_membership(&self, group: &str) -> Result<Option<GroupMembership>, BrokerError> {
+        self.authorize(Operation::Describe, Resource::Group(group))?;
+        Ok(self.broker.group_membership(group))
+    }
+
+    pub async fn delete_group(&self, group: &str) -> Result<(), BrokerError> {
+        self.authorize(Operation::Admin, Resource::Group(group))?;
+        self.broker.delete_group(group).await
+    }
+
+    /// A commit by a member (fenced when it does not own the partitions) or, without one, as
+    /// [`Caller::commit`].
+    pub async fn commit_as(
+        &self,
+        topic: &str,
+        group: &str,
+        offsets: &[(u32, u64)],
+        member: Option<&MemberRef>,
+    ) -> Result<(), BrokerError> {
+        self.topic_and_group(topic, group)?;
+        self.broker.commit_as(topic, group, offsets, member).await
     }
 
     // ---- ACLs (admin on the cluster) ----

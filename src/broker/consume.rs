@@ -28,16 +28,21 @@ impl Broker {
         // Positions are taken once: a new group starting at "latest" must get what arrives while
         // it waits, not a fresh "latest" on every wake-up.
         let positions = self.group_positions(&topic, &req.group, req.start_if_new)?;
+        // A member reads only its assigned partitions (groups, issue 13).
+        let lease = self
+            .read_lease(&req.group, req.member.as_ref(), &topic.name)
+            .await?;
         loop {
             changes.borrow_and_update();
             let out = read_from(
                 &topic,
                 &positions,
+                lease.as_ref(),
                 req.limits.max_records,
                 req.limits.max_bytes,
             )?;
             if !out.is_empty() || Instant::now() >= deadline {
-                return Ok(out);
+                return self.keep_assigned(&req, &topic.name, out);
             }
             let _waiting = self.inner.drain.waiting();
             tokio::select! {
@@ -88,16 +93,47 @@ impl Broker {
         }
     }
 
-    /// Stores the group's next offset for some partitions, durably.
+    /// A member's records of partitions it still may read: what a long poll read before a
+    /// revocation is not handed out after it.
+    fn keep_assigned(
+        &self,
+        req: &PollRequest,
+        topic: &str,
+        mut out: Vec<ConsumedRecord>,
+    ) -> Result<Vec<ConsumedRecord>, BrokerError> {
+        if let Some(m) = &req.member {
+            let assigned = self.still_assigned(&req.group, m, topic)?;
+            out.retain(|r| assigned.contains(&r.partition));
+        }
+        Ok(out)
+    }
+
+    /// Stores the group's next offset for some partitions, durably. For a group without
+    /// members; members commit with [`Broker::commit_as`].
     ///
     /// # Errors
     /// `InvalidName`, `TopicNotFound`, `InvalidArgument` (no such partition or no offsets),
-    /// `OffsetOutOfRange` (beyond the log end), `Unavailable`.
+    /// `OffsetOutOfRange` (beyond the log end), `GroupHasMembers`, `Unavailable`.
     pub async fn commit(
         &self,
         topic: &str,
         group: &str,
         offsets: &[(u32, u64)],
+    ) -> Result<(), BrokerError> {
+        self.commit_as(topic, group, offsets, None).await
+    }
+
+    /// Stores the group's next offset for some partitions, durably, as `member` when it is
+    /// given: a member commits only partitions it owns, and a fenced commit changes nothing.
+    ///
+    /// # Errors
+    /// As [`Broker::commit`], plus `Fenced`.
+    pub async fn commit_as(
+        &self,
+        topic: &str,
+        group: &str,
+        offsets: &[(u32, u64)],
+        member: Option<&super::MemberRef>,
     ) -> Result<(), BrokerError> {
         names::validate(NameKind::Group, group)?;
         let t = self.existing_topic(topic)?;
@@ -119,6 +155,7 @@ impl Broker {
                 });
             }
         }
+        self.check_commit(group, member, topic, offsets.iter().map(|&(p, _)| p))?;
         self.inner
             .offsets
             .commit(group, topic, offsets)
@@ -226,6 +263,7 @@ pub(super) fn resolve_positions(
 pub(super) fn read_from(
     topic: &Topic,
     positions: &[u64],
+    only: Option<&std::collections::BTreeSet<u32>>,
     max_records: usize,
     max_bytes: usize,
 ) -> Result<Vec<ConsumedRecord>, BrokerError> {
@@ -236,6 +274,9 @@ pub(super) fn read_from(
     for k in 0..n {
         let i = (first + k) % n;
         let (p, pos) = (&topic.partitions()[i], positions[i]);
+        if only.is_some_and(|o| !o.contains(&p.id())) {
+            continue;
+        }
         if out.len() >= max_records || (bytes >= max_bytes && !out.is_empty()) {
             break;
         }

@@ -114,6 +114,7 @@ mod tests {
                 group: "g".into(),
                 limits: long,
                 start_if_new: StartPosition::Earliest,
+                member: None,
             })
             .await
             .expect("poll");
@@ -132,6 +133,7 @@ mod tests {
                 group: None,
                 start: None,
                 max_records_per_batch: 0,
+                member: None,
             })
             .expect("subscribe");
         assert!(sub.next_batch().await.is_none(), "the subscription ended");

@@ -65,6 +65,18 @@ pub enum BrokerError {
     /// exists).
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    // ==== groups (issue 13) ====
+    /// A member's call refused: it is not (any more) the member, or the owner, it claims.
+    #[error("fenced: rejoin consumer group {group:?}: {reason}")]
+    Fenced { group: String, reason: String },
+    /// A group with members used without a member, or deleted while members are connected.
+    #[error("consumer group {group:?} has members: {what}")]
+    GroupHasMembers { group: String, what: String },
+    #[error("consumer group {0:?} already exists")]
+    GroupExists(String),
+    #[error("consumer group {group:?} has no member {member:?}")]
+    MemberNotFound { group: String, member: String },
+    // ==== end groups (issue 13) ====
 }
 
 impl BrokerError {
@@ -84,6 +96,10 @@ impl BrokerError {
             Self::DataLoss(_) => "data_loss",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::PermissionDenied(_) => "permission_denied",
+            Self::Fenced { .. } => "fenced",
+            Self::GroupHasMembers { .. } => "group_has_members",
+            Self::GroupExists(_) => "group_exists",
+            Self::MemberNotFound { .. } => "member_not_found",
         }
     }
 

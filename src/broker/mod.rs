@@ -7,8 +7,9 @@ mod caller;
 mod consume;
 mod drain;
 pub mod error;
+pub mod groups;
 pub mod names;
-mod observe;
+pub(crate) mod observe;
 mod produce;
 mod recovery;
 mod seek; // console (issue 18)
@@ -33,6 +34,10 @@ use observe::Observer;
 pub use admin::MAX_PARTITIONS;
 pub use caller::Caller;
 pub use error::{BrokerError, NameKind};
+pub use groups::{
+    GroupMembership, GroupPhase, JoinRequest, MemberDescription, MemberKind, MemberRef, MemberView,
+    Membership, TopicPartition,
+};
 pub use observe::{BrokerEvents, PartitionSnapshot, WriteCounters};
 pub use produce::PendingProduce;
 pub use subscription::Subscription;
@@ -64,6 +69,8 @@ pub struct BrokerConfig {
     /// of the open-file limit kept out of the connection budget): topic creation keeps what every
     /// partition and the read cache need within it.
     pub storage_descriptors: Option<u64>,
+    /// A group member not heard from for this long is removed (groups, issue 13).
+    pub group_session_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -84,6 +91,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_secs(30),
             open_segment_files: 256,
             storage_descriptors: None,
+            group_session_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -125,6 +133,8 @@ pub(crate) struct Inner {
     /// Serialises topic creation and deletion.
     admin: tokio::sync::Mutex<()>,
     offsets: OffsetStore,
+    /// Groups with members: membership, assignments, fencing.
+    groups: groups::coordinator::Coordinator,
     /// Open handles on sealed segment logs, shared by every partition.
     files: Arc<LogFiles>,
     /// Topics whose directory could not be opened at start, with why: they stay offline (and
@@ -211,12 +221,20 @@ impl Broker {
             }
             Err(e) => tracing::warn!(error = %e, "could not drop the offsets of deleted topics"),
         }
+        let groups = groups::coordinator::Coordinator::open(
+            &config.data_dir.join("group-members"),
+            config.group_session_timeout,
+            &|t: &str| topics.get(t).map(|t| t.config.partitions),
+            Arc::clone(&observer),
+        )
+        .map_err(startup)?;
         let broker = Self {
             inner: Arc::new(Inner {
                 config,
                 topics: RwLock::new(topics),
                 admin: tokio::sync::Mutex::new(()),
                 offsets,
+                groups,
                 files,
                 unavailable: RwLock::new(unavailable),
                 observer,
@@ -280,6 +298,20 @@ impl Broker {
             loop {
                 tokio::select! {
                     _ = tick.tick() => broker.enforce_retention().await,
+                    () = broker.inner.shutdown.cancelled() => break,
+                }
+            }
+        }));
+        let broker = self.clone();
+        tasks.push(tokio::spawn(async move {
+            // Members expire within a quarter of the session timeout after it passes.
+            let period = (broker.inner.config.group_session_timeout / 4)
+                .clamp(Duration::from_millis(20), Duration::from_secs(1));
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => broker.expire_members().await,
                     () = broker.inner.shutdown.cancelled() => break,
                 }
             }

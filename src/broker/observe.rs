@@ -50,6 +50,11 @@ pub trait BrokerEvents: Send + Sync {
     }
     /// A request came without valid credentials while authentication is on.
     fn unauthenticated(&self) {}
+    /// A rebalance of `group` completed (every partition with its target owner), `took` after
+    /// the membership change that started it (groups, issue 13).
+    fn rebalance_completed(&self, group: &str, took: Duration) {
+        let _ = (group, took);
+    }
 }
 
 /// One partition's state at one instant, for health, stats and metrics.

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::Broker;
 use super::consume::resolve_positions;
 use super::error::{BrokerError, NameKind};
+use super::groups::MemberView;
 use super::names;
 use super::observe::OpenSubscription;
 use super::types::{ConsumedRecord, Position, StartPosition, SubscribeRequest};
@@ -31,6 +32,55 @@ pub struct Subscription {
     next_first: usize,
     /// Reports this subscription open to the broker's observer until it is dropped.
     _open: OpenSubscription,
+    /// A member's subscription follows its assignment (groups, issue 13).
+    lease: Option<Lease>,
+}
+
+/// What a member's subscription follows: the partitions it may read, by index.
+struct Lease {
+    broker: Broker,
+    group: String,
+    view: watch::Receiver<MemberView>,
+    active: Vec<bool>,
+}
+
+impl Lease {
+    /// Applies the member's latest view: revoked partitions stop; newly assigned ones start at
+    /// the group's committed offsets. An ended membership is an error (fenced).
+    fn refresh(&mut self, topic: &Topic, positions: &mut [u64]) -> Result<(), BrokerError> {
+        let closed = self.view.has_changed().is_err();
+        let view = self.view.borrow_and_update().clone();
+        if let Some(why) = view
+            .ended
+            .or_else(|| closed.then(|| "the membership ended".to_string()))
+        {
+            return Err(BrokerError::Fenced {
+                group: self.group.clone(),
+                reason: why,
+            });
+        }
+        let now: Vec<bool> = topic
+            .partitions()
+            .iter()
+            .map(|p| {
+                view.assigned
+                    .iter()
+                    .any(|tp| tp.topic == topic.name && tp.partition == p.id())
+            })
+            .collect();
+        if now.iter().zip(&self.active).any(|(n, a)| *n && !*a) {
+            let committed =
+                self.broker
+                    .group_positions(topic, &self.group, StartPosition::Earliest)?;
+            for (i, (n, a)) in now.iter().zip(&self.active).enumerate() {
+                if *n && !*a {
+                    positions[i] = committed[i];
+                }
+            }
+        }
+        self.active = now;
+        Ok(())
+    }
 }
 
 impl Broker {
@@ -41,7 +91,34 @@ impl Broker {
     /// `InvalidName`, `TopicNotFound`, `InvalidArgument` (neither a group nor a start), `DataLoss`.
     pub fn subscribe(&self, req: SubscribeRequest) -> Result<Subscription, BrokerError> {
         let topic = self.existing_topic(&req.topic)?;
-        let positions = match (req.start, &req.group) {
+        let lease = match (&req.group, &req.member) {
+            (Some(group), Some(member)) => {
+                names::validate(NameKind::Group, group)?;
+                Some(Lease {
+                    broker: self.clone(),
+                    group: group.clone(),
+                    view: self.member_watch(group, member)?,
+                    active: vec![false; topic.partitions().len()],
+                })
+            }
+            (None, Some(_)) => {
+                return Err(BrokerError::InvalidArgument(
+                    "a subscription with a member id needs its group".into(),
+                ));
+            }
+            (Some(group), None) => {
+                if self.inner.groups.has_members(group) {
+                    return Err(BrokerError::GroupHasMembers {
+                        group: group.clone(),
+                        what: "subscribe with the member id and epoch of a member (join the group)"
+                            .into(),
+                    });
+                }
+                None
+            }
+            (None, None) => None,
+        };
+        let mut positions: Vec<u64> = match (req.start, &req.group) {
             (Some(pos), _) => resolve_positions(&topic, pos)?
                 .into_iter()
                 .map(|(_, o)| o)
@@ -55,7 +132,12 @@ impl Broker {
                 .map(|(_, o)| o)
                 .collect(),
         };
+        let mut lease = lease;
+        if let Some(l) = &mut lease {
+            l.refresh(&topic, &mut positions)?;
+        }
         Ok(Subscription {
+            lease,
             _open: OpenSubscription::start(&self.inner.observer, &topic.name),
             changes: topic.watch_changes(),
             topic,
@@ -80,6 +162,8 @@ impl Subscription {
     /// `OffsetOutOfRange` when retention removed the subscriber's position, `DataLoss`,
     /// `Unavailable`.
     pub async fn next_batch(&mut self) -> Option<Result<Vec<ConsumedRecord>, BrokerError>> {
+        // Set when the wait below saw the member's view change (which marks it seen).
+        let mut reassigned = false;
         loop {
             if self.drain.is_cancelled() || self.ended {
                 return None;
@@ -90,6 +174,13 @@ impl Subscription {
                 return Some(Err(BrokerError::TopicNotFound(self.topic.name.clone())));
             }
             self.changes.borrow_and_update();
+            if let Some(lease) = &mut self.lease
+                && (std::mem::take(&mut reassigned) || lease.view.has_changed().unwrap_or(true))
+                && let Err(e) = lease.refresh(&self.topic, &mut self.positions)
+            {
+                self.ended = true;
+                return Some(Err(e));
+            }
             let n = self.positions.len();
             let first = self.next_first % n;
             self.next_first = self.next_first.wrapping_add(1);
@@ -99,6 +190,9 @@ impl Subscription {
                 let i = (first + k) % n;
                 if out.len() >= self.max_records {
                     break;
+                }
+                if self.lease.as_ref().is_some_and(|l| !l.active[i]) {
+                    continue;
                 }
                 let got = match read_one(
                     &self.topic,
@@ -117,10 +211,20 @@ impl Subscription {
             if !out.is_empty() {
                 return Some(Ok(out));
             }
+            let assignment = async {
+                match &mut self.lease {
+                    // A closed channel is seen by `refresh` as the membership's end.
+                    Some(l) => {
+                        let _ = l.view.changed().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = self.changes.changed() => if changed.is_err() { return None },
                 () = self.drain.cancelled() => return None,
                 () = self.topic.closed() => {}
+                () = assignment => reassigned = true,
             }
         }
     }

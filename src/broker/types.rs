@@ -93,6 +93,8 @@ pub struct PollRequest {
     pub group: String,
     pub limits: ReadLimits,
     pub start_if_new: StartPosition,
+    /// The member polling, for a group with members (fenced when it is not current).
+    pub member: Option<crate::broker::MemberRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +119,10 @@ pub struct SubscribeRequest {
     pub group: Option<String>,
     pub start: Option<Position>,
     pub max_records_per_batch: usize,
+    /// The member subscribing, for a group with members: the subscription reads the member's
+    /// partitions and follows its assignment (revoked ones stop; new ones start at the group's
+    /// committed offsets).
+    pub member: Option<crate::broker::MemberRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,13 +1,16 @@
 //! `obelisk consume <topic>`: print records as values, `key<TAB>value` lines or JSON lines.
 //!
-//! - With `--group G` (and without `--follow` or `--no-commit`), it Polls the group and Commits
-//!   what it printed, so the next run continues where this one stopped (at least once: a record
-//!   printed just before a crash may be printed again). `--from` first Resets the group there.
+//! - With `--group G` (and without `--no-commit`), it joins the group as a member (the server
+//!   assigns its partitions: two `consume --group G` split them), Polls its partitions and
+//!   Commits what it printed, so the next run continues where this one stopped (at least once: a
+//!   record printed just before a crash may be printed again, by this or another member).
+//!   `--from` first Resets the group there (refused while the group has members).
+//!   `--instance-id` makes it a static member.
 //! - Without `--group` there is no consumer group at all: it reads with Subscribe from `--from`
 //!   (default earliest) and commits nothing, so reading leaves no trace on the broker.
-//! - `--follow` Subscribes and keeps printing new records until interrupted; with a group it
-//!   commits as it goes (unless `--no-commit`). `--no-commit` with a group reads from the group's
-//!   position (or `--from`) without moving it.
+//! - `--follow` keeps printing new records until interrupted (with a group, as a member that
+//!   commits as it goes; without one, by Subscribe). `--no-commit` with a group reads from the
+//!   group's position (or `--from`) without joining it or moving it.
 //! - Without `--follow` it stops once no record arrived for `--wait-ms`, or after `--count`.
 
 use std::io::{self, Write};
@@ -19,7 +22,9 @@ use clap::{Args, ValueEnum};
 
 use super::connect::{ServerArgs, reply};
 use super::position::Position;
-use crate::client::{ClientError, Consumer};
+use crate::client::{
+    ClientError, Consumer, GroupConfig, GroupConsumer, Partition, RebalanceListener,
+};
 use crate::proto as pb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +65,10 @@ pub struct ConsumeArgs {
     /// Without --follow: stop when no record arrived for this long, in ms.
     #[arg(long, default_value_t = 500)]
     pub wait_ms: u32,
+    /// With --group: join as a static member with this id (coming back with it within the
+    /// session timeout gets the same partitions back without a rebalance).
+    #[arg(long, value_name = "ID", requires = "group")]
+    pub instance_id: Option<String>,
 }
 
 /// Where printed records go; a closed stdout (`| head`) ends the command quietly.
@@ -137,13 +146,14 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     }
     let commit = !args.no_commit && args.group.is_some();
     match &args.group {
-        Some(group) if commit && !args.follow => poll_loop(client, &args, group, &mut out).await?,
-        _ => subscribe_loop(client, &args, commit, &mut out).await?,
+        Some(group) if commit => member_loop(client, &args, group, &mut out).await?,
+        _ => subscribe_loop(client, &args, &mut out).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn poll_loop(
+/// Consumes as a member of the group until caught up (or, with `--follow`, interrupted).
+async fn member_loop(
     mut client: crate::client::Client,
     args: &ConsumeArgs,
     group: &str,
@@ -160,26 +170,56 @@ async fn poll_loop(
                 .await,
         )?;
     }
-    let mut consumer = Consumer::new(client, &args.topic, group);
-    consumer.max_wait_ms = args.wait_ms;
+    let mut config = GroupConfig::new(group, &[&args.topic]);
+    config.instance_id.clone_from(&args.instance_id);
+    config.client_id = "obelisk-cli".into();
+    config.max_wait_ms = if args.follow { 1000 } else { args.wait_ms };
+    let mut consumer = GroupConsumer::join(client, config, Box::new(LogListener)).await?;
     loop {
-        consumer.max_records = out.remaining.map_or(500, |n| n.min(500) as u32);
-        let records = consumer.poll().await?;
-        if records.is_empty() {
+        consumer.set_max_records(out.remaining.map_or(500, |n| n.min(500) as u32));
+        let records = tokio::select! {
+            r = consumer.poll() => r?,
+            _ = tokio::signal::ctrl_c() => {
+                consumer.close().await?;
+                return Ok(());
+            }
+        };
+        if records.is_empty() && !args.follow {
+            consumer.close().await?;
             return Ok(());
         }
-        let printed = out.print(&records)?;
-        consumer.commit(&records[..printed]).await?;
+        out.print(&records)?;
+        if out.closed {
+            // Not everything returned was printed: leave it uncommitted for the next owner.
+            return Ok(());
+        }
+        consumer.commit().await?;
         if out.done() {
+            consumer.close().await?;
             return Ok(());
         }
     }
 }
 
+/// Logs the member's assignment changes (visible with `--log-level info` / RUST_LOG).
+struct LogListener;
+
+impl RebalanceListener for LogListener {
+    fn on_assigned(&mut self, partitions: &[Partition]) {
+        tracing::info!(?partitions, "partitions assigned");
+    }
+    fn on_revoked(&mut self, partitions: &[Partition]) {
+        tracing::info!(?partitions, "partitions revoked");
+    }
+    fn on_lost(&mut self, partitions: &[Partition]) {
+        tracing::warn!(?partitions, "partitions lost (fenced); rejoining");
+    }
+}
+
+/// Reads without committing: no group (from --from), or a group's position with --no-commit.
 async fn subscribe_loop(
     client: crate::client::Client,
     args: &ConsumeArgs,
-    commit: bool,
     out: &mut Output,
 ) -> Result<(), anyhow::Error> {
     let group = args.group.clone().unwrap_or_default();
@@ -210,10 +250,7 @@ async fn subscribe_loop(
             }
             return Ok(());
         };
-        let printed = out.print(&batch.records)?;
-        if commit {
-            consumer.commit(&batch.records[..printed]).await?;
-        }
+        out.print(&batch.records)?;
         if out.done() {
             return Ok(());
         }

@@ -1,4 +1,5 @@
-//! `obelisk groups list|describe|reset`: consumer groups' committed offsets and lag.
+//! `obelisk groups list|describe|reset|delete`: consumer groups' committed offsets and lag, and
+//! their members (state, epoch, each member's partitions and lag).
 
 use std::process::ExitCode;
 
@@ -25,8 +26,10 @@ pub struct GroupsArgs {
 pub enum GroupsCommand {
     /// Groups that have committed offsets.
     List,
-    /// A group's committed offset, log end and lag per topic partition.
+    /// A group's committed offset, log end and lag per topic partition, and its members.
     Describe { group: String },
+    /// Delete a group's committed offsets and membership (refused while members are connected).
+    Delete { group: String },
     /// Move a group's committed offsets in one topic.
     Reset {
         group: String,
@@ -80,6 +83,21 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<ExitCode> {
                         "lag": p.lag,
                     })).collect::<Vec<_>>(),
                     "total_lag": d.partitions.iter().map(|p| p.lag).sum::<u64>(),
+                    "state": d.state,
+                    "epoch": d.epoch,
+                    "topics": d.topics,
+                    "members": d.members.iter().map(|m| json!({
+                        "member_id": m.member_id,
+                        "instance_id": m.instance_id,
+                        "client_id": m.client_id,
+                        "address": m.address,
+                        "kind": m.kind,
+                        "connected": m.connected,
+                        "member_epoch": m.member_epoch,
+                        "partitions": partitions_json(&m.partitions),
+                        "revoking": partitions_json(&m.revoking),
+                        "lag": m.lag,
+                    })).collect::<Vec<_>>(),
                 }))
             } else {
                 let mut t = Table::new(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"]);
@@ -93,7 +111,23 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<ExitCode> {
                     ]);
                 }
                 let lag: u64 = d.partitions.iter().map(|p| p.lag).sum();
-                format!("group {}: total lag {lag}\n\n{}", d.group, t.render())
+                let mut text = format!("group {}: total lag {lag}\n\n{}", d.group, t.render());
+                text.push_str(&members_text(&d));
+                text
+            }
+        }
+        GroupsCommand::Delete { group } => {
+            reply(
+                client
+                    .delete_group(pb::DeleteGroupRequest {
+                        group: group.clone(),
+                    })
+                    .await,
+            )?;
+            if args.json {
+                pretty_json(&json!({"group": group, "deleted": true}))
+            } else {
+                format!("group {group} deleted\n")
             }
         }
         GroupsCommand::Reset { group, topic, to } => {
@@ -131,4 +165,61 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<ExitCode> {
     };
     super::table::print_stdout(&output)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn partitions_text(tps: &[pb::TopicPartitions]) -> String {
+    tps.iter()
+        .map(|t| {
+            let ps: Vec<String> = t.partitions.iter().map(u32::to_string).collect();
+            format!("{}:{}", t.topic, ps.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn partitions_json(tps: &[pb::TopicPartitions]) -> serde_json::Value {
+    tps.iter()
+        .map(|t| (t.topic.clone(), json!(t.partitions)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The members part of `groups describe` (empty for a group that never had members).
+fn members_text(d: &pb::DescribeGroupResponse) -> String {
+    if d.members.is_empty() && d.epoch == 0 {
+        return String::new();
+    }
+    let mut t = Table::new(&[
+        "MEMBER",
+        "INSTANCE",
+        "CLIENT",
+        "ADDRESS",
+        "EPOCH",
+        "PARTITIONS",
+        "REVOKING",
+        "LAG",
+    ]);
+    for m in &d.members {
+        t.row(vec![
+            m.member_id.clone(),
+            m.instance_id.clone(),
+            m.client_id.clone(),
+            if m.connected {
+                m.address.clone()
+            } else {
+                "(disconnected)".into()
+            },
+            m.member_epoch.to_string(),
+            partitions_text(&m.partitions),
+            partitions_text(&m.revoking),
+            m.lag.to_string(),
+        ]);
+    }
+    format!(
+        "\nstate {}, epoch {}, {} member(s)\n\n{}",
+        d.state,
+        d.epoch,
+        d.members.len(),
+        t.render()
+    )
 }

@@ -41,6 +41,7 @@ impl<T: Transport> Consumer<T> {
                 max_bytes: 0,
                 max_wait_ms: self.max_wait_ms,
                 start_if_new: pb::StartPosition::Earliest as i32,
+                ..Default::default()
             })
             .await?;
         Ok(resp.into_inner().records)
@@ -67,6 +68,7 @@ impl<T: Transport> Consumer<T> {
                     .into_iter()
                     .map(|(partition, offset)| pb::PartitionOffset { partition, offset })
                     .collect(),
+                ..Default::default()
             })
             .await?;
         Ok(())
@@ -87,6 +89,7 @@ impl<T: Transport> Consumer<T> {
                 group: self.group.clone(),
                 start,
                 max_records_per_message: 0,
+                ..Default::default()
             })
             .await?;
         Ok(resp.into_inner())

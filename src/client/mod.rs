@@ -1,7 +1,9 @@
 //! A Rust client for Obelisk: the generated tonic client, plus a [`Producer`] (batching and linger
-//! over ProduceStream, acks as futures) and a [`Consumer`] (poll or subscribe, commit).
+//! over ProduceStream, acks as futures), a [`Consumer`] (poll or subscribe, commit) and a
+//! [`GroupConsumer`] (a member of a consumer group: the server assigns its partitions).
 
 mod consumer;
+mod group;
 mod producer;
 mod secure;
 
@@ -9,6 +11,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use crate::proto::broker_client::BrokerClient;
 pub use consumer::Consumer;
+pub use group::{GroupConfig, GroupConsumer, NoListener, Partition, RebalanceListener};
 pub use producer::{AckFuture, Producer, ProducerConfig};
 pub use secure::{ConnectOptions, SecureChannel, Transport};
 

@@ -125,3 +125,8 @@ pub fn partition_offsets(o: Vec<(u32, u64)>) -> Vec<pb::PartitionOffset> {
         .map(|(partition, offset)| pb::PartitionOffset { partition, offset })
         .collect()
 }
+
+/// The member a call carries (groups, issue 13): none when the member id is empty.
+pub fn member(id: String, epoch: u64) -> Option<crate::broker::MemberRef> {
+    (!id.is_empty()).then_some(crate::broker::MemberRef { id, epoch })
+}

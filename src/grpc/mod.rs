@@ -3,6 +3,7 @@
 
 pub mod acl;
 mod convert;
+mod groups;
 mod incoming;
 mod layers;
 mod service;

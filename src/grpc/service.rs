@@ -191,6 +191,7 @@ impl pb::broker_server::Broker for BrokerService {
             group: r.group,
             limits: self.limits(r.max_records, r.max_bytes, r.max_wait_ms),
             start_if_new,
+            member: convert::member(r.member_id, r.member_epoch),
         };
         let res = async { caller?.poll(poll).await }
             .await
@@ -240,6 +241,7 @@ impl pb::broker_server::Broker for BrokerService {
                 group: (!r.group.is_empty()).then_some(r.group),
                 start: convert::position(r.start),
                 max_records_per_batch: r.max_records_per_message as usize,
+                member: convert::member(r.member_id, r.member_epoch),
             })
         });
         crate::metrics::record_request("grpc", "subscribe", started, res.as_ref().map(|_| ()));
@@ -270,7 +272,12 @@ impl pb::broker_server::Broker for BrokerService {
         let r = req.into_inner();
         let res = async {
             caller?
-                .commit(&r.topic, &r.group, &convert::offsets(&r.offsets))
+                .commit_as(
+                    &r.topic,
+                    &r.group,
+                    &convert::offsets(&r.offsets),
+                    convert::member(r.member_id, r.member_epoch).as_ref(),
+                )
                 .await
         }
         .await
@@ -371,13 +378,16 @@ impl pb::broker_server::Broker for BrokerService {
         let started = Instant::now();
         let caller = self.caller(&req);
         let group = req.into_inner().group;
-        let res =
-            caller
-                .and_then(|c| c.describe_group(&group))
-                .map(|parts| pb::DescribeGroupResponse {
-                    group: group.clone(),
-                    partitions: parts.into_iter().map(convert::group_partition).collect(),
-                });
+        let res = caller.and_then(|c| {
+            let parts = c.describe_group(&group)?;
+            let mut resp = pb::DescribeGroupResponse {
+                group: group.clone(),
+                partitions: parts.into_iter().map(convert::group_partition).collect(),
+                ..Default::default()
+            };
+            super::groups::describe_members(c.group_membership(&group)?, &mut resp);
+            Ok(resp)
+        });
         done("describe_group", started, res)
     }
 
@@ -408,4 +418,42 @@ impl pb::broker_server::Broker for BrokerService {
         done("remove_acl", started, res)
     }
     // ==== end security ====
+
+    // ==== groups (issue 13) ====
+    type JoinGroupStream = super::groups::JoinGroupStream;
+
+    async fn join_group(
+        &self,
+        req: Request<Streaming<pb::JoinGroupRequest>>,
+    ) -> RpcResult<Self::JoinGroupStream> {
+        let started = Instant::now();
+        let address = req
+            .extensions()
+            .get::<super::incoming::ConnectionInfo>()
+            .map(|c| c.peer.to_string())
+            .or_else(|| req.remote_addr().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let res = match self.caller(&req) {
+            Ok(caller) => {
+                super::groups::join_group(caller, self.shutdown.clone(), address, req.into_inner())
+                    .await
+            }
+            Err(e) => Err(to_status(&e)),
+        };
+        crate::metrics::record_request("grpc", "join_group", started, Ok(()));
+        res.map(Response::new)
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<pb::DeleteGroupRequest>,
+    ) -> RpcResult<pb::DeleteGroupResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let res = async { caller?.delete_group(&req.into_inner().group).await }
+            .await
+            .map(|()| pb::DeleteGroupResponse {});
+        done("delete_group", started, res)
+    }
+    // ==== end groups (issue 13) ====
 }

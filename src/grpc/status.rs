@@ -19,6 +19,11 @@ pub fn code_of(err: &BrokerError) -> Code {
         BrokerError::DataLoss(_) => Code::DataLoss,
         BrokerError::Unauthenticated(_) => Code::Unauthenticated,
         BrokerError::PermissionDenied(_) => Code::PermissionDenied,
+        BrokerError::Fenced { .. } | BrokerError::GroupHasMembers { .. } => {
+            Code::FailedPrecondition
+        }
+        BrokerError::GroupExists(_) => Code::AlreadyExists,
+        BrokerError::MemberNotFound { .. } => Code::NotFound,
     }
 }
 
@@ -60,6 +65,28 @@ mod tests {
             (
                 BrokerError::PermissionDenied("p".into()),
                 Code::PermissionDenied,
+            ),
+            (
+                BrokerError::Fenced {
+                    group: "g".into(),
+                    reason: "r".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                BrokerError::GroupHasMembers {
+                    group: "g".into(),
+                    what: "w".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (BrokerError::GroupExists("g".into()), Code::AlreadyExists),
+            (
+                BrokerError::MemberNotFound {
+                    group: "g".into(),
+                    member: "m".into(),
+                },
+                Code::NotFound,
             ),
         ];
         for (err, code) in cases {

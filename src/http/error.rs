@@ -78,6 +78,10 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         BrokerError::DataLoss(_) => StatusCode::INTERNAL_SERVER_ERROR,
         BrokerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         BrokerError::PermissionDenied(_) => StatusCode::FORBIDDEN,
+        BrokerError::Fenced { .. }
+        | BrokerError::GroupHasMembers { .. }
+        | BrokerError::GroupExists(_) => StatusCode::CONFLICT,
+        BrokerError::MemberNotFound { .. } => StatusCode::NOT_FOUND,
     }
 }
 

@@ -7,6 +7,7 @@
 //! - Console (issue 18): [`browse`] (`/topics` paged, `/topics/{topic}/offsets`,
 //!   `/stats/overview`), [`history`] (`/stats/history`, `/groups/{group}/history`), [`ui`] (`/ui`).
 //! - [`rest`]: produce, fetch, poll, commit, reset under `/topics/{topic}/…`.
+//! - [`groups`]: the original's `/consumer-groups` endpoints (groups with members).
 //! - [`records`]: the JSON shapes of records; [`extract`]: extractors with JSON rejections.
 //!
 //! Every route runs under: a trace span per request, request metrics, JSON bodies for every error,
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod groups;
 pub mod health;
 mod layers;
 pub mod records;
@@ -189,6 +191,17 @@ pub fn router(state: HttpState) -> Router {
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/{*path}", get(ui::file))
+        // groups (issue 13): the original's consumer-group endpoints.
+        .route("/consumer-groups", post(groups::create))
+        .route(
+            "/consumer-groups/{group}",
+            get(groups::describe).delete(groups::delete),
+        )
+        .route("/consumer-groups/{group}/members", post(groups::join))
+        .route(
+            "/consumer-groups/{group}/members/{member}",
+            axum::routing::delete(groups::leave),
+        )
         .fallback(no_route)
         // Innermost first: the last layer added runs first.
         .layer(DefaultBodyLimit::disable())

@@ -148,6 +148,9 @@ pub struct PollBody {
     /// Where a group without committed offsets starts.
     #[serde(default)]
     start: Start,
+    /// A member of a group with members (groups, issue 13); the epoch defaults to its current.
+    member_id: Option<String>,
+    member_epoch: Option<u64>,
 }
 
 /// `POST /topics/{topic}/poll`: records from the group's committed offsets (does not commit).
@@ -166,6 +169,7 @@ pub async fn poll(
             Start::Earliest => StartPosition::Earliest,
             Start::Latest => StartPosition::Latest,
         },
+        member: super::groups::member_ref(&caller, &body.group, body.member_id, body.member_epoch),
     };
     let records = caller.poll(req).await?;
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
@@ -190,6 +194,8 @@ pub async fn poll(
 pub struct CommitBody {
     group: String,
     offsets: Vec<AckOut>,
+    member_id: Option<String>,
+    member_epoch: Option<u64>,
 }
 
 /// `POST /topics/{topic}/commit`: stores the group's next offsets, durably.
@@ -203,7 +209,10 @@ pub async fn commit(
         .iter()
         .map(|o| (o.partition, o.offset))
         .collect();
-    caller.commit(&topic, &body.group, &offsets).await?;
+    let member = super::groups::member_ref(&caller, &body.group, body.member_id, body.member_epoch);
+    caller
+        .commit_as(&topic, &body.group, &offsets, member.as_ref())
+        .await?;
     Ok(axum::Json(
         json!({"topic": topic, "group": body.group, "offsets": body.offsets}),
     ))

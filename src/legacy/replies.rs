@@ -28,7 +28,11 @@ pub fn for_broker_error(err: &BrokerError) -> Reply {
         | BrokerError::OffsetOutOfRange { .. }
         | BrokerError::Overloaded(_)
         | BrokerError::Unavailable(_)
-        | BrokerError::DataLoss(_) => Reply::PublishFailed,
+        | BrokerError::DataLoss(_)
+        | BrokerError::Fenced { .. }
+        | BrokerError::GroupHasMembers { .. }
+        | BrokerError::GroupExists(_)
+        | BrokerError::MemberNotFound { .. } => Reply::PublishFailed,
         BrokerError::Unauthenticated(_) => Reply::Unauthenticated,
         BrokerError::PermissionDenied(_) => Reply::PermissionDenied,
     }

@@ -30,6 +30,7 @@ pub mod offsets;
 pub mod topic;
 
 pub use offsets::OffsetStore;
+pub(crate) use offsets::write_atomically;
 pub use topic::{Topic, TopicConfig};
 
 #[cfg(test)]

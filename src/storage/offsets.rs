@@ -228,6 +228,48 @@ impl OffsetStore {
         Ok(dropped)
     }
 
+    /// Forgets a group's committed offsets (its file and any damaged copy); returns whether it
+    /// had any.
+    ///
+    /// # Errors
+    /// I/O errors removing the file (the group then keeps its offsets).
+    pub async fn delete_group(&self, group: &str) -> Result<bool, StorageError> {
+        let g = self.groups().get(group).cloned();
+        let _writing = match &g {
+            Some(g) => Some(g.write.lock().await),
+            None => None,
+        };
+        let (file, damaged) = (
+            self.dir.join(format!("{group}.json")),
+            self.dir.join(format!("{group}.json.damaged")),
+        );
+        let dir = self.dir.clone();
+        let existed = tokio::task::spawn_blocking(move || -> Result<bool, StorageError> {
+            let mut existed = false;
+            for path in [&file, &damaged] {
+                match fs::remove_file(path) {
+                    Ok(()) => existed = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(StorageError::io(format!("removing {}", path.display()), e));
+                    }
+                }
+            }
+            if existed {
+                sync_dir(&dir)?;
+            }
+            Ok(existed)
+        })
+        .await
+        .map_err(|e| StorageError::io("group offsets writer", std::io::Error::other(e)))??;
+        self.groups().remove(group);
+        let mut damaged = lock(&self.damaged);
+        damaged.remove(group);
+        self.any_damaged
+            .store(!damaged.is_empty(), Ordering::Release);
+        Ok(existed)
+    }
+
     async fn update(
         &self,
         group: &str,
@@ -262,7 +304,9 @@ impl OffsetStore {
     }
 }
 
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+/// Writes `path` whole: a temporary file, fsynced, renamed over it, the directory fsynced (the
+/// group membership store writes its files the same way).
+pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     use std::io::Write;
     let tmp = path.with_extension("json.tmp");
     let mut f = fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;

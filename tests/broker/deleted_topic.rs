@@ -83,6 +83,7 @@ async fn a_waiting_subscription_is_told_the_topic_is_gone_then_ends() {
             group: None,
             start: None,
             max_records_per_batch: 0,
+            member: None,
         })
         .unwrap();
     assert_eq!(

@@ -9,6 +9,7 @@ mod consume;
 mod data_dir;
 mod deleted_topic;
 mod errors;
+mod groups;
 mod multi_partition;
 mod produce;
 mod subscribe;
@@ -22,6 +23,7 @@ fn poll_req(topic: &str, group: &str) -> PollRequest {
         group: group.into(),
         limits: ReadLimits::default(),
         start_if_new: StartPosition::Earliest,
+        member: None,
     }
 }
 

@@ -15,6 +15,7 @@ async fn subscription_streams_new_records_in_order() {
             group: None,
             start: Some(Position::Latest),
             max_records_per_batch: 0,
+            member: None,
         })
         .unwrap();
     let producer = tokio::spawn({

@@ -187,3 +187,45 @@ async fn bench_against_an_existing_broker_cleans_up_its_topics() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_group_mode_consumes_everything_and_times_each_join() {
+    let data = tempfile::tempdir().unwrap();
+    let o = obelisk(
+        vec![
+            "bench".into(),
+            "--json".into(),
+            "--mode".into(),
+            "group".into(),
+            "--count".into(),
+            "2000".into(),
+            "--partitions".into(),
+            "8".into(),
+            "--consumers".into(),
+            "2".into(),
+            "--joins".into(),
+            "2".into(),
+            "--durability".into(),
+            "interval".into(),
+            "--data-dir".into(),
+            data.path().to_str().unwrap().into(),
+        ],
+        b"",
+    )
+    .await;
+    let r = bench_json(&o);
+    assert_eq!(r["records"], 2000, "{r}");
+    assert_eq!(r["joins"], 2, "{r}");
+    assert!(
+        r["join_ms"]["p99"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{r}"
+    );
+    assert!(
+        r["records_per_second"].as_f64().is_some_and(|x| x > 0.0),
+        "{r}"
+    );
+    assert!(
+        r["command"].as_str().unwrap().contains("--mode group"),
+        "{r}"
+    );
+}

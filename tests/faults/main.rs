@@ -11,6 +11,7 @@ mod child;
 mod damage;
 mod descriptors;
 mod disk;
+mod groups;
 #[path = "../faults_support/mod.rs"]
 mod support;
 mod topics;
@@ -140,6 +141,7 @@ pub async fn commit(c: &mut Grpc, topic: &str, group: &str, partition: u32, offs
         topic: topic.into(),
         group: group.into(),
         offsets: vec![pb::PartitionOffset { partition, offset }],
+        ..Default::default()
     })
     .await
     .unwrap_or_else(|e| panic!("committing {group} on {topic}: {e}"));

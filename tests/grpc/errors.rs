@@ -211,6 +211,7 @@ async fn a_commit_past_the_end_is_out_of_range() {
                 partition: part,
                 offset: 5,
             }],
+            ..Default::default()
         })
         .await
         .unwrap_err();

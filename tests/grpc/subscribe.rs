@@ -35,6 +35,7 @@ async fn subscribed() -> (TestServer, [Stream; 3]) {
         group: group.into(),
         start,
         max_records_per_message: 0,
+        ..Default::default()
     };
     let live = s
         .client

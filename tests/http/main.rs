@@ -11,6 +11,7 @@ mod http_support;
 
 mod console;
 mod errors;
+mod groups;
 mod health;
 mod metrics;
 mod rest;

@@ -34,6 +34,7 @@ async fn metrics_page_is_valid_exposition_with_every_series() {
             group: None,
             start: None,
             max_records_per_batch: 0,
+            member: None,
         })
         .expect("subscribes");
     let status = std::sync::Arc::clone(&h.status);

@@ -293,6 +293,7 @@ impl Parity {
                     topic: topic.into(),
                     group,
                     offsets: vec![pb::PartitionOffset { partition, offset }],
+                    ..Default::default()
                 })
                 .await
                 .map(drop),

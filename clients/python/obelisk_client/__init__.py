@@ -8,6 +8,10 @@
         consumer = client.consumer("orders", "billing")
         records = consumer.poll()
         consumer.commit(records)
+        # Or as a member of the group: the server assigns this member its partitions.
+        with client.group_consumer("billing", ["orders"]) as member:
+            records = member.poll()
+            member.commit()
 
 The generated messages and stub are ``obelisk_client.pb`` and ``obelisk_client.pb_grpc``.
 """
@@ -17,6 +21,7 @@ from ._generated.obelisk.v1 import broker_pb2_grpc as pb_grpc
 from .client import Client
 from .consumer import Consumer, Subscription
 from .errors import ObeliskError
+from .group import GroupConsumer
 from .producer import Producer
 from .records import Ack, Record, at_offset, at_timestamp, earliest, latest
 
@@ -24,6 +29,6 @@ from .records import Ack, Record, at_offset, at_timestamp, earliest, latest
 HEALTH_SERVICE = "obelisk.v1.Broker"
 
 __all__ = [
-    "Ack", "Client", "Consumer", "HEALTH_SERVICE", "ObeliskError", "Producer", "Record",
+    "Ack", "Client", "Consumer", "GroupConsumer", "HEALTH_SERVICE", "ObeliskError", "Producer", "Record",
     "Subscription", "at_offset", "at_timestamp", "earliest", "latest", "pb", "pb_grpc",
 ]

@@ -136,6 +136,21 @@ class Client:
         from .consumer import Consumer
         return Consumer(self, topic, group, **config)
 
+    def group_consumer(self, group: str, topics: Iterable[str], **config: Any) -> "GroupConsumer":
+        """A :class:`~obelisk_client.GroupConsumer`: joins ``group`` as a member consuming
+        ``topics`` (the server assigns its partitions)."""
+        from .group import GroupConsumer
+        return GroupConsumer(self, group, topics, **config)
+
+    def describe_group(self, group: str) -> "pb.DescribeGroupResponse":
+        """A group's committed offsets, state, epoch and members."""
+        return call(self.stub.DescribeGroup, pb.DescribeGroupRequest(group=group),
+                    timeout=self.timeout)
+
+    def delete_group(self, group: str) -> None:
+        """Deletes a group (refused with FAILED_PRECONDITION while members are connected)."""
+        call(self.stub.DeleteGroup, pb.DeleteGroupRequest(group=group), timeout=self.timeout)
+
     def produce(self, topic: str, records: Iterable["pb.ProducerRecord"]) -> List[Ack]:
         """Appends records in one unary call; returns once all are durable (one ack per record)."""
         resp = call(self.stub.Produce, pb.ProduceRequest(topic=topic, records=list(records)),

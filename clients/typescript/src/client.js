@@ -153,6 +153,22 @@ class Client {
     return new Consumer(this, topic, group, config);
   }
 
+  /** Joins `group` as a {@link GroupConsumer} of `topics` (the server assigns its partitions). */
+  groupConsumer(group, topics, config) {
+    const { GroupConsumer } = require('./group');
+    return GroupConsumer.join(this, group, topics, config);
+  }
+
+  /** A group's committed offsets, state, epoch and members. */
+  async describeGroup(group) {
+    return unary(this.stub, 'DescribeGroup', { group }, this.timeoutMs);
+  }
+
+  /** Deletes a group (FAILED_PRECONDITION while members are connected). */
+  async deleteGroup(group) {
+    await unary(this.stub, 'DeleteGroup', { group }, this.timeoutMs);
+  }
+
   /** Appends records in one unary call; resolves once all are durable, with one ack per record. */
   async produce(topic, records) {
     const resp = await unary(this.stub, 'Produce', { topic, records: records.map(toProducerRecord) }, this.timeoutMs);

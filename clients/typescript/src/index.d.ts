@@ -88,6 +88,11 @@ export class Client {
   checkHealth(service?: string, timeoutMs?: number): Promise<string>;
   producer(config?: ProducerConfig): Producer;
   consumer(topic: string, group: string, config?: ConsumerConfig): Consumer;
+  /** Joins `group` as a member consuming `topics`; the server assigns its partitions. */
+  groupConsumer(group: string, topics: string[], config?: GroupConsumerConfig): Promise<GroupConsumer>;
+  /** A group's offsets, state ('empty' | 'stable' | 'reconciling'), epoch and members. */
+  describeGroup(group: string): Promise<Record<string, any>>;
+  deleteGroup(group: string): Promise<void>;
   produce(topic: string, records: ProducerRecord[]): Promise<Ack[]>;
   createTopic(name: string, config?: { partitions?: number; retentionMs?: number; retentionBytes?: number }): Promise<TopicDescription>;
   describeTopic(name: string): Promise<TopicDescription>;
@@ -139,4 +144,38 @@ export class Consumer implements AsyncIterable<ConsumedRecord> {
 export class Subscription implements AsyncIterable<ConsumedRecord> {
   cancel(): void;
   [Symbol.asyncIterator](): AsyncGenerator<ConsumedRecord, void, undefined>;
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface GroupConsumerConfig {
+  /** Static membership: rejoining with it within the session timeout keeps the partitions. */
+  instanceId?: string;
+  clientId?: string;
+  maxRecords?: number;
+  maxWaitMs?: number;
+  onAssigned?: (partitions: TopicPartition[]) => void;
+  /** Called before the consumer commits and releases them. */
+  onRevoked?: (partitions: TopicPartition[]) => void;
+  /** Partitions lost without a release (fenced); the consumer rejoins. */
+  onLost?: (partitions: TopicPartition[]) => void;
+}
+
+/** A member of a consumer group: polls only the partitions the server assigns it. */
+export class GroupConsumer {
+  static join(client: Client, group: string, topics: string[], config?: GroupConsumerConfig): Promise<GroupConsumer>;
+  readonly group: string;
+  readonly topics: string[];
+  readonly memberId: string;
+  /** A 64-bit number as a decimal string. */
+  readonly memberEpoch: string;
+  readonly assignment: TopicPartition[];
+  maxRecords: number;
+  maxWaitMs: number;
+  poll(): Promise<ConsumedRecord[]>;
+  commit(): Promise<void>;
+  close(): Promise<void>;
 }

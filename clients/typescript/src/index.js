@@ -9,12 +9,15 @@
  *   await producer.close();
  *   const consumer = client.consumer('orders', 'billing');
  *   await consumer.commit(await consumer.poll());
+ *   const member = await client.groupConsumer('billing', ['orders']); // the server assigns partitions
+ *   await member.poll(); await member.commit(); await member.close();
  *   client.close();
  */
 
 const { Client, HEALTH_SERVICE } = require('./client');
 const { Consumer, Subscription } = require('./consumer');
 const { ObeliskError } = require('./errors');
+const { GroupConsumer } = require('./group');
 const { Producer } = require('./producer');
 
-module.exports = { Client, Consumer, HEALTH_SERVICE, ObeliskError, Producer, Subscription };
+module.exports = { Client, Consumer, GroupConsumer, HEALTH_SERVICE, ObeliskError, Producer, Subscription };

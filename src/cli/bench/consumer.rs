@@ -140,6 +140,7 @@ async fn subscribe(
                 group: String::new(),
                 start: Some(super::super::position::Position::Earliest.to_proto()),
                 max_records_per_message: spec.batch,
+                ..Default::default()
             })
             .await
             .map_err(|s| ClientError::from(s).to_string())?

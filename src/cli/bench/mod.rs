@@ -5,6 +5,7 @@
 //! instead of a rate. `--suite` runs the standard table for the README.
 
 mod consumer;
+mod group;
 mod http;
 mod legacy;
 mod payload;
@@ -37,6 +38,9 @@ pub enum Mode {
     Consume,
     /// Producers and consumers at once (consumers report end-to-end latency).
     Both,
+    /// Consumer groups with members: `--consumers` members consume a preloaded topic together,
+    /// then another member joins `--joins` times (join-to-share latency; see bench/group.rs).
+    Group,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +113,9 @@ pub struct BenchArgs {
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// With --mode group: how many times a member joins the consuming group.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub joins: u32,
     /// Run the standard suite against fresh in-process brokers and print a markdown table.
     #[arg(long)]
     pub suite: bool,
@@ -303,6 +310,7 @@ impl Named for Mode {
             Self::Produce => "produce",
             Self::Consume => "consume",
             Self::Both => "both",
+            Self::Group => "group",
         }
     }
 }
@@ -334,6 +342,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return compare_security(&args).await;
     }
     let plan = Plan::from_args(&args)?;
+    if plan.mode == Mode::Group {
+        let command = format!("{} --joins {}", plan.command_line(), args.joins);
+        let outcome = match &plan.server {
+            Some(url) => group::run(&plan, url, args.joins, command).await?,
+            None => {
+                let local = run::LocalBroker::start(&plan).await?;
+                let res = group::run(&plan, &local.target.grpc, args.joins, command).await;
+                local.stop().await;
+                res?
+            }
+        };
+        let text = if args.json {
+            pretty_json(&outcome.to_json())
+        } else {
+            outcome.to_text()
+        };
+        print_stdout(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let outcome = run::run_one(&plan, !args.quiet).await?;
     let text = if args.json {
         pretty_json(&outcome.to_json())

@@ -59,15 +59,15 @@ pub async fn run_one(plan: &Plan, show_progress: bool) -> anyhow::Result<Outcome
 }
 
 /// A fresh in-process broker on its own data directory.
-struct LocalBroker {
+pub(super) struct LocalBroker {
     server: RunningServer,
-    target: Target,
+    pub(super) target: Target,
     dir: PathBuf,
     temporary: bool,
 }
 
 impl LocalBroker {
-    async fn start(plan: &Plan) -> anyhow::Result<Self> {
+    pub(super) async fn start(plan: &Plan) -> anyhow::Result<Self> {
         let (dir, temporary) = match &plan.data_dir {
             Some(d) => (d.clone(), false),
             None => (
@@ -129,7 +129,7 @@ impl LocalBroker {
         })
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.server.stop().await;
         if self.temporary {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -259,6 +259,9 @@ impl Phases<'_> {
                 let _ = expected_tx.send(Some(acked.iter().sum()));
                 self.finish_consumers(&mut outcome, clock.start, &acked, consumers)
                     .await;
+            }
+            Mode::Group => {
+                anyhow::bail!("--mode group runs in bench/group.rs, not here");
             }
         }
         Ok(outcome)

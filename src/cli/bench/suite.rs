@@ -138,7 +138,8 @@ fn label(p: &Plan) -> String {
 fn rate_of(o: &Outcome) -> Option<(f64, f64)> {
     match o.plan.mode {
         Mode::Consume => o.consume_rate(),
-        Mode::Produce | Mode::Both => o.produce_rate(),
+        // The suite has no group rows (`--mode group` reports on its own).
+        Mode::Produce | Mode::Both | Mode::Group => o.produce_rate(),
     }
 }
 

@@ -115,6 +115,16 @@ class BrokerStub:
                 request_serializer=obelisk_dot_v1_dot_broker__pb2.RemoveAclRequest.SerializeToString,
                 response_deserializer=obelisk_dot_v1_dot_broker__pb2.RemoveAclResponse.FromString,
                 _registered_method=True)
+        self.JoinGroup = channel.stream_stream(
+                '/obelisk.v1.Broker/JoinGroup',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.JoinGroupRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.JoinGroupResponse.FromString,
+                _registered_method=True)
+        self.DeleteGroup = channel.unary_unary(
+                '/obelisk.v1.Broker/DeleteGroup',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.DeleteGroupRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.DeleteGroupResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -226,7 +236,28 @@ class BrokerServicer:
 
     def RemoveAcl(self, request, context):
         """Removes every rule equal to the one given.
-        ==== end security ====
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinGroup(self, request_iterator, context):
+        """==== end security ====
+        ==== groups (issue 13) ====
+        Membership of a consumer group: the stream's lifetime is the membership. The client sends
+        `join` first, then heartbeats (within the session timeout) and `release` once it committed
+        revoked partitions; the server answers with the member's id and epoch and sends its
+        assignment each time it changes. The stream ends with FAILED_PRECONDITION ("fenced: rejoin")
+        when the member is removed (session timeout) or replaced (same instance_id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteGroup(self, request, context):
+        """Deletes a group's membership and committed offsets; refused (FAILED_PRECONDITION) while
+        members are connected.
+        ==== end groups (issue 13) ====
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -314,6 +345,16 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.RemoveAcl,
                     request_deserializer=obelisk_dot_v1_dot_broker__pb2.RemoveAclRequest.FromString,
                     response_serializer=obelisk_dot_v1_dot_broker__pb2.RemoveAclResponse.SerializeToString,
+            ),
+            'JoinGroup': grpc.stream_stream_rpc_method_handler(
+                    servicer.JoinGroup,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.JoinGroupRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.JoinGroupResponse.SerializeToString,
+            ),
+            'DeleteGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGroup,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.DeleteGroupRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.DeleteGroupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -749,6 +790,60 @@ class Broker:
             '/obelisk.v1.Broker/RemoveAcl',
             obelisk_dot_v1_dot_broker__pb2.RemoveAclRequest.SerializeToString,
             obelisk_dot_v1_dot_broker__pb2.RemoveAclResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinGroup(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/obelisk.v1.Broker/JoinGroup',
+            obelisk_dot_v1_dot_broker__pb2.JoinGroupRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.JoinGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/DeleteGroup',
+            obelisk_dot_v1_dot_broker__pb2.DeleteGroupRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.DeleteGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,
