@@ -4,9 +4,11 @@
 //! Nothing here knows about a network protocol. The on-disk format is described in
 //! `docs/storage.md`.
 
+pub mod batch;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod frame;
 pub mod index;
 pub mod layout;
 pub mod log;
