@@ -61,6 +61,9 @@ pub struct BrokerConfig {
     /// of the open-file limit kept out of the connection budget): topic creation keeps what every
     /// partition and the read cache need within it.
     pub storage_descriptors: Option<u64>,
+    /// formatv2: write on-disk format v1 instead of v2 batches (benchmarks comparing the two, and
+    /// tests that need v1 data; never needed otherwise).
+    pub write_v1: bool,
 }
 
 impl Default for BrokerConfig {
@@ -81,6 +84,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_secs(30),
             open_segment_files: 256,
             storage_descriptors: None,
+            write_v1: false,
         }
     }
 }
@@ -94,6 +98,9 @@ impl BrokerConfig {
             events: Arc::clone(observer) as Arc<dyn crate::storage::StorageEvents>,
             log: LogConfig {
                 segment_bytes: self.segment_bytes,
+                // formatv2: each topic sets its own when its partitions open.
+                compression: crate::storage::batch::Compression::None,
+                write_v1: self.write_v1,
             },
             ring_bytes: self.ring_buffer_bytes,
             batch: self.batch,

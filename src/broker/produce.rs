@@ -166,6 +166,7 @@ impl Broker {
                     partitions: 0,
                     retention_ms: 0,
                     retention_bytes: 0,
+                    compression: Default::default(),
                 },
             )
             .await

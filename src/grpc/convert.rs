@@ -80,6 +80,7 @@ pub fn topic_config(c: Option<pb::TopicConfig>) -> TopicConfig {
         partitions: c.partitions,
         retention_ms: c.retention_ms,
         retention_bytes: c.retention_bytes,
+        compression: Default::default(),
     }
 }
 

@@ -150,6 +150,7 @@ pub async fn create_topic(
                 partitions: body.partitions,
                 retention_ms: body.retention_ms,
                 retention_bytes: body.retention_bytes,
+                compression: Default::default(),
             },
         )
         .await?;

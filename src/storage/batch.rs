@@ -162,13 +162,6 @@ pub struct BatchHeader {
     pub frame_len: usize,
 }
 
-impl BatchHeader {
-    /// One past the batch's last offset.
-    pub fn end_offset(&self) -> u64 {
-        self.base_offset + u64::from(self.record_count)
-    }
-}
-
 /// Reusable buffers (and compression contexts) of a writer.
 #[derive(Default)]
 pub struct Encoder {
@@ -215,7 +208,7 @@ impl Encoder {
             }
         }
         let start = out.len();
-        let mut header = |out: &mut Vec<u8>, codec: Compression| {
+        let header = |out: &mut Vec<u8>, codec: Compression| {
             out.put_u32_le(0); // length, once known
             out.put_u32_le(0); // CRC placeholder
             out.put_u8(MAGIC);

@@ -134,6 +134,7 @@ impl Parity {
                     partitions,
                     retention_ms: 0,
                     retention_bytes: 0,
+                    compression: Default::default(),
                 },
             )
             .await
