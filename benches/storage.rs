@@ -38,6 +38,7 @@ fn open(rt: &Runtime, dir: &std::path::Path, durability: Durability, ring: usize
                     partitions: 4,
                     retention_ms: 0,
                     retention_bytes: 0,
+                    compression: Default::default(),
                 },
             )
             .await

@@ -404,6 +404,7 @@ async fn a_child_with_256_descriptors_and_many_idle_connections_starts_serves_an
             partitions: 2,
             retention_ms: 0,
             retention_bytes: 0,
+            compression: 0,
         }),
     })
     .await

@@ -7,6 +7,9 @@ mod layers;
 mod service;
 pub mod status;
 
+// formatv2: the CLI converts a topic's compression too.
+pub use convert::{compression_from_pb, compression_to_pb};
+
 use std::sync::Arc;
 use std::time::Duration;
 

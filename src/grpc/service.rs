@@ -269,13 +269,13 @@ impl pb::broker_server::Broker for BrokerService {
     ) -> RpcResult<pb::CreateTopicResponse> {
         let started = Instant::now();
         let r = req.into_inner();
-        let res = self
-            .broker
-            .create_topic(&r.name, convert::topic_config(r.config))
-            .await
-            .map(|t| pb::CreateTopicResponse {
-                topic: Some(convert::topic(t)),
-            });
+        let res = match convert::topic_config(r.config) {
+            Ok(config) => self.broker.create_topic(&r.name, config).await,
+            Err(e) => Err(e),
+        }
+        .map(|t| pb::CreateTopicResponse {
+            topic: Some(convert::topic(t)),
+        });
         done("create_topic", started, res)
     }
 

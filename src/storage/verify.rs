@@ -68,6 +68,24 @@ pub struct LogScan {
     pub kept_len: u64,
     /// Some readable frame is a v1 record.
     pub v1_frames: bool,
+    /// Readable frames by format: v1 records, v2 batches, and v2 batches stored compressed.
+    pub frames: FrameCounts,
+}
+
+/// Readable frames of a log by format.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub v1_records: u64,
+    pub v2_batches: u64,
+    pub compressed_batches: u64,
+}
+
+impl FrameCounts {
+    pub fn add(&mut self, other: Self) {
+        self.v1_records += other.v1_records;
+        self.v2_batches += other.v2_batches;
+        self.compressed_batches += other.compressed_batches;
+    }
 }
 
 impl LogScan {
@@ -97,6 +115,7 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
         torn: None,
         kept_len: bytes.len() as u64,
         v1_frames: false,
+        frames: FrameCounts::default(),
     };
     let end = match role {
         Role::Sealed { end } => Some(end),
@@ -123,7 +142,18 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
             {
                 // Every offset of a batch points at the batch: a read of one inside it decodes
                 // the batch and skips the records before it.
-                s.v1_frames |= matches!(f, Frame::V1(_));
+                match &f {
+                    Frame::V1(_) => {
+                        s.v1_frames = true;
+                        s.frames.v1_records += 1;
+                    }
+                    Frame::V2(h, _) => {
+                        s.frames.v2_batches += 1;
+                        if h.compression != super::batch::Compression::None {
+                            s.frames.compressed_batches += 1;
+                        }
+                    }
+                }
                 for rec in f.records() {
                     s.positions.push(pos as u32);
                     s.max_timestamp = s.max_timestamp.max(rec.timestamp);

@@ -36,6 +36,7 @@ pub async fn create_topic(c: &mut Grpc, name: &str, partitions: u32) {
             partitions,
             retention_ms: 0,
             retention_bytes: 0,
+            compression: 0,
         }),
     })
     .await
