@@ -63,6 +63,7 @@ async fn metrics_count_exactly_what_every_protocol_did() {
     grpc.produce(pb::ProduceRequest {
         topic: "m".into(),
         records,
+        idempotence: None,
     })
     .await
     .unwrap();

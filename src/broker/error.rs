@@ -57,6 +57,14 @@ pub enum BrokerError {
     /// Data on disk failed its checksum or framing.
     #[error("data loss: {0}")]
     DataLoss(String),
+    /// formatv2: an idempotent producer's append was refused: fenced by a newer epoch, or a
+    /// sequence number that neither continues its last append nor repeats a remembered one
+    /// (`expected` says where to continue).
+    #[error("{message}")]
+    ProducerSequence {
+        message: String,
+        expected: Option<i32>,
+    },
 }
 
 impl BrokerError {
@@ -74,6 +82,7 @@ impl BrokerError {
             Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::DataLoss(_) => "data_loss",
+            Self::ProducerSequence { .. } => "producer_sequence",
         }
     }
 
@@ -120,6 +129,10 @@ impl BrokerError {
                     "{topic}/{partition} is read-only after a storage failure; see the broker log"
                 ))
             }
+            StorageError::Sequence(e) => Self::ProducerSequence {
+                message: format!("{topic}/{partition}: {e}"),
+                expected: e.expected(),
+            },
             StorageError::Closed => Self::Unavailable(format!(
                 "{topic}/{partition} is closed (topic deleted or broker stopping)"
             )),

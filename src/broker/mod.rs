@@ -6,6 +6,7 @@ mod admin;
 mod consume;
 mod drain;
 pub mod error;
+pub mod idempotence;
 pub mod names;
 mod observe;
 mod produce;
@@ -30,6 +31,7 @@ use observe::Observer;
 
 pub use admin::MAX_PARTITIONS;
 pub use error::{BrokerError, NameKind};
+pub use idempotence::{ProducerGrant, ProducerIdentity};
 pub use observe::{BrokerEvents, PartitionSnapshot, WriteCounters};
 pub use produce::PendingProduce;
 pub use subscription::Subscription;
@@ -144,6 +146,8 @@ pub(crate) struct Inner {
     /// The data directory's lock file, held (flock) from open to shutdown: two brokers (or an
     /// import and a broker) never write one directory.
     lock: std::sync::Mutex<Option<std::fs::File>>,
+    /// formatv2: idempotent producer ids handed out (`producers.json`).
+    producer_ids: idempotence::ProducerIds,
 }
 
 /// A handle on the broker; clones share one broker.
@@ -200,6 +204,8 @@ impl Broker {
             let _ = std::fs::remove_dir_all(&trash);
         }
         let offsets = OffsetStore::open(&config.data_dir.join("groups")).map_err(startup)?;
+        let producer_ids =
+            idempotence::ProducerIds::open(&config.data_dir).map_err(BrokerError::Unavailable)?;
         let files = Arc::new(LogFiles::new(config.read_cache_capacity()));
         let observer = Arc::new(Observer::default());
         let pconfig = config.partition_config(&files, &observer);
@@ -226,6 +232,7 @@ impl Broker {
                 shutdown: CancellationToken::new(),
                 background: std::sync::Mutex::new(Vec::new()),
                 lock: std::sync::Mutex::new(Some(lock)),
+                producer_ids,
             }),
         };
         broker.start_background();

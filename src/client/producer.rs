@@ -163,6 +163,7 @@ async fn flush(
         sequence: *sequence,
         topic: b.topic,
         records: b.records,
+        idempotence: None,
     };
     if out.send(req).await.is_err() {
         for a in b.acks {

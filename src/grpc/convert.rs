@@ -86,6 +86,30 @@ pub fn topic_config(c: Option<pb::TopicConfig>) -> Result<TopicConfig, crate::br
     })
 }
 
+/// formatv2: the identity of an idempotent produce.
+///
+/// # Errors
+/// `InvalidArgument` for an epoch outside 0..=32767.
+pub fn producer_identity(
+    p: Option<pb::IdempotentProduce>,
+) -> Result<Option<crate::broker::ProducerIdentity>, crate::broker::BrokerError> {
+    let Some(p) = p else { return Ok(None) };
+    let producer_epoch = i16::try_from(p.producer_epoch)
+        .ok()
+        .filter(|e| *e >= 0)
+        .ok_or_else(|| {
+            crate::broker::BrokerError::InvalidArgument(format!(
+                "producer epoch {} is out of range (0 to 32767)",
+                p.producer_epoch
+            ))
+        })?;
+    Ok(Some(crate::broker::ProducerIdentity {
+        producer_id: p.producer_id,
+        producer_epoch,
+        sequences: p.sequences.into_iter().collect(),
+    }))
+}
+
 /// formatv2: the topic's on-disk compression from its proto enum value.
 ///
 /// # Errors

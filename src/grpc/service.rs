@@ -64,13 +64,24 @@ impl pb::broker_server::Broker for BrokerService {
     async fn produce(&self, req: Request<pb::ProduceRequest>) -> RpcResult<pb::ProduceResponse> {
         let started = Instant::now();
         let req = req.into_inner();
-        let res = self
-            .broker
-            .produce(&req.topic, convert::producer_records(req.records))
-            .await
-            .map(|a| pb::ProduceResponse {
-                acks: convert::acks(a),
-            });
+        let res = match convert::producer_identity(req.idempotence) {
+            Ok(producer) => match self
+                .broker
+                .enqueue_from(
+                    &req.topic,
+                    convert::producer_records(req.records),
+                    producer.as_ref(),
+                )
+                .await
+            {
+                Ok(pending) => pending.acks().await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+        .map(|a| pb::ProduceResponse {
+            acks: convert::acks(a),
+        });
         done("produce", started, res)
     }
 
@@ -111,9 +122,12 @@ impl pb::broker_server::Broker for BrokerService {
                             // they were sent; their acks are awaited concurrently below.
                             let started = Instant::now();
                             let sequence = batch.sequence;
-                            let pending = broker
-                                .enqueue(&batch.topic, convert::producer_records(batch.records))
-                                .await;
+                            let pending = match convert::producer_identity(batch.idempotence) {
+                                Ok(producer) => broker
+                                    .enqueue_from(&batch.topic, convert::producer_records(batch.records), producer.as_ref())
+                                    .await,
+                                Err(e) => Err(e),
+                            };
                             in_flight.push_back(async move {
                                 let res = match pending {
                                     Ok(p) => p.acks().await,
@@ -261,6 +275,22 @@ impl pb::broker_server::Broker for BrokerService {
             offsets: convert::partition_offsets(o),
         });
         done("reset", started, res)
+    }
+
+    async fn init_producer(
+        &self,
+        req: Request<pb::InitProducerRequest>,
+    ) -> RpcResult<pb::InitProducerResponse> {
+        let started = Instant::now();
+        let res = self
+            .broker
+            .init_producer(req.into_inner().producer_id)
+            .await
+            .map(|g| pb::InitProducerResponse {
+                producer_id: g.producer_id,
+                producer_epoch: i32::from(g.producer_epoch),
+            });
+        done("init_producer", started, res)
     }
 
     async fn create_topic(

@@ -76,6 +76,7 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         BrokerError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
         BrokerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         BrokerError::DataLoss(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        BrokerError::ProducerSequence { .. } => StatusCode::CONFLICT,
     }
 }
 

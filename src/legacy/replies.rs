@@ -26,7 +26,8 @@ pub fn for_broker_error(err: &BrokerError) -> Reply {
         | BrokerError::OffsetOutOfRange { .. }
         | BrokerError::Overloaded(_)
         | BrokerError::Unavailable(_)
-        | BrokerError::DataLoss(_) => Reply::PublishFailed,
+        | BrokerError::DataLoss(_)
+        | BrokerError::ProducerSequence { .. } => Reply::PublishFailed,
     }
 }
 

@@ -9,6 +9,7 @@ use super::batch::{self, BatchMeta, Compression, Encoder};
 use super::error::{IoContext, StorageError};
 use super::files::LogFiles;
 use super::layout;
+use super::producers::{Pending, ProducerStates};
 use super::record::Record;
 use super::segment::{ReadPlan, Segment, sync_dir};
 use super::verify::Damage;
@@ -34,6 +35,8 @@ pub struct PartitionLog {
     buf: Vec<u8>,
     frames: Vec<(u32, i64)>,
     encoder: Encoder,
+    /// Idempotent producers' state as of the acknowledged end (see [`super::producers`]).
+    producers: ProducerStates,
 }
 
 impl PartitionLog {
@@ -65,6 +68,7 @@ impl PartitionLog {
             buf: Vec::new(),
             frames: Vec::new(),
             encoder: Encoder::default(),
+            producers: ProducerStates::default(),
         };
         // No segment yet, or the last one came back sealed (damage): appends need a new one. If
         // it cannot be created now (a full disk), the first append tries again.
@@ -76,7 +80,44 @@ impl PartitionLog {
             }
             tracing::warn!(dir = %dir.display(), error = %e, "could not start a new segment after a damaged one; the next append retries");
         }
+        log.producers = log.rebuild_producers()?;
         Ok(log)
+    }
+
+    /// The producers' state: the newest snapshot, then the batches of every segment after it.
+    fn rebuild_producers(&mut self) -> Result<ProducerStates, StorageError> {
+        let end = self.end_offset();
+        let (from, mut states) = ProducerStates::load_snapshot(&self.dir, end).unwrap_or_default();
+        let mut applied = 0usize;
+        for i in 0..self.segments.len() {
+            let seg_end = self
+                .segments
+                .get(i + 1)
+                .map_or_else(|| self.segments[i].next_offset(), |s| s.base);
+            if seg_end <= from || self.segments[i].holds_v1() {
+                continue;
+            }
+            for (meta, count, first) in self.segments[i].take_producer_batches()? {
+                if first >= from {
+                    states.apply(&meta, count, first);
+                    applied += 1;
+                }
+            }
+        }
+        if applied > 0 || !states.is_empty() {
+            tracing::debug!(dir = %self.dir.display(), snapshot = from, batches = applied, producers = states.len(), "rebuilt idempotent producer state");
+        }
+        Ok(states)
+    }
+
+    /// The idempotent producers' state as of the acknowledged end.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+
+    /// Makes producer state changes part of the log's state once their appends are durable.
+    pub fn commit_producers(&mut self, pending: Pending) {
+        self.producers.commit(pending);
     }
 
     pub fn dir(&self) -> &Path {
@@ -127,6 +168,7 @@ impl PartitionLog {
     ///
     /// # Errors
     /// As [`PartitionLog::append_batches`].
+    #[cfg(test)]
     pub fn append(&mut self, records: &[Record]) -> Result<Arc<File>, StorageError> {
         self.append_batches(records, &[(records.len(), BatchMeta::NONE)])
     }
@@ -170,6 +212,10 @@ impl PartitionLog {
             while done < group.len() {
                 let mut take = 0usize;
                 let mut bytes = 0usize;
+                // An idempotent producer's append is one batch, so a retry matches it whole.
+                if meta.has_producer() {
+                    take = group.len();
+                }
                 while done + take < group.len() && take < batch::MAX_BATCH_RECORDS {
                     bytes += batch::record_len(&group[done + take]);
                     if take > 0
@@ -221,6 +267,11 @@ impl PartitionLog {
     /// or leaves the log as it was, so a failed roll is simply tried again.
     fn roll(&mut self) -> Result<(), StorageError> {
         self.last_mut().seal()?;
+        let next = self.last().next_offset();
+        if let Err(e) = self.producers.save_snapshot(&self.dir, next) {
+            // Only a cost at the next start: the state is rebuilt from more of the log.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not write the producer state snapshot");
+        }
         self.start_segment()
     }
 

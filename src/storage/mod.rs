@@ -24,6 +24,7 @@ pub use log::LogConfig;
 pub use record::Record;
 pub mod batcher;
 pub mod partition;
+pub mod producers;
 pub mod ring;
 
 pub use batcher::{BatchConfig, Durability};

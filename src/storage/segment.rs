@@ -41,6 +41,8 @@ pub struct Segment {
     damage: Vec<Damage>,
     /// The log holds v1 records (see [`Segment::holds_v1`]).
     holds_v1: bool,
+    /// The idempotent producers' batches found by the scan at open (`None`: not scanned).
+    producer_batches: Option<Vec<(super::batch::BatchMeta, u32, u64)>>,
 }
 
 impl Segment {
@@ -77,6 +79,7 @@ impl Segment {
             last_time_entry_pos: 0,
             damage: Vec::new(),
             holds_v1: false,
+            producer_batches: Some(Vec::new()),
         })
     }
 
@@ -127,6 +130,7 @@ impl Segment {
             last_time_entry_pos,
             damage: s.damage,
             holds_v1: s.v1_frames,
+            producer_batches: Some(s.producer_batches),
         };
         if damaged {
             seg.report_damage();
@@ -181,6 +185,7 @@ impl Segment {
             last_time_entry_pos: 0,
             damage: Vec::new(),
             holds_v1: false,
+            producer_batches: None,
         };
         if let (Some(index), Some(times)) = (index, times) {
             seg.max_timestamp = times.entries.last().map_or(i64::MIN, |e| e.max_timestamp);
@@ -193,6 +198,7 @@ impl Segment {
         let s = verify::scan_log(&bytes, base, Role::Sealed { end }, &mut |_| {});
         seg.max_timestamp = s.max_timestamp;
         seg.damage = s.damage;
+        seg.producer_batches = Some(s.producer_batches);
         seg.report_damage();
         seg.index = match OffsetIndex::write_sealed(&index_path, &s.positions) {
             Ok(index) => index,
@@ -237,6 +243,29 @@ impl Segment {
 
     pub fn is_sealed(&self) -> bool {
         self.active_log.is_none()
+    }
+
+    /// The idempotent producers' batches in this segment: from the scan at open, or read now
+    /// (a sealed segment whose index fitted was not scanned).
+    ///
+    /// # Errors
+    /// I/O errors reading the log.
+    pub fn take_producer_batches(
+        &mut self,
+    ) -> Result<Vec<(super::batch::BatchMeta, u32, u64)>, StorageError> {
+        if let Some(b) = self.producer_batches.take() {
+            return Ok(b);
+        }
+        let path = self.path(SegmentFile::Log);
+        let bytes = Bytes::from(fs::read(&path).context(|| format!("reading {}", path.display()))?);
+        let role = if self.is_sealed() {
+            Role::Sealed {
+                end: self.next_offset(),
+            }
+        } else {
+            Role::Active
+        };
+        Ok(verify::scan_log(&bytes, self.base, role, &mut |_| {}).producer_batches)
     }
 
     /// Unreadable stretches found when the segment was opened.

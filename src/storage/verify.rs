@@ -70,6 +70,9 @@ pub struct LogScan {
     pub v1_frames: bool,
     /// Readable frames by format: v1 records, v2 batches, and v2 batches stored compressed.
     pub frames: FrameCounts,
+    /// The readable batches of idempotent producers: who wrote them, their record count and
+    /// first offset (to rebuild the producers' state).
+    pub producer_batches: Vec<(super::batch::BatchMeta, u32, u64)>,
 }
 
 /// Readable frames of a log by format.
@@ -116,6 +119,7 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
         kept_len: bytes.len() as u64,
         v1_frames: false,
         frames: FrameCounts::default(),
+        producer_batches: Vec::new(),
     };
     let end = match role {
         Role::Sealed { end } => Some(end),
@@ -148,6 +152,10 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
                         s.frames.v1_records += 1;
                     }
                     Frame::V2(h, _) => {
+                        if h.meta.has_producer() {
+                            s.producer_batches
+                                .push((h.meta, h.record_count, h.base_offset));
+                        }
                         s.frames.v2_batches += 1;
                         if h.compression != super::batch::Compression::None {
                             s.frames.compressed_batches += 1;

@@ -67,6 +67,7 @@ pub async fn try_produce(
         .produce(pb::ProduceRequest {
             topic: topic.into(),
             records,
+            idempotence: None,
         })
         .await?
         .into_inner()

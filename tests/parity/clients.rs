@@ -163,6 +163,7 @@ impl Parity {
                 timestamp_ns: Some(r.timestamp),
                 ..Default::default()
             }],
+            idempotence: None,
         };
         match timeout(PATIENCE, self.grpc.produce(request))
             .await

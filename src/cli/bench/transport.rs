@@ -162,6 +162,7 @@ impl SendHalf {
                 let request = pb::ProduceRequest {
                     topic: batch.topic.to_string(),
                     records: records(batch),
+                    idempotence: None,
                 };
                 let call = tokio::spawn(async move {
                     client
@@ -179,6 +180,7 @@ impl SendHalf {
                     sequence: *sequence,
                     topic: batch.topic.to_string(),
                     records: records(batch),
+                    idempotence: None,
                 };
                 *sequence += 1;
                 requests
