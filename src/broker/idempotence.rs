@@ -104,9 +104,10 @@ impl ProducerIds {
         Ok(grant)
     }
 
-    /// Whether `id` was handed out (a produce with any other id is refused).
-    fn known(&self, id: i64) -> bool {
-        id >= 0 && id < lock(&self.state).next_id
+    /// The current epoch of `id`, if it was handed out (a produce with any other id is refused).
+    fn epoch(&self, id: i64) -> Option<i16> {
+        let state = lock(&self.state);
+        (id >= 0 && id < state.next_id).then(|| state.epochs.get(&id).copied().unwrap_or(0))
     }
 
     fn save(&self, a: &Allocations) -> std::io::Result<()> {
@@ -137,18 +138,30 @@ impl Broker {
             .map_err(|_| BrokerError::Unavailable("producer id allocation failed".into()))?
     }
 
-    /// Refuses a produce by an id this broker never handed out.
+    /// Refuses a produce by an id or epoch this broker never handed out, and fences an epoch
+    /// older than the id's newest (before any partition has seen the newer one).
     pub(crate) fn check_producer(&self, p: &ProducerIdentity) -> Result<(), BrokerError> {
-        if !self.inner.producer_ids.known(p.producer_id) {
+        let Some(current) = self.inner.producer_ids.epoch(p.producer_id) else {
             return Err(BrokerError::InvalidArgument(format!(
                 "unknown producer id {}: call InitProducer first",
                 p.producer_id
             )));
+        };
+        if p.producer_epoch < current {
+            return Err(BrokerError::ProducerSequence {
+                message: crate::storage::producers::SequenceError::Fenced {
+                    id: p.producer_id,
+                    epoch: p.producer_epoch,
+                    current,
+                }
+                .to_string(),
+                expected: None,
+            });
         }
-        if p.producer_epoch < 0 {
+        if p.producer_epoch > current {
             return Err(BrokerError::InvalidArgument(format!(
-                "producer epoch {} is negative",
-                p.producer_epoch
+                "producer {} has epoch {current}; epoch {} was never handed out",
+                p.producer_id, p.producer_epoch
             )));
         }
         Ok(())

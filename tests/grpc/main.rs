@@ -5,6 +5,7 @@
 mod common;
 
 mod errors;
+mod idempotence;
 mod produce_consume;
 mod produce_stream;
 mod service;
