@@ -16,6 +16,9 @@ pub struct ServerArgs {
         global = true
     )]
     pub server: String,
+    /// gRPC transport compression of requests and responses: gzip or zstd (default: none).
+    #[arg(long, env = "OBELISK_GRPC_COMPRESSION", global = true)]
+    pub grpc_compression: Option<client::TransportCompression>,
 }
 
 impl ServerArgs {
@@ -24,7 +27,11 @@ impl ServerArgs {
     /// # Errors
     /// "cannot reach the broker at …" when the address is malformed or nothing answers there.
     pub async fn connect(&self) -> anyhow::Result<BrokerClient<Channel>> {
-        Ok(client::connect(&normalize(&self.server)).await?)
+        let c = client::connect(&normalize(&self.server)).await?;
+        Ok(match self.grpc_compression {
+            Some(t) => client::compressed(c, t),
+            None => c,
+        })
     }
 }
 

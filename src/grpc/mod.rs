@@ -97,7 +97,12 @@ pub async fn serve(
         config.request_timeout,
     ))
     .max_decoding_message_size(config.max_message_bytes)
-    .max_encoding_message_size(config.max_message_bytes);
+    .max_encoding_message_size(config.max_message_bytes)
+    // formatv2: transport compression, gzip and zstd, for clients that send or accept it.
+    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+    .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
+    .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+    .send_compressed(tonic::codec::CompressionEncoding::Zstd);
     let limits = ConnectionLimits {
         max_connections: config.max_connections,
         handshake_timeout: config.handshake_timeout,

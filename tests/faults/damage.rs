@@ -196,7 +196,8 @@ async fn random_flips_cost_only_the_records_they_hit() {
         let broker = child::start(&data, &flags).await;
         let mut c = broker.client().await;
         create_topic(&mut c, "t", 1).await;
-        let n = rng.gen_range(200..600);
+        // Batches of 10 small records take ~20 bytes a record: enough of them to roll a few times.
+        let n = rng.gen_range(700..1600);
         produce_n(&mut c, "t", 0, n).await;
         broker.stop().await;
 
@@ -205,14 +206,15 @@ async fn random_flips_cost_only_the_records_they_hit() {
         let which = rng.gen_range(0..logs.len());
         let len = std::fs::metadata(&logs[which]).unwrap().len();
         let at = rng.gen_range(0..len);
+        // The batch holding the byte, found before the flip can change its length field.
+        let (_, _, first, count) = frame_at(&logs[which], at);
+        let hit = first..first + count;
         flip(&logs[which], at);
         let base: u64 = logs[which]
             .file_stem()
             .and_then(|s| s.to_str())
             .and_then(|s| s.parse().ok())
             .expect("a segment base");
-        let (_, _, first, count) = frame_at(&logs[which], at);
-        let hit = first..first + count;
 
         let broker = child::start(&data, &flags).await;
         let mut c = broker.client().await;
