@@ -449,7 +449,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 /// The stored size of a record inside an uncompressed batch (for sizing batches).
 pub fn record_len(r: &Record) -> usize {
     fn varint_len(v: u64) -> usize {
-        ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
     }
     let bytes = |n: usize| varint_len(n as u64) + n;
     // Offset delta and timestamp delta: at most 3 and 10 bytes; count them as 3 + 4 on average.

@@ -314,7 +314,6 @@ impl Segment {
                 self.last_time_entry_pos = pos;
             }
         }
-        if !buf.is_empty() {}
         self.log_len += buf.len() as u64;
         Ok(())
     }

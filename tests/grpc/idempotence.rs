@@ -222,10 +222,7 @@ async fn relay(
     // Broker to client, frame by frame (the broker sends no preface, only frames).
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16 << 10];
-    'relay: loop {
-        let Ok(n) = sr.read(&mut chunk).await else {
-            break;
-        };
+    'relay: while let Ok(n) = sr.read(&mut chunk).await {
         if n == 0 {
             break;
         }
