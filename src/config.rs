@@ -163,6 +163,12 @@ pub struct Config {
     /// Log filter, e.g. "info" or "obelisk=debug" (RUST_LOG wins).
     #[arg(long, env = "OBELISK_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    // ==== formatv2 ====
+    /// Write the on-disk format v1 (a frame per record) instead of v2 batches: only to compare
+    /// the two (`obelisk bench --storage-format 1`) or to make v1 test data.
+    #[arg(long, hide = true)]
+    pub write_format_v1: bool,
+    // ==== end formatv2 ====
 }
 
 impl Default for Config {
@@ -380,6 +386,7 @@ impl Config {
                 linger: Duration::from_millis(self.linger_ms),
             },
             max_record_bytes: self.max_record_bytes,
+            write_v1: self.write_format_v1,
             ..BrokerConfig::default()
         };
         let grpc = GrpcConfig {

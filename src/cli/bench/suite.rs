@@ -35,6 +35,10 @@ fn rows(args: &BenchArgs) -> Vec<Plan> {
         http_addr: None,
         data_dir: None,
         keep_topics: false,
+        compression: crate::storage::batch::Compression::None,
+        storage_format: 2,
+        payload: super::payload::Kind::Filler,
+        idempotent: false,
     };
     let mut out = Vec::new();
     for durability in [DurabilityMode::Fsync, DurabilityMode::Interval] {
