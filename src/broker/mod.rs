@@ -29,6 +29,7 @@ use crate::storage::{LogConfig, LogFiles, OffsetStore, PartitionConfig, StorageE
 use crate::sync::{lock, read};
 use observe::Observer;
 
+pub use crate::storage::batch::Compression;
 pub use admin::MAX_PARTITIONS;
 pub use error::{BrokerError, NameKind};
 pub use idempotence::{ProducerGrant, ProducerIdentity};

@@ -52,9 +52,10 @@ pub async fn run_one(plan: &Plan, show_progress: bool) -> anyhow::Result<Outcome
             let local = LocalBroker::start(plan).await?;
             let local_dir = local.dir.join("topics");
             let result = run_on(plan, &local.target, show_progress).await;
+            let disk = log_bytes(&local_dir);
             local.stop().await;
             result.map(|mut o| {
-                o.disk_bytes = Some(log_bytes(&local_dir));
+                o.disk_bytes = Some(disk);
                 o
             })
         }

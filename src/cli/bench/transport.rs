@@ -72,8 +72,8 @@ pub enum SendHalf {
     Http(http::Writer),
 }
 
-/// formatv2: an idempotent bench producer: each batch goes to one partition (round-robin), with
-/// that partition's next sequence.
+/// formatv2: an idempotent bench producer: it spreads a batch's records over the partitions
+/// round-robin, as the broker does with unkeyed records, and numbers them per partition.
 pub struct Idempotent {
     producer_id: i64,
     producer_epoch: i32,
@@ -84,18 +84,23 @@ pub struct Idempotent {
 
 impl Idempotent {
     fn stamp(&mut self, topic: &str, records: &mut [pb::ProducerRecord]) -> pb::IdempotentProduce {
-        let p = self.next_partition % self.partitions.max(1);
-        self.next_partition = self.next_partition.wrapping_add(1);
+        let mut counts = std::collections::HashMap::new();
         for r in records.iter_mut() {
+            let p = self.next_partition % self.partitions.max(1);
+            self.next_partition = self.next_partition.wrapping_add(1);
             r.partition = Some(p);
+            *counts.entry(p).or_insert(0i32) += 1;
         }
-        let next = self.sequences.entry((topic.to_string(), p)).or_insert(0);
-        let sequence = *next;
-        *next = next.wrapping_add(records.len() as i32);
+        let mut sequences = std::collections::HashMap::new();
+        for (p, n) in counts {
+            let next = self.sequences.entry((topic.to_string(), p)).or_insert(0);
+            sequences.insert(p, *next);
+            *next = next.wrapping_add(n);
+        }
         pb::IdempotentProduce {
             producer_id: self.producer_id,
             producer_epoch: self.producer_epoch,
-            sequences: std::collections::HashMap::from([(p, sequence)]),
+            sequences,
         }
     }
 }
