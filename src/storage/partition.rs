@@ -446,7 +446,6 @@ impl PartitionCore {
         // Retries of appends already stored: answered with their first offset once this write
         // (which may hold the original) is durable.
         let mut duplicates = Vec::new();
-        let mut written = 0u64;
         let mut log = lock(&self.log);
         let base = log.end_offset();
         for req in requests {
@@ -473,7 +472,6 @@ impl PartitionCore {
                     }
                 }
             };
-            written += req.bytes as u64;
             groups.push((req.records.len(), meta));
             for mut rec in req.records {
                 rec.offset = base + records.len() as u64;
@@ -489,9 +487,12 @@ impl PartitionCore {
             return;
         }
         let started = std::time::Instant::now();
+        let size_before = log.size_bytes();
         let result = self
             .injected_failure()
             .and_then(|()| log.append_batches(&records, &groups));
+        // What the write put on disk (frames and headers included).
+        let written = log.size_bytes().saturating_sub(size_before);
         drop(log);
         let result = result.and_then(|file| self.make_durable(&file, records.len() as u64));
         if result.is_err() {

@@ -49,6 +49,8 @@ export interface ClientOptions {
   /** Directory holding obelisk/v1/broker.proto (default: the repository's proto/, or OBELISK_PROTO_DIR). */
   protoDir?: string;
   channelOptions?: Record<string, unknown>;
+  /** Transport compression of every message: 'gzip' (default: none). */
+  compression?: 'gzip';
 }
 
 /** Partition configuration of a topic; 64-bit numbers as decimal strings. */
