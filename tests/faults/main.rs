@@ -11,6 +11,7 @@ mod child;
 mod damage;
 mod descriptors;
 mod disk;
+mod producers;
 #[path = "../faults_support/mod.rs"]
 mod support;
 mod topics;
