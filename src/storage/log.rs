@@ -107,6 +107,13 @@ impl PartitionLog {
         if applied > 0 || !states.is_empty() {
             tracing::debug!(dir = %self.dir.display(), snapshot = from, batches = applied, producers = states.len(), "rebuilt idempotent producer state");
         }
+        // Sealed segments had to be read (no snapshot since they sealed: data from before format
+        // v2, or a lost snapshot): a snapshot as of the end keeps the next start from reading them.
+        if from < self.last().base
+            && let Err(e) = states.save_snapshot(&self.dir, end)
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not write the producer state snapshot");
+        }
         Ok(states)
     }
 

@@ -257,6 +257,15 @@ impl Segment {
             return Ok(b);
         }
         let path = self.path(SegmentFile::Log);
+        // A segment holds frames of one version, and v1 records carry no producer: one read of
+        // the first frame's length field tells.
+        let mut first = [0u8; 4];
+        let v2 = self.files.get(&path).ok().is_some_and(|f| {
+            f.read_exact_at(&mut first, 0).is_ok() && super::batch::is_batch(&first, 0)
+        });
+        if !v2 {
+            return Ok(Vec::new());
+        }
         let bytes = Bytes::from(fs::read(&path).context(|| format!("reading {}", path.display()))?);
         let role = if self.is_sealed() {
             Role::Sealed {
