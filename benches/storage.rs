@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the storage core through the Broker, in-process: appends (100 B and
 //! 1 KiB records, batches of 1 and 100, `interval` and `fsync` durability) and reads (ring buffer
-//! and disk). Run with `cargo bench --bench storage`.
+//! and disk), and (formatv2) the on-disk formats side by side: v1 frames against v2 batches
+//! plain, lz4 and zstd (4 producers, batches of 100, both durability modes). Run with
+//! `cargo bench --bench storage`.
 
 use std::time::Duration;
 
@@ -20,17 +22,39 @@ fn runtime() -> Runtime {
 }
 
 fn open(rt: &Runtime, dir: &std::path::Path, durability: Durability, ring: usize) -> Broker {
+    open_format(rt, dir, durability, ring, Format::V2("none"))
+}
+
+/// formatv2: which on-disk format (and compression) a bench broker writes.
+#[derive(Clone, Copy)]
+enum Format {
+    V1,
+    V2(&'static str),
+}
+
+fn open_format(
+    rt: &Runtime,
+    dir: &std::path::Path,
+    durability: Durability,
+    ring: usize,
+    format: Format,
+) -> Broker {
     rt.block_on(async {
         let broker = Broker::open(
             BrokerConfig {
                 data_dir: dir.to_path_buf(),
                 durability,
                 ring_buffer_bytes: ring,
+                write_v1: matches!(format, Format::V1),
                 ..BrokerConfig::default()
             },
             rt.handle(),
         )
         .expect("broker opens");
+        let compression = match format {
+            Format::V1 => "none",
+            Format::V2(c) => c,
+        };
         broker
             .create_topic(
                 "b",
@@ -38,12 +62,62 @@ fn open(rt: &Runtime, dir: &std::path::Path, durability: Durability, ring: usize
                     partitions: 4,
                     retention_ms: 0,
                     retention_bytes: 0,
+                    compression: compression.parse().expect("a codec"),
                 },
             )
             .await
             .expect("topic");
         broker
     })
+}
+
+/// formatv2: v1 against v2 (plain, lz4, zstd) appends of 4 producers x 8 batches of 100 x 100 B.
+fn formats(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("format");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    for (mode, durability) in [
+        ("interval", Durability::Interval(Duration::from_millis(100))),
+        ("fsync", Durability::Fsync),
+    ] {
+        for (name, format) in [
+            ("v1", Format::V1),
+            ("v2", Format::V2("none")),
+            ("v2-lz4", Format::V2("lz4")),
+            ("v2-zstd", Format::V2("zstd")),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let broker = open_format(&rt, dir.path(), durability, 4 << 20, format);
+            let (producers, in_flight, per_batch) = (4, 8, 100);
+            group.throughput(Throughput::Elements(
+                (producers * in_flight * per_batch) as u64,
+            ));
+            group.bench_function(BenchmarkId::new(mode, name), |b| {
+                b.to_async(&rt).iter(|| {
+                    let broker = broker.clone();
+                    async move {
+                        let mut tasks = Vec::new();
+                        for p in 0..producers {
+                            for _ in 0..in_flight {
+                                let broker = broker.clone();
+                                let recs = batch(100, per_batch, Some(p as u32));
+                                tasks.push(tokio::spawn(async move {
+                                    broker.produce("b", recs).await.expect("ack")
+                                }));
+                            }
+                        }
+                        for t in tasks {
+                            t.await.expect("task");
+                        }
+                    }
+                });
+            });
+            rt.block_on(broker.shutdown());
+        }
+    }
+    group.finish();
 }
 
 fn batch(size: usize, n: usize, partition: Option<u32>) -> Vec<ProduceRecord> {
@@ -156,5 +230,5 @@ fn read(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, read);
+criterion_group!(benches, append, read, formats);
 criterion_main!(benches);

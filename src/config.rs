@@ -207,6 +207,12 @@ pub struct Config {
           num_args = 0..=1, default_missing_value = "true")]
     pub insecure: bool,
     // ==== end security ====
+    // ==== formatv2 ====
+    /// Write the on-disk format v1 (a frame per record) instead of v2 batches: only to compare
+    /// the two (`obelisk bench --storage-format 1`) or to make v1 test data.
+    #[arg(long, hide = true)]
+    pub write_format_v1: bool,
+    // ==== end formatv2 ====
 }
 
 impl Default for Config {
@@ -553,6 +559,7 @@ impl Config {
             },
             max_record_bytes: self.max_record_bytes,
             group_session_timeout: Duration::from_millis(self.group_session_timeout_ms),
+            write_v1: self.write_format_v1,
             ..BrokerConfig::default()
         };
         let grpc = GrpcConfig {

@@ -61,3 +61,12 @@ pub mod status;
 pub(crate) mod storage;
 pub(crate) mod sync;
 pub(crate) mod telemetry;
+
+/// formatv2: the on-disk frame decoder and log scanner, for the fuzz target
+/// (`fuzz/fuzz_targets/frame_decode.rs`); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::storage::batch::{MAX_DECOMPRESSED, decode_header};
+    pub use crate::storage::frame::{Frame, decode as decode_frame};
+    pub use crate::storage::verify::{Role, scan_log};
+}

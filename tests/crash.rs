@@ -169,6 +169,7 @@ async fn acknowledged_records_survive_kill_9() {
                         .produce(pb::ProduceRequest {
                             topic: "crash".into(),
                             records,
+                            idempotence: None,
                         })
                         .await
                     else {

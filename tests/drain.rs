@@ -35,6 +35,7 @@ async fn start() -> (tempfile::TempDir, RunningServer) {
                 partitions: 1,
                 retention_ms: 0,
                 retention_bytes: 0,
+                compression: Default::default(),
             },
         )
         .await

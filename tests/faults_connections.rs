@@ -272,6 +272,7 @@ async fn a_malformed_message_in_a_produce_stream_ends_it_with_invalid_argument()
             value: Bytes::from_static(b"v"),
             ..Default::default()
         }],
+        idempotence: None,
     }
     .encode_to_vec();
     let mut grpc = raw_grpc(&server).await;
@@ -404,6 +405,7 @@ async fn a_child_with_256_descriptors_and_many_idle_connections_starts_serves_an
             partitions: 2,
             retention_ms: 0,
             retention_bytes: 0,
+            compression: 0,
         }),
     })
     .await
@@ -423,6 +425,7 @@ async fn a_child_with_256_descriptors_and_many_idle_connections_starts_serves_an
         c.produce(pb::ProduceRequest {
             topic: "fd".into(),
             records,
+            idempotence: None,
         })
         .await
         .unwrap_or_else(|e| panic!("produce {i} failed: {e:?}"));

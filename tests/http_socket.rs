@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http_support::parse_metrics;
-use obelisk::broker::{Broker, BrokerConfig, encoded_len};
+use obelisk::broker::{Broker, BrokerConfig};
 use obelisk::http::{HttpConfig, HttpState, router, serve};
 use obelisk::status::ServerStatus;
 use serde_json::{Value, json};
@@ -205,11 +205,27 @@ async fn produce_and_consume_over_a_socket_and_metrics_move_exactly() {
                 m.entry(*p).or_insert_with(Vec::new).push((*k, *v));
                 m
             });
+    // Stored as v2 batches (docs/storage.md): one per request and partition, 62 bytes of header,
+    // and per record 5 bytes of varints (all short here: offset delta, timestamp delta, key and
+    // value lengths, header count) with its key and value.
+    let record_len = |k: &str, v: &str| (5 + k.len() + v.len()) as u64;
     let bytes = |p: u32| -> u64 {
-        per_partition[&p]
+        let singles: u64 = sent
             .iter()
-            .map(|(k, v)| encoded_len(k.as_bytes(), v.as_bytes(), &[]) as u64)
-            .sum()
+            .filter(|(q, _, _)| *q == p)
+            .map(|(_, k, v)| 62 + record_len(k, v))
+            .sum();
+        let in_batch: Vec<u64> = batch
+            .iter()
+            .filter(|(q, _, _)| *q == p)
+            .map(|(_, k, v)| record_len(k, v))
+            .collect();
+        let of_batch = if in_batch.is_empty() {
+            0
+        } else {
+            62 + in_batch.iter().sum::<u64>()
+        };
+        singles + of_batch
     };
     for p in [0u32, 1] {
         let l = [

@@ -42,6 +42,7 @@ async fn metrics_count_exactly_what_every_protocol_did() {
             partitions: 1,
             retention_ms: 0,
             retention_bytes: 0,
+            compression: 0,
         }),
     })
     .await
@@ -62,6 +63,7 @@ async fn metrics_count_exactly_what_every_protocol_did() {
     grpc.produce(pb::ProduceRequest {
         topic: "m".into(),
         records,
+        idempotence: None,
     })
     .await
     .unwrap();

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use super::{
     Broker, BrokerError, ConsumedRecord, FetchRequest, FetchResponse, GroupMembership,
     GroupPartition, JoinRequest, MemberRef, Membership, PartitionSnapshot, PendingProduce,
-    PollRequest, Position, ProduceRecord, RecordAck, SubscribeRequest, Subscription, TopicConfig,
-    TopicDescription,
+    PollRequest, Position, ProduceRecord, ProducerGrant, ProducerIdentity, RecordAck,
+    SubscribeRequest, Subscription, TopicConfig, TopicDescription,
 };
 use crate::auth::{AclRule, Credentials, Operation, Principal, Resource, Security};
 
@@ -134,6 +134,23 @@ impl Caller {
     ) -> Result<PendingProduce, BrokerError> {
         self.topic(Operation::Produce, topic)?;
         self.broker.enqueue(topic, records).await
+    }
+
+    /// An append by an idempotent producer (`producer` set) or a plain one, as [`Caller::enqueue`].
+    pub async fn enqueue_from(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+        producer: Option<&ProducerIdentity>,
+    ) -> Result<PendingProduce, BrokerError> {
+        self.topic(Operation::Produce, topic)?;
+        self.broker.enqueue_from(topic, records, producer).await
+    }
+
+    /// A producer id and epoch (formatv2). Any authenticated caller may have one: an id grants
+    /// no access by itself, every produce that carries it is authorized per topic.
+    pub async fn init_producer(&self, existing: Option<i64>) -> Result<ProducerGrant, BrokerError> {
+        self.broker.init_producer(existing).await
     }
 
     // ---- consume ----

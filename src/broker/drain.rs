@@ -97,6 +97,7 @@ mod tests {
             partitions: 1,
             retention_ms: 0,
             retention_bytes: 0,
+            compression: Default::default(),
         };
         broker.create_topic("t", one).await.expect("topic");
         let long = ReadLimits {

@@ -77,6 +77,14 @@ pub enum BrokerError {
     #[error("consumer group {group:?} has no member {member:?}")]
     MemberNotFound { group: String, member: String },
     // ==== end groups (issue 13) ====
+    /// formatv2: an idempotent producer's append was refused: fenced by a newer epoch, or a
+    /// sequence number that neither continues its last append nor repeats a remembered one
+    /// (`expected` says where to continue).
+    #[error("{message}")]
+    ProducerSequence {
+        message: String,
+        expected: Option<i32>,
+    },
 }
 
 impl BrokerError {
@@ -100,6 +108,7 @@ impl BrokerError {
             Self::GroupHasMembers { .. } => "group_has_members",
             Self::GroupExists(_) => "group_exists",
             Self::MemberNotFound { .. } => "member_not_found",
+            Self::ProducerSequence { .. } => "producer_sequence",
         }
     }
 
@@ -146,6 +155,10 @@ impl BrokerError {
                     "{topic}/{partition} is read-only after a storage failure; see the broker log"
                 ))
             }
+            StorageError::Sequence(e) => Self::ProducerSequence {
+                message: format!("{topic}/{partition}: {e}"),
+                expected: e.expected(),
+            },
             StorageError::Closed => Self::Unavailable(format!(
                 "{topic}/{partition} is closed (topic deleted or broker stopping)"
             )),

@@ -8,6 +8,7 @@ mod consume;
 mod drain;
 pub mod error;
 pub mod groups;
+pub mod idempotence;
 pub mod names;
 pub(crate) mod observe;
 mod produce;
@@ -31,6 +32,7 @@ use crate::storage::{LogConfig, LogFiles, OffsetStore, PartitionConfig, StorageE
 use crate::sync::{lock, read};
 use observe::Observer;
 
+pub use crate::storage::batch::Compression;
 pub use admin::MAX_PARTITIONS;
 pub use caller::Caller;
 pub use error::{BrokerError, NameKind};
@@ -38,6 +40,7 @@ pub use groups::{
     GroupMembership, GroupPhase, JoinRequest, MemberDescription, MemberKind, MemberRef, MemberView,
     Membership, TopicPartition,
 };
+pub use idempotence::{ProducerGrant, ProducerIdentity};
 pub use observe::{BrokerEvents, PartitionSnapshot, WriteCounters};
 pub use produce::PendingProduce;
 pub use subscription::Subscription;
@@ -71,6 +74,9 @@ pub struct BrokerConfig {
     pub storage_descriptors: Option<u64>,
     /// A group member not heard from for this long is removed (groups, issue 13).
     pub group_session_timeout: Duration,
+    /// formatv2: write on-disk format v1 instead of v2 batches (benchmarks comparing the two, and
+    /// tests that need v1 data; never needed otherwise).
+    pub write_v1: bool,
 }
 
 impl Default for BrokerConfig {
@@ -92,6 +98,7 @@ impl Default for BrokerConfig {
             open_segment_files: 256,
             storage_descriptors: None,
             group_session_timeout: Duration::from_secs(10),
+            write_v1: false,
         }
     }
 }
@@ -105,6 +112,9 @@ impl BrokerConfig {
             events: Arc::clone(observer) as Arc<dyn crate::storage::StorageEvents>,
             log: LogConfig {
                 segment_bytes: self.segment_bytes,
+                // formatv2: each topic sets its own when its partitions open.
+                compression: crate::storage::batch::Compression::None,
+                write_v1: self.write_v1,
             },
             ring_bytes: self.ring_buffer_bytes,
             batch: self.batch,
@@ -152,6 +162,8 @@ pub(crate) struct Inner {
     lock: std::sync::Mutex<Option<std::fs::File>>,
     /// Authentication and ACLs, once set (see [`Broker::secure`]); unset: everything allowed.
     security: std::sync::OnceLock<Arc<crate::auth::Security>>,
+    /// formatv2: idempotent producer ids handed out (`producers.json`).
+    producer_ids: idempotence::ProducerIds,
 }
 
 /// A handle on the broker; clones share one broker.
@@ -208,6 +220,8 @@ impl Broker {
             let _ = std::fs::remove_dir_all(&trash);
         }
         let offsets = OffsetStore::open(&config.data_dir.join("groups")).map_err(startup)?;
+        let producer_ids =
+            idempotence::ProducerIds::open(&config.data_dir).map_err(BrokerError::Unavailable)?;
         let files = Arc::new(LogFiles::new(config.read_cache_capacity()));
         let observer = Arc::new(Observer::default());
         let pconfig = config.partition_config(&files, &observer);
@@ -243,6 +257,7 @@ impl Broker {
                 background: std::sync::Mutex::new(Vec::new()),
                 lock: std::sync::Mutex::new(Some(lock)),
                 security: std::sync::OnceLock::new(),
+                producer_ids,
             }),
         };
         broker.start_background();

@@ -37,8 +37,27 @@ impl Broker {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<PendingProduce, BrokerError> {
+        self.enqueue_from(topic, records, None).await
+    }
+
+    /// [`Broker::enqueue`] for an idempotent producer (when `producer` is set): each partition's
+    /// share is checked against the producer's sequence there; a retry of a stored share is
+    /// answered with its original offsets and not stored again.
+    ///
+    /// # Errors
+    /// As [`Broker::enqueue`], and `InvalidArgument` for an unknown producer or a partition
+    /// without a sequence; `ProducerSequence` (from the acks) for a gap or an older epoch.
+    pub async fn enqueue_from(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+        producer: Option<&super::ProducerIdentity>,
+    ) -> Result<PendingProduce, BrokerError> {
         let count = records.len() as u64;
-        let result = self.enqueue_records(topic, records).await;
+        let result = match producer.map(|p| self.check_producer(p)) {
+            Some(Err(e)) => Err(e),
+            _ => self.enqueue_records(topic, records, producer).await,
+        };
         if let Err(e) = &result {
             // Label by topic only when it exists, so that bad or unknown names cannot add series.
             if let Some(events) = self.inner.observer.events() {
@@ -53,6 +72,7 @@ impl Broker {
         &self,
         topic: &str,
         records: Vec<ProduceRecord>,
+        producer: Option<&super::ProducerIdentity>,
     ) -> Result<PendingProduce, BrokerError> {
         names::validate(NameKind::Topic, topic)?;
         if records.is_empty() {
@@ -98,6 +118,23 @@ impl Broker {
                 continue;
             }
             let partition = p as u32;
+            let append = match producer {
+                None => None,
+                Some(id) => {
+                    let Some(&sequence) = id.sequences.get(&partition) else {
+                        return Err(BrokerError::InvalidArgument(format!(
+                            "idempotent produce without a sequence for partition {partition} \
+                             of {:?}, which receives records of it",
+                            topic.name
+                        )));
+                    };
+                    Some(crate::storage::producers::ProducerAppend {
+                        id: id.producer_id,
+                        epoch: id.producer_epoch,
+                        sequence,
+                    })
+                }
+            };
             let part = topic
                 .partition(partition)
                 .expect("partition chosen within range");
@@ -111,11 +148,13 @@ impl Broker {
                     )),
                     AppendError::Storage(e) => BrokerError::from_storage(&topic.name, partition, e),
                 })?;
-            slots.push((partition, slot, recs, idx));
+            slots.push((partition, slot, recs, idx, append));
         }
         let waits = slots
             .into_iter()
-            .map(|(partition, slot, recs, idx)| (partition, slot.send(recs), idx))
+            .map(|(partition, slot, recs, idx, append)| {
+                (partition, slot.send_from(recs, append), idx)
+            })
             .collect();
         Ok(PendingProduce {
             events: self.inner.observer.events().cloned(),
@@ -166,6 +205,7 @@ impl Broker {
                     partitions: 0,
                     retention_ms: 0,
                     retention_bytes: 0,
+                    compression: Default::default(),
                 },
             )
             .await

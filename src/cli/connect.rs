@@ -17,6 +17,9 @@ pub struct ServerArgs {
         global = true
     )]
     pub server: String,
+    /// gRPC transport compression of requests and responses: gzip or zstd (default: none).
+    #[arg(long, env = "OBELISK_GRPC_COMPRESSION", global = true)]
+    pub grpc_compression: Option<client::TransportCompression>,
     #[command(flatten)]
     pub security: SecurityArgs,
 }
@@ -79,7 +82,11 @@ impl ServerArgs {
     /// # Errors
     /// "cannot reach the broker at …" when the address is malformed or nothing answers there.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        Ok(client::connect_with(&normalize(&self.server), &self.security.options()).await?)
+        let c = client::connect_with(&normalize(&self.server), &self.security.options()).await?;
+        Ok(match self.grpc_compression {
+            Some(t) => client::compressed(c, t),
+            None => c,
+        })
     }
 }
 

@@ -35,6 +35,9 @@ pub enum TopicsCommand {
         /// Keep each partition under about this many bytes (0: no limit).
         #[arg(long, default_value_t = 0)]
         retention_bytes: u64,
+        /// How the topic's batches are compressed on disk: none, lz4 or zstd.
+        #[arg(long, default_value = "none")]
+        compression: crate::storage::batch::Compression,
     },
     /// Delete a topic, its data and the groups' offsets for it.
     Delete { name: String },
@@ -75,6 +78,7 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<ExitCode> {
             partitions,
             retention_ms,
             retention_bytes,
+            compression,
         } => {
             let topic = reply(
                 client
@@ -84,6 +88,7 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<ExitCode> {
                             partitions,
                             retention_ms,
                             retention_bytes,
+                            compression: crate::grpc::compression_to_pb(compression),
                         }),
                     })
                     .await,
@@ -164,6 +169,8 @@ fn topic_json(t: &pb::TopicDescription) -> Value {
         "partitions": c.partitions,
         "retention_ms": c.retention_ms,
         "retention_bytes": c.retention_bytes,
+        "compression": crate::grpc::compression_from_pb(c.compression)
+            .map_or_else(|_| c.compression.to_string(), |k| k.to_string()),
         "records": records(t),
         "size_bytes": size(t),
         "partition_details": t.partitions.iter().map(|p| json!({

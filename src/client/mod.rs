@@ -51,6 +51,38 @@ impl ClientError {
     }
 }
 
+/// gRPC transport compression a client can ask for (formatv2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportCompression {
+    Gzip,
+    Zstd,
+}
+
+impl std::str::FromStr for TransportCompression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "gzip" => Ok(Self::Gzip),
+            "zstd" => Ok(Self::Zstd),
+            other => Err(format!(
+                "unknown transport compression {other:?} (expected gzip or zstd)"
+            )),
+        }
+    }
+}
+
+/// `client` sending its requests compressed with `c`, and accepting compressed responses.
+pub fn compressed<T: Transport>(
+    client: BrokerClient<T>,
+    c: TransportCompression,
+) -> BrokerClient<T> {
+    let encoding = match c {
+        TransportCompression::Gzip => tonic::codec::CompressionEncoding::Gzip,
+        TransportCompression::Zstd => tonic::codec::CompressionEncoding::Zstd,
+    };
+    client.send_compressed(encoding).accept_compressed(encoding)
+}
+
 /// Connects to a broker, e.g. `http://127.0.0.1:50051`.
 ///
 /// # Errors

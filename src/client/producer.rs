@@ -1,24 +1,40 @@
 //! The Producer: records queue up, are sent in batches over one ProduceStream (a batch closes at
 //! `batch_records` or after `linger`), and each `send` yields a future for its record's ack.
+//!
+//! By default the producer is idempotent (formatv2): it takes a producer id from `InitProducer`,
+//! routes every record to its partition itself (the broker's rule: FNV-1a of a non-empty key
+//! modulo the partition count, round-robin otherwise), and numbers each partition's records. When
+//! the stream breaks (UNAVAILABLE, a cut connection) or an ack does not come within
+//! `request_timeout`, it reconnects and sends every unacknowledged batch again, unchanged: the
+//! broker answers a retry of a batch it already stored with the original offsets, so a record is
+//! stored once however often it is sent.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{BrokerClient, ClientError};
+use super::{BrokerClient, ClientError, Transport};
 use crate::proto as pb;
 
-/// How a [`Producer`] batches.
+/// How a [`Producer`] batches and retries.
 #[derive(Debug, Clone, Copy)]
 pub struct ProducerConfig {
     pub batch_records: usize,
     pub linger: Duration,
     /// Batches sent and not yet acknowledged; past this, `send` waits.
     pub max_in_flight: usize,
+    /// Idempotent produce with safe retries (the default). Off: a broken stream fails the
+    /// records in flight, as retrying them could store them twice.
+    pub idempotent: bool,
+    /// How long the oldest unacknowledged batch may wait before the stream counts as broken.
+    pub request_timeout: Duration,
+    /// Reconnections in a row before the records in flight fail.
+    pub max_retries: u32,
 }
 
 impl Default for ProducerConfig {
@@ -27,6 +43,9 @@ impl Default for ProducerConfig {
             batch_records: 500,
             linger: Duration::from_millis(2),
             max_in_flight: 16,
+            idempotent: true,
+            request_timeout: Duration::from_secs(30),
+            max_retries: 10,
         }
     }
 }
@@ -49,21 +68,40 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Opens the ProduceStream.
+    /// Opens the ProduceStream (and, when idempotent, takes a producer id).
     ///
     /// # Errors
-    /// The broker refused the stream.
-    pub async fn new<T: super::Transport>(
+    /// The broker refused the stream or the producer id.
+    pub async fn new<T: Transport>(
         mut client: BrokerClient<T>,
         config: ProducerConfig,
     ) -> Result<Self, ClientError> {
-        let (out_tx, out_rx) = mpsc::channel(config.max_in_flight.max(1));
-        let inbound = client
-            .produce_stream(ReceiverStream::new(out_rx))
-            .await?
-            .into_inner();
+        let identity = if config.idempotent {
+            let grant = client
+                .init_producer(pb::InitProducerRequest { producer_id: None })
+                .await?
+                .into_inner();
+            Some(Identity {
+                id: grant.producer_id,
+                epoch: grant.producer_epoch,
+                sequences: HashMap::new(),
+                reinit: false,
+            })
+        } else {
+            None
+        };
+        let stream = Stream::open(&mut client, config.max_in_flight).await?;
         let (tx, rx) = mpsc::channel(config.batch_records.max(1) * 4);
-        let task = tokio::spawn(run(rx, out_tx, inbound, config));
+        let state = State {
+            client,
+            config,
+            identity,
+            partitions: HashMap::new(),
+            round_robin: 0,
+            waiting: VecDeque::new(),
+            sequence: 0,
+        };
+        let task = tokio::spawn(run(rx, stream, state));
         Ok(Self { tx, task })
     }
 
@@ -95,110 +133,305 @@ impl Producer {
     }
 }
 
+/// The idempotent producer's identity and its next sequence per (topic, partition).
+struct Identity {
+    id: i64,
+    epoch: i32,
+    sequences: HashMap<(String, u32), i32>,
+    /// A batch failed at the broker: its sequences were never stored, so the next batch starts
+    /// a new epoch (sequences from 0) instead of leaving a gap.
+    reinit: bool,
+}
+
+/// One ProduceStream: where requests go and where acks come from.
+struct Stream {
+    out: mpsc::Sender<pb::ProduceStreamRequest>,
+    inbound: tonic::Streaming<pb::ProduceStreamAck>,
+}
+
+impl Stream {
+    async fn open<T: Transport>(
+        client: &mut BrokerClient<T>,
+        in_flight: usize,
+    ) -> Result<Self, ClientError> {
+        let (out, out_rx) = mpsc::channel(in_flight.max(1));
+        let inbound = client
+            .produce_stream(ReceiverStream::new(out_rx))
+            .await?
+            .into_inner();
+        Ok(Self { out, inbound })
+    }
+}
+
 struct Batch {
     topic: String,
     records: Vec<pb::ProducerRecord>,
     acks: Vec<AckSender>,
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Pending>,
-    out: mpsc::Sender<pb::ProduceStreamRequest>,
-    mut inbound: tonic::Streaming<pb::ProduceStreamAck>,
+/// A batch sent and not yet acknowledged: the request as sent (a retry sends it unchanged).
+struct Sent {
+    req: pb::ProduceStreamRequest,
+    acks: Vec<AckSender>,
+    sent_at: Instant,
+}
+
+struct State<T: Transport> {
+    client: BrokerClient<T>,
     config: ProducerConfig,
-) {
+    identity: Option<Identity>,
+    /// Partition counts of topics, for routing (`None`: unknown, sent without idempotence).
+    partitions: HashMap<String, Option<u32>>,
+    round_robin: u32,
+    waiting: VecDeque<Sent>,
+    sequence: u64,
+}
+
+/// Whether an error means the batch may or may not have been stored and can be sent again.
+fn retriable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Status { code, .. } => matches!(
+            code,
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
+                | tonic::Code::Internal
+        ),
+        ClientError::Connect { .. } | ClientError::Closed => true,
+    }
+}
+
+async fn run<T: Transport>(mut rx: mpsc::Receiver<Pending>, mut stream: Stream, mut st: State<T>) {
     let mut batch: Option<Batch> = None;
-    let mut deadline = tokio::time::Instant::now();
-    let mut waiting: VecDeque<(u64, Vec<AckSender>)> = VecDeque::new();
-    let mut sequence = 0u64;
+    let mut deadline = Instant::now();
     let mut open = true;
+    let mut failures = 0u32;
     loop {
-        let can_send = waiting.len() < config.max_in_flight;
-        tokio::select! {
+        let can_send = st.waiting.len() < st.config.max_in_flight;
+        let timeout_at = st
+            .waiting
+            .front()
+            .map_or_else(Instant::now, |s| s.sent_at + st.config.request_timeout);
+        let broken: Option<ClientError> = tokio::select! {
             p = rx.recv(), if open && can_send => match p {
                 Some(p) => {
                     if batch.as_ref().is_some_and(|b| b.topic != p.topic) {
-                        flush(&mut batch, &out, &mut waiting, &mut sequence).await;
+                        flush(&mut batch, &mut st, &stream).await;
                     }
                     let b = batch.get_or_insert_with(|| {
-                        deadline = tokio::time::Instant::now() + config.linger;
+                        deadline = Instant::now() + st.config.linger;
                         Batch { topic: p.topic.clone(), records: Vec::new(), acks: Vec::new() }
                     });
                     b.records.push(p.record);
                     b.acks.push(p.ack);
-                    if b.records.len() >= config.batch_records {
-                        flush(&mut batch, &out, &mut waiting, &mut sequence).await;
+                    if b.records.len() >= st.config.batch_records {
+                        flush(&mut batch, &mut st, &stream).await;
                     }
+                    None
                 }
                 None => {
                     open = false;
-                    flush(&mut batch, &out, &mut waiting, &mut sequence).await;
+                    flush(&mut batch, &mut st, &stream).await;
+                    None
                 }
             },
             () = tokio::time::sleep_until(deadline), if batch.is_some() && can_send => {
-                flush(&mut batch, &out, &mut waiting, &mut sequence).await;
+                flush(&mut batch, &mut st, &stream).await;
+                None
             }
-            ack = inbound.next(), if !waiting.is_empty() => match ack {
-                Some(Ok(ack)) => resolve(&mut waiting, ack),
-                Some(Err(status)) => return fail_all(waiting, batch, &ClientError::from(status)),
-                None => return fail_all(waiting, batch, &ClientError::Closed),
+            ack = stream.inbound.next(), if !st.waiting.is_empty() => match ack {
+                Some(Ok(ack)) => {
+                    failures = 0;
+                    resolve(&mut st, ack);
+                    None
+                }
+                Some(Err(status)) => Some(ClientError::from(status)),
+                None => Some(ClientError::Closed),
             },
+            () = tokio::time::sleep_until(timeout_at), if !st.waiting.is_empty() => {
+                Some(ClientError::Status {
+                    code: tonic::Code::DeadlineExceeded,
+                    message: format!("no acknowledgement within {:?}", st.config.request_timeout),
+                })
+            }
             else => break,
+        };
+        if let Some(err) = broken {
+            // Only batches of an idempotent producer can be sent again safely.
+            let safe = st.waiting.iter().all(|s| s.req.idempotence.is_some());
+            if !(safe && retriable(&err) && failures < st.config.max_retries) {
+                return fail_all(st.waiting, batch, &err);
+            }
+            failures += 1;
+            match reconnect(&mut st, failures).await {
+                Ok(s) => stream = s,
+                Err(e) => return fail_all(st.waiting, batch, &e),
+            }
+            continue;
         }
-        if !open && batch.is_none() && waiting.is_empty() {
+        if !open && batch.is_none() && st.waiting.is_empty() {
             break;
         }
     }
 }
 
-async fn flush(
-    batch: &mut Option<Batch>,
-    out: &mpsc::Sender<pb::ProduceStreamRequest>,
-    waiting: &mut VecDeque<(u64, Vec<AckSender>)>,
-    sequence: &mut u64,
-) {
-    let Some(b) = batch.take() else { return };
-    let req = pb::ProduceStreamRequest {
-        sequence: *sequence,
-        topic: b.topic,
-        records: b.records,
-    };
-    if out.send(req).await.is_err() {
-        for a in b.acks {
-            let _ = a.send(Err(ClientError::Closed));
+/// Opens a new stream (after a backoff) and sends every unacknowledged batch on it again, in
+/// order; gives up after `max_retries` attempts in a row.
+async fn reconnect<T: Transport>(
+    st: &mut State<T>,
+    mut failures: u32,
+) -> Result<Stream, ClientError> {
+    loop {
+        let backoff = Duration::from_millis(100u64 << failures.min(5)).min(Duration::from_secs(2));
+        tokio::time::sleep(backoff).await;
+        let attempt = async {
+            let s = Stream::open(
+                &mut st.client,
+                st.config.max_in_flight.max(st.waiting.len()),
+            )
+            .await?;
+            for sent in &mut st.waiting {
+                s.out
+                    .send(sent.req.clone())
+                    .await
+                    .map_err(|_| ClientError::Closed)?;
+                sent.sent_at = Instant::now();
+            }
+            Ok::<_, ClientError>(s)
+        };
+        match attempt.await {
+            Ok(s) => return Ok(s),
+            Err(e) if retriable(&e) && failures < st.config.max_retries => failures += 1,
+            Err(e) => return Err(e),
         }
-        return;
     }
-    waiting.push_back((*sequence, b.acks));
-    *sequence += 1;
 }
 
-fn resolve(waiting: &mut VecDeque<(u64, Vec<AckSender>)>, ack: pb::ProduceStreamAck) {
-    let Some((seq, senders)) = waiting.pop_front() else {
+/// The partition count of `topic`, asked once (`None` when it cannot be known yet).
+async fn partitions<T: Transport>(st: &mut State<T>, topic: &str) -> Option<u32> {
+    if let Some(Some(n)) = st.partitions.get(topic) {
+        return Some(*n);
+    }
+    let n = st
+        .client
+        .describe_topic(pb::DescribeTopicRequest {
+            name: topic.to_string(),
+        })
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().topic)
+        .and_then(|t| t.config)
+        .map(|c| c.partitions)
+        .filter(|&n| n > 0);
+    st.partitions.insert(topic.to_string(), n);
+    n
+}
+
+/// The identity and sequences of a batch, routing its records to their partitions; `None` when
+/// the producer is not idempotent or the topic's partitions are unknown (it does not exist yet).
+async fn idempotence<T: Transport>(
+    st: &mut State<T>,
+    b: &mut Batch,
+) -> Option<pb::IdempotentProduce> {
+    st.identity.as_ref()?;
+    let n = partitions(st, &b.topic).await?;
+    if st.identity.as_ref().is_some_and(|i| i.reinit) {
+        let id = st.identity.as_ref().map(|i| i.id);
+        match st
+            .client
+            .init_producer(pb::InitProducerRequest { producer_id: id })
+            .await
+        {
+            Ok(g) => {
+                let g = g.into_inner();
+                if let Some(i) = st.identity.as_mut() {
+                    i.epoch = g.producer_epoch;
+                    i.sequences.clear();
+                    i.reinit = false;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    let mut counts: HashMap<u32, i32> = HashMap::new();
+    for r in &mut b.records {
+        let p = match r.partition {
+            Some(p) => p,
+            None if n <= 1 => 0,
+            None if r.key.is_empty() => {
+                st.round_robin = st.round_robin.wrapping_add(1);
+                st.round_robin % n
+            }
+            None => crate::storage::topic::fnv1a_32(&r.key) % n,
+        };
+        r.partition = Some(p);
+        *counts.entry(p).or_default() += 1;
+    }
+    let identity = st.identity.as_mut()?;
+    let mut sequences = HashMap::new();
+    for (p, count) in counts {
+        let next = identity.sequences.entry((b.topic.clone(), p)).or_insert(0);
+        sequences.insert(p, *next);
+        *next = next.wrapping_add(count);
+    }
+    Some(pb::IdempotentProduce {
+        producer_id: identity.id,
+        producer_epoch: identity.epoch,
+        sequences,
+    })
+}
+
+async fn flush<T: Transport>(batch: &mut Option<Batch>, st: &mut State<T>, stream: &Stream) {
+    let Some(mut b) = batch.take() else { return };
+    let idempotence = idempotence(st, &mut b).await;
+    let req = pb::ProduceStreamRequest {
+        sequence: st.sequence,
+        topic: b.topic,
+        records: b.records,
+        idempotence,
+    };
+    st.sequence += 1;
+    // A stream that broke is found by the ack branch, which sends this again on a new one.
+    let _ = stream.out.send(req.clone()).await;
+    st.waiting.push_back(Sent {
+        req,
+        acks: b.acks,
+        sent_at: Instant::now(),
+    });
+}
+
+fn resolve<T: Transport>(st: &mut State<T>, ack: pb::ProduceStreamAck) {
+    let Some(sent) = st.waiting.pop_front() else {
         return;
     };
-    debug_assert_eq!(seq, ack.sequence, "acks arrive in order");
+    debug_assert_eq!(sent.req.sequence, ack.sequence, "acks arrive in order");
     match ack.error {
         Some(e) => {
+            if sent.req.idempotence.is_some()
+                && let Some(i) = st.identity.as_mut()
+            {
+                i.reinit = true;
+            }
             let err = ClientError::Status {
                 code: tonic::Code::from(e.code),
                 message: e.message,
             };
-            for s in senders {
+            for s in sent.acks {
                 let _ = s.send(Err(err.clone()));
             }
         }
         None => {
-            for (s, a) in senders.into_iter().zip(ack.acks) {
+            for (s, a) in sent.acks.into_iter().zip(ack.acks) {
                 let _ = s.send(Ok(a));
             }
         }
     }
 }
 
-fn fail_all(waiting: VecDeque<(u64, Vec<AckSender>)>, batch: Option<Batch>, err: &ClientError) {
-    for (_, senders) in waiting {
-        for s in senders {
+fn fail_all(waiting: VecDeque<Sent>, batch: Option<Batch>, err: &ClientError) {
+    for sent in waiting {
+        for s in sent.acks {
             let _ = s.send(Err(err.clone()));
         }
     }

@@ -74,12 +74,67 @@ pub fn position(p: Option<pb::Position>) -> Option<Position> {
     })
 }
 
-pub fn topic_config(c: Option<pb::TopicConfig>) -> TopicConfig {
+/// # Errors
+/// `InvalidArgument` for a compression this broker does not know.
+pub fn topic_config(c: Option<pb::TopicConfig>) -> Result<TopicConfig, crate::broker::BrokerError> {
     let c = c.unwrap_or_default();
-    TopicConfig {
+    Ok(TopicConfig {
         partitions: c.partitions,
         retention_ms: c.retention_ms,
         retention_bytes: c.retention_bytes,
+        compression: compression_from_pb(c.compression)?,
+    })
+}
+
+/// formatv2: the identity of an idempotent produce.
+///
+/// # Errors
+/// `InvalidArgument` for an epoch outside 0..=32767.
+pub fn producer_identity(
+    p: Option<pb::IdempotentProduce>,
+) -> Result<Option<crate::broker::ProducerIdentity>, crate::broker::BrokerError> {
+    let Some(p) = p else { return Ok(None) };
+    let producer_epoch = i16::try_from(p.producer_epoch)
+        .ok()
+        .filter(|e| *e >= 0)
+        .ok_or_else(|| {
+            crate::broker::BrokerError::InvalidArgument(format!(
+                "producer epoch {} is out of range (0 to 32767)",
+                p.producer_epoch
+            ))
+        })?;
+    Ok(Some(crate::broker::ProducerIdentity {
+        producer_id: p.producer_id,
+        producer_epoch,
+        sequences: p.sequences.into_iter().collect(),
+    }))
+}
+
+/// formatv2: the topic's on-disk compression from its proto enum value.
+///
+/// # Errors
+/// `InvalidArgument` for a value outside the enum.
+pub fn compression_from_pb(
+    value: i32,
+) -> Result<crate::storage::batch::Compression, crate::broker::BrokerError> {
+    use crate::storage::batch::Compression;
+    match pb::Compression::try_from(value) {
+        Ok(pb::Compression::None) => Ok(Compression::None),
+        Ok(pb::Compression::Lz4) => Ok(Compression::Lz4),
+        Ok(pb::Compression::Zstd) => Ok(Compression::Zstd),
+        Err(_) => Err(crate::broker::BrokerError::InvalidArgument(format!(
+            "unknown compression {value} (0 none, 1 lz4, 2 zstd)"
+        ))),
+    }
+}
+
+/// formatv2: the proto enum value of a topic's compression.
+pub fn compression_to_pb(c: crate::storage::batch::Compression) -> i32 {
+    use crate::storage::batch::Compression;
+    match c {
+        Compression::None => pb::Compression::None as i32,
+        Compression::Lz4 => pb::Compression::Lz4 as i32,
+        Compression::Zstd => pb::Compression::Zstd as i32,
     }
 }
 
@@ -101,6 +156,7 @@ pub fn topic(t: TopicDescription) -> pb::TopicDescription {
             partitions: t.config.partitions,
             retention_ms: t.config.retention_ms,
             retention_bytes: t.config.retention_bytes,
+            compression: compression_to_pb(t.config.compression),
         }),
         partitions: t.partitions.into_iter().map(partition).collect(),
     }

@@ -9,6 +9,9 @@ mod layers;
 mod service;
 pub mod status;
 
+// formatv2: the CLI converts a topic's compression too.
+pub use convert::{compression_from_pb, compression_to_pb};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,7 +114,12 @@ pub async fn serve_tls(
         config.request_timeout,
     ))
     .max_decoding_message_size(config.max_message_bytes)
-    .max_encoding_message_size(config.max_message_bytes);
+    .max_encoding_message_size(config.max_message_bytes)
+    // formatv2: transport compression, gzip and zstd, for clients that send or accept it.
+    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+    .accept_compressed(tonic::codec::CompressionEncoding::Zstd)
+    .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+    .send_compressed(tonic::codec::CompressionEncoding::Zstd);
     let limits = ConnectionLimits {
         max_connections: config.max_connections,
         handshake_timeout: config.handshake_timeout,

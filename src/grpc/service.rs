@@ -84,8 +84,15 @@ impl pb::broker_server::Broker for BrokerService {
         let caller = self.caller(&req);
         let req = req.into_inner();
         let res = async {
+            let producer = convert::producer_identity(req.idempotence)?;
             caller?
-                .produce(&req.topic, convert::producer_records(req.records))
+                .enqueue_from(
+                    &req.topic,
+                    convert::producer_records(req.records),
+                    producer.as_ref(),
+                )
+                .await?
+                .acks()
                 .await
         }
         .await
@@ -135,9 +142,12 @@ impl pb::broker_server::Broker for BrokerService {
                             // they were sent; their acks are awaited concurrently below.
                             let started = Instant::now();
                             let sequence = batch.sequence;
-                            let pending = broker
-                                .enqueue(&batch.topic, convert::producer_records(batch.records))
-                                .await;
+                            let pending = match convert::producer_identity(batch.idempotence) {
+                                Ok(producer) => broker
+                                    .enqueue_from(&batch.topic, convert::producer_records(batch.records), producer.as_ref())
+                                    .await,
+                                Err(e) => Err(e),
+                            };
                             in_flight.push_back(async move {
                                 let res = match pending {
                                     Ok(p) => p.acks().await,
@@ -302,6 +312,21 @@ impl pb::broker_server::Broker for BrokerService {
         done("reset", started, res)
     }
 
+    async fn init_producer(
+        &self,
+        req: Request<pb::InitProducerRequest>,
+    ) -> RpcResult<pb::InitProducerResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let res = async { caller?.init_producer(req.into_inner().producer_id).await }
+            .await
+            .map(|g| pb::InitProducerResponse {
+                producer_id: g.producer_id,
+                producer_epoch: i32::from(g.producer_epoch),
+            });
+        done("init_producer", started, res)
+    }
+
     async fn create_topic(
         &self,
         req: Request<pb::CreateTopicRequest>,
@@ -310,9 +335,8 @@ impl pb::broker_server::Broker for BrokerService {
         let caller = self.caller(&req);
         let r = req.into_inner();
         let res = async {
-            caller?
-                .create_topic(&r.name, convert::topic_config(r.config))
-                .await
+            let config = convert::topic_config(r.config)?;
+            caller?.create_topic(&r.name, config).await
         }
         .await
         .map(|t| pb::CreateTopicResponse {

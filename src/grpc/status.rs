@@ -24,12 +24,22 @@ pub fn code_of(err: &BrokerError) -> Code {
         }
         BrokerError::GroupExists(_) => Code::AlreadyExists,
         BrokerError::MemberNotFound { .. } => Code::NotFound,
+        BrokerError::ProducerSequence { .. } => Code::FailedPrecondition,
     }
 }
 
 /// The status sent for a broker error: its code and its message (which never carries internals).
 pub fn to_status(err: &BrokerError) -> Status {
-    Status::new(code_of(err), err.to_string())
+    let mut status = Status::new(code_of(err), err.to_string());
+    // formatv2: where an idempotent producer's sequence should continue, machine-readable.
+    if let BrokerError::ProducerSequence {
+        expected: Some(n), ..
+    } = err
+        && let Ok(v) = n.to_string().parse()
+    {
+        status.metadata_mut().insert("obelisk-expected-sequence", v);
+    }
+    status
 }
 
 #[cfg(test)]

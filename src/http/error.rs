@@ -82,6 +82,7 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         | BrokerError::GroupHasMembers { .. }
         | BrokerError::GroupExists(_) => StatusCode::CONFLICT,
         BrokerError::MemberNotFound { .. } => StatusCode::NOT_FOUND,
+        BrokerError::ProducerSequence { .. } => StatusCode::CONFLICT,
     }
 }
 

@@ -61,6 +61,8 @@ pub struct TopicOut {
     pub partition_count: u32,
     pub retention_ms: u64,
     pub retention_bytes: u64,
+    /// formatv2: how the topic's batches are compressed on disk.
+    pub compression: crate::storage::batch::Compression,
     /// Records stored, over all partitions.
     pub messages: u64,
     pub size_bytes: u64,
@@ -98,6 +100,7 @@ impl From<TopicDescription> for TopicOut {
             partition_count: d.config.partitions,
             retention_ms: d.config.retention_ms,
             retention_bytes: d.config.retention_bytes,
+            compression: d.config.compression,
             messages: partitions.iter().map(|p| p.messages).sum(),
             size_bytes: partitions.iter().map(|p| p.size_bytes).sum(),
             partitions,
@@ -124,6 +127,9 @@ pub struct CreateTopicBody {
     retention_ms: u64,
     #[serde(default)]
     retention_bytes: u64,
+    /// formatv2: none (default), lz4 or zstd.
+    #[serde(default)]
+    compression: crate::storage::batch::Compression,
 }
 
 /// `POST /topics` → 201 with the topic and a `Location` header.
@@ -138,6 +144,7 @@ pub async fn create_topic(
                 partitions: body.partitions,
                 retention_ms: body.retention_ms,
                 retention_bytes: body.retention_bytes,
+                compression: body.compression,
             },
         )
         .await?;

@@ -202,6 +202,7 @@ async fn write(
                     partitions: t.partition_count(),
                     retention_ms: 0,
                     retention_bytes: 0,
+                    compression: Default::default(),
                 };
                 broker
                     .create_topic(&t.name, config)

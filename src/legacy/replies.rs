@@ -32,7 +32,8 @@ pub fn for_broker_error(err: &BrokerError) -> Reply {
         | BrokerError::Fenced { .. }
         | BrokerError::GroupHasMembers { .. }
         | BrokerError::GroupExists(_)
-        | BrokerError::MemberNotFound { .. } => Reply::PublishFailed,
+        | BrokerError::MemberNotFound { .. }
+        | BrokerError::ProducerSequence { .. } => Reply::PublishFailed,
         BrokerError::Unauthenticated(_) => Reply::Unauthenticated,
         BrokerError::PermissionDenied(_) => Reply::PermissionDenied,
     }

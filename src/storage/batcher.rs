@@ -53,6 +53,8 @@ pub struct AppendRequest {
     /// The records' size on disk, computed once by the appending task (batch limits, metrics).
     pub bytes: usize,
     pub ack: oneshot::Sender<Result<u64, StorageError>>,
+    /// formatv2: the idempotent producer the records come from, if any.
+    pub producer: Option<super::producers::ProducerAppend>,
 }
 
 impl AppendRequest {
@@ -62,6 +64,7 @@ impl AppendRequest {
             records,
             bytes,
             ack,
+            producer: None,
         }
     }
 }

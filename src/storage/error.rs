@@ -34,6 +34,9 @@ pub enum StorageError {
     /// The partition was closed (topic deleted or broker shutting down).
     #[error("partition is closed")]
     Closed,
+    /// formatv2: an idempotent producer's append was refused (fenced, or out of sequence).
+    #[error(transparent)]
+    Sequence(#[from] super::producers::SequenceError),
 }
 
 impl StorageError {

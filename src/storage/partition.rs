@@ -191,10 +191,19 @@ impl Partition {
 pub struct AppendSlot<'a>(mpsc::Permit<'a, AppendRequest>);
 
 impl AppendSlot<'_> {
-    /// Queues `records`; the receiver yields the first offset once they are durable.
-    pub fn send(self, records: Vec<Record>) -> oneshot::Receiver<Result<u64, StorageError>> {
+    /// Queues `records`; the receiver yields the first offset once they are durable. For an
+    /// idempotent producer (when `producer` is set) a retry of one of its
+    /// last appends yields the original first offset and writes nothing; a gap or an older epoch
+    /// yields `StorageError::Sequence`.
+    pub fn send_from(
+        self,
+        records: Vec<Record>,
+        producer: Option<super::producers::ProducerAppend>,
+    ) -> oneshot::Receiver<Result<u64, StorageError>> {
         let (ack, rx) = oneshot::channel();
-        self.0.send(AppendRequest::new(records, ack));
+        let mut req = AppendRequest::new(records, ack);
+        req.producer = producer;
+        self.0.send(req);
         rx
     }
 }
@@ -432,19 +441,58 @@ impl PartitionCore {
         }
         let mut records = Vec::with_capacity(requests.iter().map(|r| r.records.len()).sum());
         let mut acks = Vec::with_capacity(requests.len());
-        let written: u64 = requests.iter().map(|r| r.bytes as u64).sum();
+        let mut groups = Vec::with_capacity(requests.len());
+        let mut pending = super::producers::Pending::default();
+        // Retries of appends already stored: answered with their first offset once this write
+        // (which may hold the original) is durable.
+        let mut duplicates = Vec::new();
         let mut log = lock(&self.log);
         let base = log.end_offset();
         for req in requests {
             let first = base + records.len() as u64;
+            let meta = match req.producer {
+                None => crate::storage::batch::BatchMeta::NONE,
+                Some(p) => {
+                    let count = req.records.len() as u32;
+                    match log.producers().check(&mut pending, p, count, first) {
+                        Ok(super::producers::Verdict::Append) => crate::storage::batch::BatchMeta {
+                            producer_id: p.id,
+                            producer_epoch: p.epoch,
+                            base_sequence: p.sequence,
+                            leader_epoch: 0,
+                        },
+                        Ok(super::producers::Verdict::Duplicate { first_offset }) => {
+                            duplicates.push((first_offset, req.ack));
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = req.ack.send(Err(StorageError::Sequence(e)));
+                            continue;
+                        }
+                    }
+                }
+            };
+            groups.push((req.records.len(), meta));
             for mut rec in req.records {
                 rec.offset = base + records.len() as u64;
                 records.push(rec);
             }
             acks.push((first, req.ack));
         }
+        if records.is_empty() {
+            drop(log);
+            for (first, ack) in duplicates {
+                let _ = ack.send(Ok(first));
+            }
+            return;
+        }
         let started = std::time::Instant::now();
-        let result = self.injected_failure().and_then(|()| log.append(&records));
+        let size_before = log.size_bytes();
+        let result = self
+            .injected_failure()
+            .and_then(|()| log.append_batches(&records, &groups));
+        // What the write put on disk (frames and headers included).
+        let written = log.size_bytes().saturating_sub(size_before);
         drop(log);
         let result = result.and_then(|file| self.make_durable(&file, records.len() as u64));
         if result.is_err() {
@@ -454,6 +502,7 @@ impl PartitionCore {
         }
         match result {
             Ok(()) => {
+                lock(&self.log).commit_producers(pending);
                 self.events
                     .batch_flushed(records.len() as u64, started.elapsed());
                 let end = base + records.len() as u64;
@@ -467,14 +516,14 @@ impl PartitionCore {
                 lock(&self.ring).extend(records);
                 self.acked_end.send_replace(end);
                 self.topic_changes.send_modify(|n| *n = n.wrapping_add(1));
-                for (first, ack) in acks {
+                for (first, ack) in acks.into_iter().chain(duplicates) {
                     let _ = ack.send(Ok(first));
                 }
             }
             Err(err) => {
                 self.fail(&err);
                 let reason = err.to_string();
-                for (_, ack) in acks {
+                for (_, ack) in acks.into_iter().chain(duplicates) {
                     let _ = ack.send(Err(StorageError::ReadOnly {
                         reason: reason.clone(),
                     }));

@@ -88,6 +88,13 @@ pub enum DecodeError {
     Malformed,
     #[error("header name is not UTF-8")]
     HeaderName,
+    /// A v2 batch of a format version this build does not know.
+    #[error("batch has format version {0}, expected 2")]
+    Version(u8),
+    #[error("batch has unknown compression codec {0}")]
+    Codec(u8),
+    #[error("batch does not decompress: {0}")]
+    Decompress(String),
 }
 
 /// Largest frame body accepted when decoding; anything larger is corruption.

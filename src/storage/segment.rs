@@ -18,9 +18,10 @@ use bytes::Bytes;
 
 use super::error::{IoContext, StorageError};
 use super::files::LogFiles;
+use super::frame;
 use super::index::{OffsetIndex, TIME_INDEX_INTERVAL, TimeEntry, TimeIndex};
 use super::layout::{SegmentFile, segment_path};
-use super::record::{self, Record};
+use super::record::Record;
 use super::verify::{self, Damage, Role};
 
 /// One segment, sealed or active.
@@ -38,6 +39,10 @@ pub struct Segment {
     last_time_entry_pos: u64,
     /// Stretches found unreadable when the segment was opened, in offset order.
     damage: Vec<Damage>,
+    /// The log holds v1 records (see [`Segment::holds_v1`]).
+    holds_v1: bool,
+    /// The idempotent producers' batches found by the scan at open (`None`: not scanned).
+    producer_batches: Option<Vec<(super::batch::BatchMeta, u32, u64)>>,
 }
 
 impl Segment {
@@ -73,6 +78,8 @@ impl Segment {
             max_timestamp: i64::MIN,
             last_time_entry_pos: 0,
             damage: Vec::new(),
+            holds_v1: false,
+            producer_batches: Some(Vec::new()),
         })
     }
 
@@ -122,6 +129,8 @@ impl Segment {
             max_timestamp: s.max_timestamp,
             last_time_entry_pos,
             damage: s.damage,
+            holds_v1: s.v1_frames,
+            producer_batches: Some(s.producer_batches),
         };
         if damaged {
             seg.report_damage();
@@ -155,10 +164,11 @@ impl Segment {
         let expected = (end - base) as usize;
         let index_path = segment_path(dir, base, SegmentFile::Index);
         let index = OffsetIndex::open_sealed(&index_path).ok().filter(|idx| {
-            verify::sealed_index_fits(idx.entries(), expected, log_len, |at| {
-                let mut len = [0u8; 4];
-                log.read_exact_at(&mut len, at).ok()?;
-                Some(u32::from_le_bytes(len))
+            verify::sealed_index_fits(idx.entries(), base, expected, log_len, |at| {
+                let mut head = [0u8; verify::FRAME_HEAD_LEN];
+                let n = log_len.saturating_sub(at).min(head.len() as u64) as usize;
+                log.read_exact_at(&mut head[..n], at).ok()?;
+                verify::FrameHead::parse(&head[..n])
             })
         });
         let time_path = segment_path(dir, base, SegmentFile::TimeIndex);
@@ -174,6 +184,8 @@ impl Segment {
             max_timestamp: i64::MIN,
             last_time_entry_pos: 0,
             damage: Vec::new(),
+            holds_v1: false,
+            producer_batches: None,
         };
         if let (Some(index), Some(times)) = (index, times) {
             seg.max_timestamp = times.entries.last().map_or(i64::MIN, |e| e.max_timestamp);
@@ -186,6 +198,7 @@ impl Segment {
         let s = verify::scan_log(&bytes, base, Role::Sealed { end }, &mut |_| {});
         seg.max_timestamp = s.max_timestamp;
         seg.damage = s.damage;
+        seg.producer_batches = Some(s.producer_batches);
         seg.report_damage();
         seg.index = match OffsetIndex::write_sealed(&index_path, &s.positions) {
             Ok(index) => index,
@@ -232,6 +245,38 @@ impl Segment {
         self.active_log.is_none()
     }
 
+    /// The idempotent producers' batches in this segment: from the scan at open, or read now
+    /// (a sealed segment whose index fitted was not scanned).
+    ///
+    /// # Errors
+    /// I/O errors reading the log.
+    pub fn take_producer_batches(
+        &mut self,
+    ) -> Result<Vec<(super::batch::BatchMeta, u32, u64)>, StorageError> {
+        if let Some(b) = self.producer_batches.take() {
+            return Ok(b);
+        }
+        let path = self.path(SegmentFile::Log);
+        // A segment holds frames of one version, and v1 records carry no producer: one read of
+        // the first frame's length field tells.
+        let mut first = [0u8; 4];
+        let v2 = self.files.get(&path).ok().is_some_and(|f| {
+            f.read_exact_at(&mut first, 0).is_ok() && super::batch::is_batch(&first, 0)
+        });
+        if !v2 {
+            return Ok(Vec::new());
+        }
+        let bytes = Bytes::from(fs::read(&path).context(|| format!("reading {}", path.display()))?);
+        let role = if self.is_sealed() {
+            Role::Sealed {
+                end: self.next_offset(),
+            }
+        } else {
+            Role::Active
+        };
+        Ok(verify::scan_log(&bytes, self.base, role, &mut |_| {}).producer_batches)
+    }
+
     /// Unreadable stretches found when the segment was opened.
     pub fn damage(&self) -> &[Damage] {
         &self.damage
@@ -245,12 +290,13 @@ impl Segment {
                 || self.log_len + extra_bytes > u64::from(u32::MAX))
     }
 
-    /// Appends encoded records (`frames`: each record's length and timestamp, in order) with one
-    /// write. On failure the file is cut back to where it was.
+    /// Appends encoded frames with one write. `records` holds each record's frame position
+    /// (relative to the start of `buf`; the records of one v2 batch share their batch's) and
+    /// timestamp, in offset order. On failure the file is cut back to where it was.
     ///
     /// # Errors
     /// The write's I/O error.
-    pub fn append(&mut self, buf: &[u8], frames: &[(u32, i64)]) -> Result<(), StorageError> {
+    pub fn append(&mut self, buf: &[u8], records: &[(u32, i64)]) -> Result<(), StorageError> {
         let Some(log) = &self.active_log else {
             return Err(StorageError::io(
                 "appending to a sealed segment",
@@ -264,8 +310,8 @@ impl Segment {
                 e,
             ));
         }
-        let mut pos = self.log_len;
-        for &(len, ts) in frames {
+        for &(at, ts) in records {
+            let pos = self.log_len + u64::from(at);
             let rel = self.index.len() as u32;
             self.index.push(pos as u32);
             self.max_timestamp = self.max_timestamp.max(ts);
@@ -276,10 +322,15 @@ impl Segment {
                 });
                 self.last_time_entry_pos = pos;
             }
-            pos += u64::from(len);
         }
-        self.log_len = pos;
+        self.log_len += buf.len() as u64;
         Ok(())
+    }
+
+    /// Whether the segment holds v1 records (written before format v2): the log rolls to a new
+    /// segment before appending batches, so every segment holds frames of one version.
+    pub fn holds_v1(&self) -> bool {
+        self.holds_v1
     }
 
     /// Takes back every record from `offset` on (records written but never acknowledged, after a
@@ -373,14 +424,38 @@ impl Segment {
                     .context(|| format!("opening {}", path.display()))?,
             ),
         };
+        let end = if count == 0 {
+            start
+        } else {
+            self.frame_end(first + count - 1)
+        };
         Ok(ReadPlan {
             file,
             path,
             first_offset: offset,
             start,
-            end: pos_of(first + count),
+            end,
             count,
+            max_bytes,
         })
+    }
+
+    /// Where the frame holding entry `i` ends: the first larger position of a later entry (the
+    /// offsets of one batch share a position), or the end of the log.
+    fn frame_end(&self, i: usize) -> u64 {
+        let Some(p) = self.index.position(i) else {
+            return self.log_len;
+        };
+        let (mut lo, mut hi) = (i + 1, self.index.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.index.position(mid).is_some_and(|q| q > p) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        self.index.position(lo).map_or(self.log_len, u64::from)
     }
 
     /// The first offset in this segment whose timestamp may be at or after `ts` (scan from there).
@@ -401,6 +476,10 @@ impl Segment {
         let path = self.path(SegmentFile::Log);
         log.sync_data()
             .context(|| format!("syncing {}", path.display()))?;
+        if self.damage.is_empty() && !self.index.is_empty() {
+            self.times
+                .close(self.index.len() as u32 - 1, self.max_timestamp);
+        }
         self.times
             .save(&self.path(SegmentFile::TimeIndex))
             .context(|| format!("writing time index of {}", path.display()))?;
@@ -443,6 +522,8 @@ pub struct ReadPlan {
     start: u64,
     end: u64,
     pub count: usize,
+    /// Records past this many bytes are left for the next read (at least one is returned).
+    max_bytes: u64,
 }
 
 impl ReadPlan {
@@ -460,17 +541,35 @@ impl ReadPlan {
         file.read_exact_at(&mut buf, self.start)
             .context(|| format!("reading {}", self.path.display()))?;
         let buf = Bytes::from(buf);
-        let mut out = Vec::with_capacity(self.count);
+        let mut out: Vec<Record> = Vec::with_capacity(self.count);
         let mut pos = 0usize;
-        for i in 0..self.count {
-            let expected = self.first_offset + i as u64;
-            let problem = match record::decode(&buf, pos) {
-                Ok((rec, len)) if rec.offset == expected => {
-                    out.push(rec);
+        let mut next = self.first_offset;
+        let mut bytes = 0u64;
+        'frames: while out.len() < self.count && pos < buf.len() {
+            let problem = match frame::decode(&buf, pos) {
+                // The first frame may be a batch holding the first offset past its start; every
+                // later one starts where the previous ended.
+                Ok((f, len))
+                    if f.base_offset() == next
+                        || (out.is_empty()
+                            && f.base_offset() < next
+                            && next - f.base_offset() < f.count()) =>
+                {
+                    for rec in f.into_records() {
+                        if rec.offset < next {
+                            continue;
+                        }
+                        bytes += rec.encoded_len() as u64;
+                        if out.len() == self.count || (!out.is_empty() && bytes > self.max_bytes) {
+                            break 'frames;
+                        }
+                        next = rec.offset + 1;
+                        out.push(rec);
+                    }
                     pos += len;
                     continue;
                 }
-                Ok((rec, _)) => format!("expected offset {expected}, found {}", rec.offset),
+                Ok((f, _)) => format!("expected offset {next}, found {}", f.base_offset()),
                 Err(e) => e.to_string(),
             };
             let position = self.start + pos as u64;
@@ -478,10 +577,10 @@ impl ReadPlan {
                 return Err(StorageError::Corrupt {
                     path: self.path,
                     position,
-                    reason: format!("offset {expected}: {problem}"),
+                    reason: format!("offset {next}: {problem}"),
                 });
             }
-            tracing::error!(file = %self.path.display(), at_byte = position, offset = expected, problem, "damaged record met while reading; returning the records before it");
+            tracing::error!(file = %self.path.display(), at_byte = position, offset = next, problem, "damaged record met while reading; returning the records before it");
             break;
         }
         Ok(out)

@@ -22,6 +22,9 @@ pub struct TopicConfig {
     /// Delete the oldest sealed segments while a partition is larger than this (0: no limit).
     #[serde(default)]
     pub retention_bytes: u64,
+    /// How the topic's batches are compressed on disk (formatv2; absent in older topic.json: none).
+    #[serde(default)]
+    pub compression: crate::storage::batch::Compression,
 }
 
 use super::layout::TOPIC_CONFIG_FILE as CONFIG_FILE;
@@ -148,6 +151,7 @@ impl Topic {
             partitions: count,
             retention_ms: 0,
             retention_bytes: 0,
+            compression: crate::storage::batch::Compression::None,
         };
         write_config(dir, &config)?;
         let note = format!(
@@ -176,6 +180,9 @@ impl Topic {
         pconfig: &PartitionConfig,
     ) -> Result<Self, StorageError> {
         let changes = Arc::new(watch::Sender::new(0u64));
+        let mut pconfig = pconfig.clone();
+        pconfig.log.compression = config.compression;
+        let pconfig = &pconfig;
         let partitions = (0..config.partitions)
             .map(|p| Partition::open(p, dir.join(p.to_string()), pconfig, Arc::clone(&changes)))
             .collect::<Result<Vec<_>, _>>()?;

@@ -19,9 +19,12 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use super::frame::{self, Frame};
 use super::index::{TIME_INDEX_INTERVAL, TimeEntry, TimeIndex};
 use super::layout::{SegmentFile, segment_path};
-use super::record::{self, DecodeError, RECORD_OVERHEAD, Record};
+#[cfg(test)]
+use super::record;
+use super::record::{DecodeError, RECORD_OVERHEAD, Record};
 
 /// Which segment of its partition a log is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,29 @@ pub struct LogScan {
     pub torn: Option<TornTail>,
     /// Bytes of the log to keep: the whole file, or up to a torn tail.
     pub kept_len: u64,
+    /// Some readable frame is a v1 record.
+    pub v1_frames: bool,
+    /// Readable frames by format: v1 records, v2 batches, and v2 batches stored compressed.
+    pub frames: FrameCounts,
+    /// The readable batches of idempotent producers: who wrote them, their record count and
+    /// first offset (to rebuild the producers' state).
+    pub producer_batches: Vec<(super::batch::BatchMeta, u32, u64)>,
+}
+
+/// Readable frames of a log by format.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub v1_records: u64,
+    pub v2_batches: u64,
+    pub compressed_batches: u64,
+}
+
+impl FrameCounts {
+    pub fn add(&mut self, other: Self) {
+        self.v1_records += other.v1_records;
+        self.v2_batches += other.v2_batches;
+        self.compressed_batches += other.compressed_batches;
+    }
 }
 
 impl LogScan {
@@ -91,6 +117,9 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
         damage: Vec::new(),
         torn: None,
         kept_len: bytes.len() as u64,
+        v1_frames: false,
+        frames: FrameCounts::default(),
+        producer_batches: Vec::new(),
     };
     let end = match role {
         Role::Sealed { end } => Some(end),
@@ -98,6 +127,7 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
     };
     let mut pos = 0usize;
     let mut last_time_entry = 0u64;
+    let mut last_rel = None;
     while pos < bytes.len() {
         let expected = base + s.positions.len() as u64;
         if end.is_some_and(|e| expected >= e) {
@@ -108,24 +138,58 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
             });
             break;
         }
-        let (problem, next) = match record::decode(bytes, pos) {
-            Ok((rec, len)) if rec.offset == expected && pos <= u32::MAX as usize => {
-                s.positions.push(pos as u32);
-                s.max_timestamp = s.max_timestamp.max(rec.timestamp);
-                if s.times.entries.is_empty() || pos as u64 - last_time_entry >= TIME_INDEX_INTERVAL
-                {
-                    s.times.entries.push(TimeEntry {
-                        max_timestamp: s.max_timestamp,
-                        relative_offset: (rec.offset - base) as u32,
-                    });
-                    last_time_entry = pos as u64;
+        let (problem, next) = match frame::decode(bytes, pos) {
+            Ok((f, len))
+                if f.base_offset() == expected
+                    && pos <= u32::MAX as usize
+                    && end.is_none_or(|e| expected + f.count() <= e) =>
+            {
+                // Every offset of a batch points at the batch: a read of one inside it decodes
+                // the batch and skips the records before it.
+                match &f {
+                    Frame::V1(_) => {
+                        s.v1_frames = true;
+                        s.frames.v1_records += 1;
+                    }
+                    Frame::V2(h, _) => {
+                        if h.meta.has_producer() {
+                            s.producer_batches
+                                .push((h.meta, h.record_count, h.base_offset));
+                        }
+                        s.frames.v2_batches += 1;
+                        if h.compression != super::batch::Compression::None {
+                            s.frames.compressed_batches += 1;
+                        }
+                    }
                 }
-                each(&rec);
+                for rec in f.records() {
+                    s.positions.push(pos as u32);
+                    s.max_timestamp = s.max_timestamp.max(rec.timestamp);
+                    if s.times.entries.is_empty()
+                        || pos as u64 - last_time_entry >= TIME_INDEX_INTERVAL
+                    {
+                        s.times.entries.push(TimeEntry {
+                            max_timestamp: s.max_timestamp,
+                            relative_offset: (rec.offset - base) as u32,
+                        });
+                        last_time_entry = pos as u64;
+                    }
+                    each(rec);
+                    last_rel = Some((rec.offset - base) as u32);
+                }
                 pos += len;
                 continue;
             }
-            Ok((rec, _)) => (
-                format!("record has offset {}, expected {expected}", rec.offset),
+            Ok((f, _)) if f.base_offset() == expected => (
+                format!(
+                    "batch holds offsets {} to {}, past the segment's last offset",
+                    expected,
+                    expected + f.count() - 1
+                ),
+                next_whole_record(bytes, pos, expected, end),
+            ),
+            Ok((f, _)) => (
+                format!("record has offset {}, expected {expected}", f.base_offset()),
                 next_whole_record(bytes, pos, expected, end),
             ),
             Err(e) => {
@@ -145,7 +209,7 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
         let (resume, lost_until) = match next {
             Some((at, offset)) => (at, offset),
             None => {
-                let most = ((bytes.len() - pos) / RECORD_OVERHEAD).max(1) as u64;
+                let most = frame::max_offsets_in(bytes.len() - pos);
                 (bytes.len(), end.unwrap_or(expected + most))
             }
         };
@@ -157,6 +221,9 @@ pub fn scan_log(bytes: &Bytes, base: u64, role: Role, each: &mut dyn FnMut(&Reco
         s.positions
             .extend((expected..lost_until).map(|_| pos.min(u32::MAX as usize) as u32));
         pos = resume;
+    }
+    if let (Some(rel), Role::Sealed { .. }) = (last_rel, role) {
+        s.times.close(rel, s.max_timestamp);
     }
     if let Some(e) = end {
         let expected = base + s.positions.len() as u64;
@@ -196,40 +263,40 @@ fn unfinished_write(rest: &[u8], e: &DecodeError) -> bool {
     true
 }
 
-/// The first whole, valid record after byte `from` whose offset is at least `expected` (and below
-/// `end`), that either ends the file or is followed by its successor: where reading resumes after
-/// damage. Returns its byte position and offset. Candidates are screened by their length and
-/// offset fields before the checksum is computed, so this stays linear in practice; the successor
-/// check keeps a frame stored inside some record's value from being taken for a real one.
+/// The first whole, valid frame (record or batch) after byte `from` whose first offset is at
+/// least `expected` (and below `end`), that either ends the file or is followed by its successor:
+/// where reading resumes after damage. Returns its byte position and first offset. Candidates are
+/// screened by their length and offset fields before the checksum is computed, so this stays
+/// linear in practice; the successor check keeps a frame stored inside some record's value from
+/// being taken for a real one.
 fn next_whole_record(
     bytes: &Bytes,
     from: usize,
     expected: u64,
     end: Option<u64>,
 ) -> Option<(usize, u64)> {
-    let min_body = RECORD_OVERHEAD - 4;
     let max_offset = end
         .unwrap_or(u64::MAX)
-        .min(expected.saturating_add((bytes.len() - from) as u64 / RECORD_OVERHEAD as u64 + 1));
-    let u32_at =
-        |q: usize| u32::from_le_bytes([bytes[q], bytes[q + 1], bytes[q + 2], bytes[q + 3]]);
-    for q in from + 1..bytes.len().saturating_sub(RECORD_OVERHEAD - 1) {
-        let len = u32_at(q) as usize;
-        if len < min_body || q + 4 + len > bytes.len() {
+        .min(expected.saturating_add(frame::max_offsets_in(bytes.len() - from) + 1));
+    for q in from + 1..bytes.len().saturating_sub(frame::MIN_FRAME - 1) {
+        let Some(offset) = frame::screen(bytes, q) else {
             continue;
-        }
-        let offset = u64::from(u32_at(q + 8)) | (u64::from(u32_at(q + 12)) << 32);
+        };
         if offset < expected || offset >= max_offset {
             continue;
         }
-        let Ok((rec, len)) = record::decode(bytes, q) else {
+        let Ok((f, len)) = frame::decode(bytes, q) else {
             continue;
         };
         let next = q + len;
+        let after = f.base_offset() + f.count();
+        if end.is_some_and(|e| after > e) {
+            continue;
+        }
         let chained = next == bytes.len()
-            || matches!(record::decode(bytes, next), Ok((r, _)) if r.offset == rec.offset + 1);
+            || matches!(frame::decode(bytes, next), Ok((g, _)) if g.base_offset() == after);
         if chained {
-            return Some((q, rec.offset));
+            return Some((q, f.base_offset()));
         }
     }
     None
@@ -300,14 +367,62 @@ pub fn describe_damage(d: &Damage) -> String {
     }
 }
 
-/// Whether a sealed index (its entries) fits a log of `log_len` bytes holding `expected` records:
-/// a cheap walk over the index that catches stale or scribbled entries without reading the log.
-/// `last_frame_len` reads the length field of the frame at a position.
+/// The fields of a frame's start that [`sealed_index_fits`] checks an index against.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameHead {
+    /// Bytes of the whole frame.
+    pub len: u64,
+    /// A v2 batch (else a v1 record).
+    pub batch: bool,
+    pub base_offset: u64,
+    /// Records in the frame (1 for a v1 record).
+    pub count: u64,
+}
+
+/// Bytes [`FrameHead::parse`] needs.
+pub const FRAME_HEAD_LEN: usize = 24;
+
+impl FrameHead {
+    /// Parses the first [`FRAME_HEAD_LEN`] bytes of a frame (fewer for a v1 frame at the end of a
+    /// log are fine: only its length is read then).
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let u32_at = |p: usize| {
+            b.get(p..p + 4)
+                .map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+        };
+        let raw = u32_at(0)?;
+        let flag = super::batch::V2_FLAG;
+        if raw & flag == 0 {
+            return Some(Self {
+                len: 4 + u64::from(raw),
+                batch: false,
+                base_offset: u32_at(8).map_or(u64::MAX, |lo| {
+                    u64::from(lo) | (u64::from(u32_at(12).unwrap_or(0)) << 32)
+                }),
+                count: 1,
+            });
+        }
+        Some(Self {
+            len: 4 + u64::from(raw & !flag),
+            batch: true,
+            base_offset: u64::from(u32_at(12)?) | (u64::from(u32_at(16)?) << 32),
+            count: u64::from(u32_at(20)?),
+        })
+    }
+}
+
+/// Whether a sealed index (its entries) fits a log of `log_len` bytes holding `expected` records
+/// from offset `base`: a walk over the index that catches stale or scribbled entries without
+/// scanning the log. `frame_at` reads the head of the frame at a position. A log of v1 records
+/// (each offset its own frame, at least [`frame::MIN_FRAME`] apart) costs one read, of its last
+/// frame; a log of v2 batches one read per batch, whose base offset, record count and length
+/// must match the run of entries pointing at it.
 pub fn sealed_index_fits(
     entries: impl ExactSizeIterator<Item = u32>,
+    base: u64,
     expected: usize,
     log_len: u64,
-    last_frame_len: impl FnOnce(u64) -> Option<u32>,
+    mut frame_at: impl FnMut(u64) -> Option<FrameHead>,
 ) -> bool {
     if entries.len() != expected {
         return false;
@@ -315,19 +430,45 @@ pub fn sealed_index_fits(
     if expected == 0 {
         return log_len == 0;
     }
-    let mut prev: Option<u64> = None;
-    for p in entries.map(u64::from) {
-        let ok = match prev {
-            None => p == 0,
-            Some(q) => p >= q + RECORD_OVERHEAD as u64 && p < log_len,
-        };
-        if !ok {
+    let Some(first) = frame_at(0) else {
+        return false;
+    };
+    let mut entries = entries.map(u64::from).peekable();
+    if entries.peek() != Some(&0) {
+        return false;
+    }
+    if !first.batch {
+        let mut prev: Option<u64> = None;
+        for p in entries {
+            let ok = match prev {
+                None => p == 0,
+                Some(q) => p >= q + frame::MIN_FRAME as u64 && p < log_len,
+            };
+            if !ok {
+                return false;
+            }
+            prev = Some(p);
+        }
+        let last = prev.unwrap_or(0);
+        return frame_at(last).is_some_and(|h| !h.batch && last + h.len == log_len);
+    }
+    let mut i = 0u64;
+    while let Some(p) = entries.next() {
+        let mut run = 1u64;
+        while entries.peek() == Some(&p) {
+            entries.next();
+            run += 1;
+        }
+        let next = entries.peek().copied().unwrap_or(log_len);
+        let fits = frame_at(p).is_some_and(|h| {
+            h.batch && h.base_offset == base + i && h.count == run && p + h.len == next
+        });
+        if !fits {
             return false;
         }
-        prev = Some(p);
+        i += run;
     }
-    let last = prev.unwrap_or(0);
-    last_frame_len(last).is_some_and(|len| last + 4 + u64::from(len) == log_len)
+    true
 }
 
 /// Reads an index file to check it; the findings instead when it cannot be read (`missing`: how a

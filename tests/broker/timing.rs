@@ -104,6 +104,7 @@ async fn retention_deletes_old_segments_in_the_background() {
             partitions: 1,
             retention_ms: 3_600_000,
             retention_bytes: 0,
+            compression: Default::default(),
         },
     )
     .await;
@@ -158,6 +159,7 @@ async fn an_enormous_retention_keeps_everything() {
             partitions: 1,
             retention_ms: u64::MAX,
             retention_bytes: 0,
+            compression: Default::default(),
         },
     )
     .await;

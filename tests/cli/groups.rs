@@ -102,6 +102,7 @@ async fn produce(c: &mut BrokerClient<Channel>, topic: &str, prefix: &str) {
     c.produce(pb::ProduceRequest {
         topic: topic.into(),
         records,
+        idempotence: None,
     })
     .await
     .expect("produce");

@@ -87,6 +87,7 @@ pub fn topic_config(partitions: u32) -> TopicConfig {
         partitions,
         retention_ms: 0,
         retention_bytes: 0,
+        compression: Default::default(),
     }
 }
 

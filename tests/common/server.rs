@@ -50,6 +50,7 @@ impl TestServer {
             partitions,
             retention_ms: 0,
             retention_bytes: 0,
+            compression: 0,
         });
         self.client
             .create_topic(pb::CreateTopicRequest {

@@ -1,6 +1,8 @@
 //! Flipped bytes in segment logs, at chosen and at random places: the broker starts, every record
 //! that is not physically damaged is readable at its original offset, no offset is given out
-//! twice, and health, readiness, metrics and `obelisk inspect` all name the damage.
+//! twice, and health, readiness, metrics and `obelisk inspect` all name the damage. The broker
+//! stores record batches (format v2, one CRC per batch): a flip costs the batch it hit, here the
+//! 10 records of one produce.
 
 use obelisk::proto as pb;
 use rand::{Rng, SeedableRng};
@@ -15,9 +17,34 @@ fn value(i: u64) -> Vec<u8> {
     format!("v{i:05}").into_bytes()
 }
 
-/// Byte size of one record's frame as these tests write them: no key, no headers, a 6-byte value.
-fn frame_len() -> u64 {
-    obelisk::broker::encoded_len(b"", &value(0), &[]) as u64
+/// The frames of a segment log: (first byte, length, first offset, records), read from each
+/// frame's length field (bit 31 marks a v2 batch) and offset fields (see docs/storage.md).
+fn frames(path: &std::path::Path) -> Vec<(u64, u64, u64, u64)> {
+    let b = std::fs::read(path).expect("log reads");
+    let u32_at = |p: usize| u32::from_le_bytes(b[p..p + 4].try_into().unwrap());
+    let u64_at = |p: usize| u64::from_le_bytes(b[p..p + 8].try_into().unwrap());
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + 4 <= b.len() {
+        let raw = u32_at(pos);
+        let len = 4 + (raw & 0x7fff_ffff) as usize;
+        let (first, count) = if raw & 0x8000_0000 != 0 {
+            (u64_at(pos + 12), u64::from(u32_at(pos + 20)))
+        } else {
+            (u64_at(pos + 8), 1)
+        };
+        out.push((pos as u64, len as u64, first, count));
+        pos += len;
+    }
+    out
+}
+
+/// The frame of `path` holding byte `at`.
+fn frame_at(path: &std::path::Path, at: u64) -> (u64, u64, u64, u64) {
+    frames(path)
+        .into_iter()
+        .find(|&(start, len, _, _)| (start..start + len).contains(&at))
+        .expect("a frame holds the byte")
 }
 
 fn flip(path: &std::path::Path, at: u64) {
@@ -45,12 +72,20 @@ async fn a_flipped_byte_in_the_active_segment_costs_one_record_and_is_reported_e
     broker.stop().await;
 
     let log = segment_logs(&data.join("topics/t/0"))[0].clone();
-    flip(&log, 150 * frame_len() + 34);
+    let (start, _, first, count) = frames(&log)
+        .into_iter()
+        .find(|f| f.2 == 150)
+        .expect("a batch starts at 150");
+    assert_eq!((first, count), (150, 10), "one batch per produce of 10");
+    flip(&log, start + 34);
 
     let (code, report) = child::inspect(&data);
     assert_eq!(code, 3, "inspect exits 3 on damage: {report}");
     let findings = report["findings"].to_string();
-    assert!(findings.contains("offset 150 is unreadable"), "{findings}");
+    assert!(
+        findings.contains("offsets 150 to 159 are unreadable"),
+        "{findings}"
+    );
 
     let broker = child::start(&data, &Options::default()).await;
     let mut c = broker.client().await;
@@ -63,12 +98,13 @@ async fn a_flipped_byte_in_the_active_segment_costs_one_record_and_is_reported_e
     let err = fetch_err(&mut c, "t", 0, 150).await;
     assert_eq!(err.code(), Code::DataLoss, "{err:?}");
     assert!(
-        err.message().contains("continue from offset 151"),
+        err.message().contains("continue from offset 160"),
         "the error says where to go on: {}",
         err.message()
     );
-    let after = fetch(&mut c, "t", 0, 151, 500).await;
-    assert_eq!(after.len(), 149);
+    assert_eq!(fetch_err(&mut c, "t", 0, 155).await.code(), Code::DataLoss);
+    let after = fetch(&mut c, "t", 0, 160, 500).await;
+    assert_eq!(after.len(), 140);
     assert!(
         after.iter().all(|r| r.value == value(r.offset)),
         "records after the damage keep their offsets"
@@ -108,7 +144,7 @@ async fn a_flipped_byte_in_the_active_segment_costs_one_record_and_is_reported_e
     assert_eq!(storage["status"], "degraded", "{storage}");
     assert_eq!(
         storage["details"]["damaged_partitions"][0]["damaged_offsets"][0],
-        serde_json::json!({"first": 150, "last": 150})
+        serde_json::json!({"first": 150, "last": 159})
     );
     let (code, ready) = broker.http_json("/health/ready").await;
     assert_eq!(code, 200);
@@ -122,7 +158,7 @@ async fn a_flipped_byte_in_the_active_segment_costs_one_record_and_is_reported_e
             .lines()
             .any(|l| l.starts_with("obelisk_partition_damaged_offsets{")
                 && l.contains("topic=\"t\"")
-                && l.ends_with(" 1")),
+                && l.ends_with(" 10")),
         "the damage is counted in metrics"
     );
 
@@ -160,7 +196,8 @@ async fn random_flips_cost_only_the_records_they_hit() {
         let broker = child::start(&data, &flags).await;
         let mut c = broker.client().await;
         create_topic(&mut c, "t", 1).await;
-        let n = rng.gen_range(200..600);
+        // Batches of 10 small records take ~20 bytes a record: enough of them to roll a few times.
+        let n = rng.gen_range(700..1600);
         produce_n(&mut c, "t", 0, n).await;
         broker.stop().await;
 
@@ -169,18 +206,20 @@ async fn random_flips_cost_only_the_records_they_hit() {
         let which = rng.gen_range(0..logs.len());
         let len = std::fs::metadata(&logs[which]).unwrap().len();
         let at = rng.gen_range(0..len);
+        // The batch holding the byte, found before the flip can change its length field.
+        let (_, _, first, count) = frame_at(&logs[which], at);
+        let hit = first..first + count;
         flip(&logs[which], at);
         let base: u64 = logs[which]
             .file_stem()
             .and_then(|s| s.to_str())
             .and_then(|s| s.parse().ok())
             .expect("a segment base");
-        let hit = base + at / frame_len();
 
         let broker = child::start(&data, &flags).await;
         let mut c = broker.client().await;
         for offset in 0..n {
-            if offset == hit {
+            if hit.contains(&offset) {
                 let err = fetch_err(&mut c, "t", 0, offset).await;
                 assert_eq!(err.code(), Code::DataLoss, "round {round}: {err:?}");
             } else {
@@ -188,7 +227,7 @@ async fn random_flips_cost_only_the_records_they_hit() {
                 assert_eq!(
                     got.first().map(|r| (r.offset, r.value.to_vec())),
                     Some((offset, value(offset))),
-                    "round {round}: flip at byte {at} of segment {base} (record {hit})"
+                    "round {round}: flip at byte {at} of segment {base} (records {hit:?})"
                 );
             }
         }

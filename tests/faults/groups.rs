@@ -31,6 +31,7 @@ async fn membership_and_commits_survive_kill_9_of_the_broker() {
                 ..Default::default()
             })
             .collect(),
+        idempotence: None,
     })
     .await
     .unwrap();

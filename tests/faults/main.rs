@@ -12,6 +12,7 @@ mod damage;
 mod descriptors;
 mod disk;
 mod groups;
+mod producers;
 #[path = "../faults_support/mod.rs"]
 mod support;
 mod topics;
@@ -37,6 +38,7 @@ pub async fn create_topic(c: &mut Grpc, name: &str, partitions: u32) {
             partitions,
             retention_ms: 0,
             retention_bytes: 0,
+            compression: 0,
         }),
     })
     .await
@@ -67,6 +69,7 @@ pub async fn try_produce(
         .produce(pb::ProduceRequest {
             topic: topic.into(),
             records,
+            idempotence: None,
         })
         .await?
         .into_inner()

@@ -197,6 +197,7 @@ async fn kill_9_during_topic_creation_and_deletion() {
                                     partitions: *partitions,
                                     retention_ms: 0,
                                     retention_bytes: 0,
+                                    compression: 0,
                                 }),
                             })
                             .await

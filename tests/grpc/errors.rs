@@ -24,6 +24,7 @@ fn produce(topic: &str, records: Vec<pb::ProducerRecord>) -> pb::ProduceRequest 
     pb::ProduceRequest {
         topic: topic.into(),
         records,
+        idempotence: None,
     }
 }
 

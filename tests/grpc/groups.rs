@@ -31,6 +31,7 @@ async fn produce(c: &mut BrokerClient<Channel>, topic: &str, partitions: u32, pe
         c.produce(pb::ProduceRequest {
             topic: topic.into(),
             records,
+            idempotence: None,
         })
         .await
         .expect("produce");

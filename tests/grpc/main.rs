@@ -4,8 +4,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod compression;
 mod errors;
 mod groups;
+mod idempotence;
 mod produce_consume;
 mod produce_stream;
 mod service;

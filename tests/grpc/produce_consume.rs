@@ -26,6 +26,7 @@ async fn orders() -> (TestServer, Vec<pb::RecordAck>, Vec<pb::Record>) {
         .produce(pb::ProduceRequest {
             topic: "orders".into(),
             records,
+            idempotence: None,
         })
         .await
         .unwrap()

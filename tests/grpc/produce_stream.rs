@@ -30,6 +30,7 @@ async fn acks_come_in_order_and_a_bad_batch_fails_alone() {
         records: (0..per)
             .map(|i| record("", &format!("{seq}-{i}")))
             .collect(),
+        idempotence: None,
     });
     let mut acks = s
         .client

@@ -121,6 +121,7 @@ async fn the_request_timeout_does_not_cut_a_subscription() {
         .produce(pb::ProduceRequest {
             topic: "slow".into(),
             records: vec![record("k", "late")],
+            idempotence: None,
         })
         .await
         .unwrap();

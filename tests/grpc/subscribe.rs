@@ -27,6 +27,7 @@ async fn subscribed() -> (TestServer, [Stream; 3]) {
         .produce(pb::ProduceRequest {
             topic: "s".into(),
             records: vec![record("old", "old")],
+            idempotence: None,
         })
         .await
         .unwrap();
@@ -60,6 +61,7 @@ async fn subscribed() -> (TestServer, [Stream; 3]) {
             .produce(pb::ProduceRequest {
                 topic: "s".into(),
                 records: vec![record(&format!("key{}", i % 11), &i.to_string())],
+                idempotence: None,
             })
             .await
             .unwrap();

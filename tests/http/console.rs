@@ -110,6 +110,7 @@ async fn a_thousand_topics_are_listed_in_bounded_pages() {
                     partitions: 1,
                     retention_ms: 0,
                     retention_bytes: 0,
+                    compression: Default::default(),
                 },
             )
             .await

@@ -19,6 +19,7 @@ async fn topic(h: &Harness, name: &str, partitions: u32) {
                 partitions,
                 retention_ms: 0,
                 retention_bytes: 0,
+                compression: Default::default(),
             },
         )
         .await

@@ -293,6 +293,18 @@ async fn topic_admin() {
     }
     assert_eq!(p0["read_only"], false);
 
+    assert_eq!(r.json["compression"], "none");
+    // formatv2: a topic compressed on disk, and an unknown codec refused.
+    let z = h
+        .post("/topics", json!({"name": "zipped", "compression": "zstd"}))
+        .await;
+    assert_eq!(z.status, StatusCode::CREATED, "{}", z.text);
+    assert_eq!(z.json["compression"], "zstd");
+    let bad = h
+        .post("/topics", json!({"name": "nozip", "compression": "snappy"}))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+
     let dup = h.post("/topics", json!({"name": "adm"})).await;
     assert_eq!(
         (dup.status, dup.error_code()),

@@ -134,6 +134,7 @@ impl Parity {
                     partitions,
                     retention_ms: 0,
                     retention_bytes: 0,
+                    compression: Default::default(),
                 },
             )
             .await
@@ -162,6 +163,7 @@ impl Parity {
                 timestamp_ns: Some(r.timestamp),
                 ..Default::default()
             }],
+            idempotence: None,
         };
         match timeout(PATIENCE, self.grpc.produce(request))
             .await

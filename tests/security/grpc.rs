@@ -52,6 +52,7 @@ async fn a_token_without_an_acl_is_denied_and_nothing_is_written() {
         topic: "orders".into(),
         records: vec![record("v")],
         sequence,
+        idempotence: None,
     }));
     let mut acks = alice
         .produce_stream(batches)

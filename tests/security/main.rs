@@ -4,6 +4,7 @@
 
 mod cli;
 mod config;
+mod groups;
 mod grpc;
 mod http;
 mod legacy;

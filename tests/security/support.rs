@@ -188,6 +188,7 @@ pub fn produce(topic: &str, value: &str) -> pb::ProduceRequest {
     pb::ProduceRequest {
         topic: topic.into(),
         records: vec![record(value)],
+        idempotence: None,
     }
 }
 

@@ -56,6 +56,18 @@ def test_produce_batch_and_consume_back(client):
         assert r.timestamp_ns > 0, "the broker stamps records sent without a timestamp"
 
 
+def test_gzip_transport_compression(server):
+    with Client(server.addr, timeout=10.0, compression="gzip") as c:
+        c.wait_ready(10.0)
+        with c.producer() as producer:
+            acks = [producer.send("gz", "x" * 2000 + str(i), partition=0) for i in range(50)]
+            assert [a.result(timeout=DEADLINE_S).offset for a in acks] == list(range(50))
+        records = poll_until(c.consumer("gz", "g"), 50)
+        assert [r.value for r in records] == [("x" * 2000 + str(i)).encode() for i in range(50)]
+    with pytest.raises(ValueError):
+        Client(server.addr, compression="snappy")
+
+
 def test_key_timestamp_headers_roundtrip(client):
     with client.producer() as producer:
         ack = producer.send("t", b"\x00\xffbinary", key=b"\x01k", headers={"h": b"\x00\x01"},

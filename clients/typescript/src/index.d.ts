@@ -58,6 +58,8 @@ export interface ClientOptions {
   token?: string;
   /** Name checked in the broker's certificate instead of the address's host. */
   serverName?: string;
+  /** Transport compression of every message: 'gzip' (default: none). */
+  compression?: 'gzip';
 }
 
 /** Partition configuration of a topic; 64-bit numbers as decimal strings. */

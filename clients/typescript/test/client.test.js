@@ -39,6 +39,19 @@ test('produce a batch and consume it back', async () => {
   }
 });
 
+test('gzip transport compression', async () => {
+  const client = new Client(broker.server.addr, { timeoutMs: 10_000, compression: 'gzip' });
+  const producer = client.producer();
+  const acks = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+    producer.send('gz', { value: 'x'.repeat(2000) + i, partition: 0 })));
+  await producer.close();
+  assert.deepEqual(acks.map((a) => a.offset), Array.from({ length: 50 }, (_, i) => BigInt(i)));
+  const records = await pollUntil(client.consumer('gz', 'g'), 50);
+  assert.deepEqual(records.map((r) => r.value.toString()), Array.from({ length: 50 }, (_, i) => 'x'.repeat(2000) + i));
+  client.close();
+  assert.throws(() => new Client(broker.server.addr, { compression: 'snappy' }), TypeError);
+});
+
 test('key, binary value, headers and a timestamp beyond 2^53 round-trip exactly', async () => {
   const { client } = broker;
   const producer = client.producer();

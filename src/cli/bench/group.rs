@@ -105,6 +105,7 @@ async fn preload(
         c.produce(pb::ProduceRequest {
             topic: topic.into(),
             records,
+            idempotence: None,
         })
         .await?;
         sent += batch;
@@ -218,6 +219,7 @@ pub async fn run(
                 .produce(pb::ProduceRequest {
                     topic: ptopic.clone(),
                     records,
+                    idempotence: None,
                 })
                 .await;
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -133,6 +133,20 @@ pub struct BenchArgs {
     /// and the ratio of their produce rates.
     #[arg(long, conflicts_with_all = ["server", "secure", "suite"])]
     pub compare_security: bool,
+    /// formatv2: how the bench topics store their batches: none, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: crate::storage::batch::Compression,
+    /// formatv2: the in-process broker's on-disk format: 2 (record batches) or 1 (a frame per
+    /// record, as before format v2), to compare the two.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub storage_format: u8,
+    /// formatv2: record values: `filler` (the checked header, then rotated letters) or `json`
+    /// (the checked header, then a realistic, compressible JSON event).
+    #[arg(long, value_enum, default_value_t = payload::Kind::Filler)]
+    pub payload: payload::Kind,
+    /// formatv2: producers are idempotent (InitProducer, a sequence per partition; grpc-stream).
+    #[arg(long)]
+    pub idempotent: bool,
 }
 
 /// The settings of one run, resolved and checked.
@@ -170,6 +184,11 @@ pub struct Plan {
     pub security: crate::client::ConnectOptions,
     /// The in-process broker has TLS and authentication on (security).
     pub secure: bool,
+    /// formatv2.
+    pub compression: crate::storage::batch::Compression,
+    pub storage_format: u8,
+    pub payload: payload::Kind,
+    pub idempotent: bool,
 }
 
 fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -191,6 +210,9 @@ impl Plan {
         }
         if a.mode == Mode::Consume && a.duration.is_some() {
             anyhow::bail!("--mode consume preloads a fixed number of records: use --count");
+        }
+        if a.idempotent && a.transport != Transport::GrpcStream {
+            anyhow::bail!("--idempotent needs --transport grpc-stream");
         }
         if let Some(r) = a.rate
             && !(r.is_finite() && r > 0.0)
@@ -221,6 +243,10 @@ impl Plan {
             legacy_addr: a.legacy_addr,
             http_addr: a.http_addr,
             data_dir: a.data_dir.clone(),
+            compression: a.compression,
+            storage_format: a.storage_format,
+            payload: a.payload,
+            idempotent: a.idempotent,
             keep_topics: a.keep_topics,
             security: a.security.options(),
             secure: a.secure,
@@ -266,6 +292,19 @@ impl Plan {
         }
         if self.secure {
             c.push_str(" --secure");
+        }
+        // formatv2
+        if self.compression != crate::storage::batch::Compression::None {
+            c.push_str(&format!(" --compression {}", self.compression));
+        }
+        if self.storage_format != 2 && self.server.is_none() {
+            c.push_str(&format!(" --storage-format {}", self.storage_format));
+        }
+        if self.payload != payload::Kind::Filler {
+            c.push_str(" --payload json");
+        }
+        if self.idempotent {
+            c.push_str(" --idempotent");
         }
         c
     }

@@ -38,14 +38,75 @@ fn unhex(b: &[u8]) -> Option<u64> {
     })
 }
 
+/// What follows a value's header (formatv2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The alphabet rotated by the sequence, repeated.
+    Filler,
+    /// A JSON event (user, session, page, device...) that varies with the sequence, as an
+    /// application would log it: compressible like real events, unlike random bytes.
+    Json,
+}
+
+const PAGES: [&str; 8] = [
+    "/",
+    "/products",
+    "/products/espresso-machine",
+    "/cart",
+    "/checkout",
+    "/account/orders",
+    "/search?q=grinder",
+    "/products/milk-frother",
+];
+const AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0",
+];
+
+/// A JSON event for record `sequence`, padded or cut to `len` bytes.
+fn json_event(sequence: u64, len: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut i = 0u64;
+    while out.len() - start < len {
+        let n = sequence.wrapping_mul(31).wrapping_add(i);
+        let event = format!(
+            r#"{{"type":"page_view","ts":{},"user_id":"u-{:06}","session":"s-{:08x}","page":"{}","referrer":"{}","device":{{"ua":"{}","screen":"{}x{}"}},"cart_items":{},"latency_ms":{}}},"#,
+            1_700_000_000_000u64 + sequence * 7 + i,
+            n % 50_000,
+            n / 20,
+            PAGES[(n % 8) as usize],
+            PAGES[((n / 8) % 8) as usize],
+            AGENTS[(n % 3) as usize],
+            1280 + (n % 4) * 160,
+            720 + (n % 3) * 180,
+            n % 5,
+            20 + n % 300,
+        );
+        out.extend_from_slice(event.as_bytes());
+        i += 1;
+    }
+    out.truncate(start + len);
+}
+
 /// The value producer `producer` sends as its record number `sequence`, `size` bytes long
 /// (at least [`HEADER`]).
+#[cfg(test)]
 pub fn encode(producer: u32, sequence: u64, size: usize) -> Vec<u8> {
+    encode_kind(producer, sequence, size, Kind::Filler)
+}
+
+/// [`encode`] with the given kind of filler.
+pub fn encode_kind(producer: u32, sequence: u64, size: usize, kind: Kind) -> Vec<u8> {
     let size = size.max(HEADER);
     let mut v = Vec::with_capacity(size);
     hex(&mut v, u64::from(producer), 8);
     hex(&mut v, sequence, 16);
     v.extend_from_slice(b"00000000");
+    if kind == Kind::Json {
+        json_event(sequence, size - HEADER, &mut v);
+    }
     // The filler is the alphabet rotated by the sequence, repeated: copied in slices, since this
     // runs for every record the benchmark sends.
     let start = (sequence % 64) as usize;

@@ -65,6 +65,8 @@ pub struct ProducerSpec {
     pub batch_interval: Option<Duration>,
     pub message_size: usize,
     pub topics: Arc<Vec<String>>,
+    /// formatv2: what the values hold after their header.
+    pub payload: super::payload::Kind,
 }
 
 /// How it went.
@@ -146,7 +148,14 @@ pub async fn run(
                 };
                 let n = remaining.min(spec.batch as u64) as usize;
                 let values = (0..n as u64)
-                    .map(|i| Bytes::from(payload::encode(spec.id, sequence + i, spec.message_size)))
+                    .map(|i| {
+                        Bytes::from(payload::encode_kind(
+                            spec.id,
+                            sequence + i,
+                            spec.message_size,
+                            spec.payload,
+                        ))
+                    })
                     .collect();
                 let topic =
                     &spec.topics[((u64::from(spec.id) + k) % spec.topics.len() as u64) as usize];

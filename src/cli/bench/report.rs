@@ -41,6 +41,8 @@ pub struct Outcome {
     pub verification: Option<Verification>,
     /// Failures that stopped a producer or consumer.
     pub errors: Vec<String>,
+    /// formatv2: bytes of the in-process broker's segment logs after the run.
+    pub disk_bytes: Option<u64>,
 }
 
 impl Outcome {
@@ -113,7 +115,20 @@ impl Outcome {
             "consume": consume,
             "verification": verification,
             "errors": self.errors,
+            "disk": self.disk_json(),
         })
+    }
+
+    /// formatv2: what the records took on disk, per record and against their values' size.
+    fn disk_json(&self) -> Option<Value> {
+        let bytes = self.disk_bytes?;
+        let records = self.produce.as_ref().map(|p| p.records)?;
+        let raw = self.bytes(records);
+        Some(json!({
+            "log_bytes": bytes,
+            "bytes_per_record": (records > 0).then(|| bytes as f64 / records as f64),
+            "of_raw_values": (raw > 0).then(|| bytes as f64 / raw as f64),
+        }))
     }
 
     pub fn to_text(&self) -> String {
@@ -193,6 +208,15 @@ impl Outcome {
                 "\nverification: ok: {} records checked (offsets contiguous per partition, \
                  checksums valid, every acknowledged record exactly once per consumer)\n",
                 v.checked
+            ));
+        }
+        if let Some(d) = self.disk_json() {
+            out.push_str(&format!(
+                "\non disk: {} bytes of segment logs, {:.1} bytes per record, {:.1}% of the values' \
+                 size\n",
+                d["log_bytes"],
+                d["bytes_per_record"].as_f64().unwrap_or(0.0),
+                d["of_raw_values"].as_f64().unwrap_or(0.0) * 100.0
             ));
         }
         out.push_str("MB/s counts record values, 10^6 bytes per MB.\n");

@@ -51,11 +51,36 @@ pub async fn run_one(plan: &Plan, show_progress: bool) -> anyhow::Result<Outcome
         }
         None => {
             let local = LocalBroker::start(plan).await?;
+            let local_dir = local.dir.join("topics");
             let result = run_on(plan, &local.target, show_progress).await;
+            let disk = log_bytes(&local_dir);
             local.stop().await;
-            result
+            result.map(|mut o| {
+                o.disk_bytes = Some(disk);
+                o
+            })
         }
     }
+}
+
+/// Bytes of every segment log under `dir` (formatv2: what the records take on disk).
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                log_bytes(&p)
+            } else if p.extension().is_some_and(|x| x == "log") {
+                e.metadata().map_or(0, |m| m.len())
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 /// A fresh in-process broker on its own data directory.
@@ -93,6 +118,7 @@ impl LocalBroker {
             http_addr: listener(Transport::Http).into(),
             durability: plan.durability.unwrap_or_default(),
             log_level: "warn".into(),
+            write_format_v1: plan.storage_format == 1,
             ..Config::default()
         };
         let options = if plan.secure {
@@ -157,6 +183,7 @@ async fn run_on(plan: &Plan, target: &Target, show_progress: bool) -> anyhow::Re
                     name: t.clone(),
                     config: Some(pb::TopicConfig {
                         partitions: plan.partitions,
+                        compression: crate::grpc::compression_to_pb(plan.compression),
                         ..Default::default()
                     }),
                 })
@@ -218,6 +245,7 @@ impl Phases<'_> {
             consume: None,
             verification: None,
             errors: Vec::new(),
+            disk_bytes: None,
         };
         // Consumers still running when this returns early are told to stop.
         let stop = CancellationToken::new();
@@ -274,9 +302,14 @@ impl Phases<'_> {
         let mut halves = Vec::new();
         for _ in 0..n {
             halves.push(
-                transport::open(load.transport, self.target, load.in_flight as usize)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
+                transport::open(
+                    load.transport,
+                    self.target,
+                    load.in_flight as usize,
+                    plan.idempotent.then_some(plan.partitions),
+                )
+                .await
+                .map_err(anyhow::Error::msg)?,
             );
         }
         let batch_interval = match load.rate {
@@ -299,6 +332,7 @@ impl Phases<'_> {
                 batch_interval,
                 message_size: plan.message_size,
                 topics: Arc::clone(self.topics),
+                payload: plan.payload,
             };
             tasks.push(tokio::spawn(producer::run(
                 spec,

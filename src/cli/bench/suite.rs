@@ -37,6 +37,10 @@ fn rows(args: &BenchArgs) -> Vec<Plan> {
         keep_topics: false,
         security: crate::client::ConnectOptions::default(),
         secure: false,
+        compression: crate::storage::batch::Compression::None,
+        storage_format: 2,
+        payload: super::payload::Kind::Filler,
+        idempotent: false,
     };
     let mut out = Vec::new();
     for durability in [DurabilityMode::Fsync, DurabilityMode::Interval] {

@@ -66,9 +66,44 @@ pub enum SendHalf {
     Stream {
         requests: mpsc::Sender<pb::ProduceStreamRequest>,
         sequence: u64,
+        /// formatv2: an idempotent producer's identity and sequences.
+        idempotent: Option<Idempotent>,
     },
     Legacy(legacy::Writer),
     Http(http::Writer),
+}
+
+/// formatv2: an idempotent bench producer: it spreads a batch's records over the partitions
+/// round-robin, as the broker does with unkeyed records, and numbers them per partition.
+pub struct Idempotent {
+    producer_id: i64,
+    producer_epoch: i32,
+    partitions: u32,
+    next_partition: u32,
+    sequences: std::collections::HashMap<(String, u32), i32>,
+}
+
+impl Idempotent {
+    fn stamp(&mut self, topic: &str, records: &mut [pb::ProducerRecord]) -> pb::IdempotentProduce {
+        let mut counts = std::collections::HashMap::new();
+        for r in records.iter_mut() {
+            let p = self.next_partition % self.partitions.max(1);
+            self.next_partition = self.next_partition.wrapping_add(1);
+            r.partition = Some(p);
+            *counts.entry(p).or_insert(0i32) += 1;
+        }
+        let mut sequences = std::collections::HashMap::new();
+        for (p, n) in counts {
+            let next = self.sequences.entry((topic.to_string(), p)).or_insert(0);
+            sequences.insert(p, *next);
+            *next = next.wrapping_add(n);
+        }
+        pb::IdempotentProduce {
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            sequences,
+        }
+    }
 }
 
 pub enum AckHalf {
@@ -86,6 +121,7 @@ pub async fn open(
     transport: Transport,
     target: &Target,
     in_flight: usize,
+    idempotent_over: Option<u32>,
 ) -> Result<(SendHalf, AckHalf), String> {
     let unavailable = |what: &str, flag: &str| {
         format!(
@@ -102,6 +138,23 @@ pub async fn open(
         }
         Transport::GrpcStream => {
             let mut client = connect(target).await?;
+            let idempotent = match idempotent_over {
+                None => None,
+                Some(partitions) => {
+                    let g = client
+                        .init_producer(pb::InitProducerRequest { producer_id: None })
+                        .await
+                        .map_err(|s| ClientError::from(s).to_string())?
+                        .into_inner();
+                    Some(Idempotent {
+                        producer_id: g.producer_id,
+                        producer_epoch: g.producer_epoch,
+                        partitions,
+                        next_partition: 0,
+                        sequences: std::collections::HashMap::new(),
+                    })
+                }
+            };
             let (requests, rx) = mpsc::channel(in_flight.max(1));
             let inbound = client
                 .produce_stream(ReceiverStream::new(rx))
@@ -112,6 +165,7 @@ pub async fn open(
                 SendHalf::Stream {
                     requests,
                     sequence: 0,
+                    idempotent,
                 },
                 AckHalf::Stream(inbound),
             ))
@@ -167,6 +221,7 @@ impl SendHalf {
                 let request = pb::ProduceRequest {
                     topic: batch.topic.to_string(),
                     records: records(batch),
+                    idempotence: None,
                 };
                 let call = tokio::spawn(async move {
                     client
@@ -179,11 +234,19 @@ impl SendHalf {
                     .send(call)
                     .map_err(|_| "the acknowledging half stopped".to_string())
             }
-            Self::Stream { requests, sequence } => {
+            Self::Stream {
+                requests,
+                sequence,
+                idempotent,
+            } => {
+                let topic = batch.topic.to_string();
+                let mut records = records(batch);
+                let idempotence = idempotent.as_mut().map(|i| i.stamp(&topic, &mut records));
                 let request = pb::ProduceStreamRequest {
                     sequence: *sequence,
-                    topic: batch.topic.to_string(),
-                    records: records(batch),
+                    topic,
+                    records,
+                    idempotence,
                 };
                 *sequence += 1;
                 requests

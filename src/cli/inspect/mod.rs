@@ -50,6 +50,8 @@ struct PartitionSummary {
     end: Option<u64>,
     bytes: u64,
     status: Status,
+    /// Readable frames by format (formatv2).
+    frames: crate::storage::verify::FrameCounts,
 }
 
 /// A partition's state, worst finding first in severity.
@@ -250,6 +252,7 @@ fn inspect_partition(
         end: None,
         bytes: 0,
         status: Status::Ok,
+        frames: Default::default(),
     };
     let mut expected_base: Option<u64> = None;
     for (i, &base) in bases.iter().enumerate() {
@@ -274,6 +277,7 @@ fn inspect_partition(
             .with_context(|| format!("reading {}", segment_path(dir, base).display()))?;
         summary.records += report.readable;
         summary.bytes += report.bytes;
+        summary.frames.add(report.frames);
         let next = base + report.offsets;
         expected_base = Some(next);
         summary.end = Some(next);
@@ -461,6 +465,9 @@ fn json_report(args: &InspectArgs, summaries: &[PartitionSummary], findings: &[F
             },
             "bytes": s.bytes,
             "status": s.status.name().to_ascii_lowercase(),
+            "v1_records": s.frames.v1_records,
+            "v2_batches": s.frames.v2_batches,
+            "compressed_batches": s.frames.compressed_batches,
         })).collect::<Vec<_>>(),
         "findings": findings.iter().map(|f| json!({
             "severity": match f.severity { Severity::Damage => "damage", Severity::Warning => "warning" },

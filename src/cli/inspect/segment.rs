@@ -21,6 +21,8 @@ pub struct SegmentReport {
     /// Records that read back.
     pub readable: u64,
     pub findings: Vec<Finding>,
+    /// Readable frames by format (v1 records, v2 batches).
+    pub frames: verify::FrameCounts,
 }
 
 /// Checks `<dir>/<base>.log` and its indexes; `each` sees every readable record.
@@ -53,6 +55,7 @@ pub fn check(
         bytes: bytes.len() as u64,
         offsets: scan.records(),
         readable: scan.readable(),
+        frames: scan.frames,
         findings,
     })
 }

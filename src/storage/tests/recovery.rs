@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::storage::batch::{BatchMeta, Compression, Encoder};
 use crate::storage::log::PartitionLog;
 use crate::storage::{LogConfig, LogFiles, Record, StorageError};
 use bytes::Bytes;
@@ -12,9 +13,24 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 
-const CONFIG: LogConfig = LogConfig {
-    segment_bytes: 2048,
-};
+/// The formats every test runs over: v1 records, v2 batches plain and zstd-compressed.
+const FORMATS: [LogConfig; 3] = [
+    LogConfig {
+        segment_bytes: 2048,
+        compression: Compression::None,
+        write_v1: true,
+    },
+    LogConfig {
+        segment_bytes: 2048,
+        compression: Compression::None,
+        write_v1: false,
+    },
+    LogConfig {
+        segment_bytes: 2048,
+        compression: Compression::Zstd,
+        write_v1: false,
+    },
+];
 
 fn files() -> Arc<LogFiles> {
     Arc::new(LogFiles::new(8))
@@ -22,7 +38,12 @@ fn files() -> Arc<LogFiles> {
 
 fn random_record(rng: &mut StdRng, offset: u64) -> Record {
     let key: Vec<u8> = (0..rng.gen_range(0..12)).map(|_| rng.r#gen()).collect();
-    let value: Vec<u8> = (0..rng.gen_range(0..200)).map(|_| rng.r#gen()).collect();
+    let len = rng.gen_range(0..200);
+    let value: Vec<u8> = if rng.gen_bool(0.5) {
+        (0..len).map(|_| rng.r#gen()).collect()
+    } else {
+        (0..len).map(|i| b"compressible "[i % 13]).collect()
+    };
     let headers = if rng.gen_bool(0.3) {
         vec![("h".to_string(), Bytes::from(vec![rng.r#gen::<u8>(); 3]))]
     } else {
@@ -37,10 +58,17 @@ fn random_record(rng: &mut StdRng, offset: u64) -> Record {
     }
 }
 
+/// What a test wrote: the records, and the appends (first offset, count) they were written in.
+struct Written {
+    records: Vec<Record>,
+    appends: Vec<(u64, usize)>,
+}
+
 /// Writes random batches; returns the records written.
-fn fill(dir: &Path, rng: &mut StdRng) -> Vec<Record> {
-    let mut log = PartitionLog::open(dir, CONFIG, &files()).unwrap();
+fn fill(dir: &Path, rng: &mut StdRng, config: LogConfig) -> Written {
+    let mut log = PartitionLog::open(dir, config, &files()).unwrap();
     let mut all = Vec::new();
+    let mut appends = Vec::new();
     let total = rng.gen_range(20..120);
     while all.len() < total {
         let n = rng.gen_range(1..8);
@@ -48,9 +76,13 @@ fn fill(dir: &Path, rng: &mut StdRng) -> Vec<Record> {
             .map(|i| random_record(rng, (all.len() + i) as u64))
             .collect();
         log.append(&batch).unwrap();
+        appends.push((all.len() as u64, n));
         all.extend(batch);
     }
-    all
+    Written {
+        records: all,
+        appends,
+    }
 }
 
 /// Segment bases in order, from the file names.
@@ -93,27 +125,54 @@ fn read_one_by_one(log: &PartitionLog) -> (Vec<Record>, Option<StorageError>) {
     (out, None)
 }
 
-/// Byte position of each record of the segment starting at `base` (relative to that file).
-fn positions(records: &[Record], base: u64, end: u64) -> Vec<(u64, u64, u64)> {
+/// Byte span of the frame holding each record of the segment starting at `base` (relative to
+/// that file): the record's own in v1, its batch's in v2.
+fn positions(w: &Written, base: u64, end: u64, config: LogConfig) -> Vec<(u64, u64, u64)> {
     let mut pos = 0u64;
-    records[base as usize..end as usize]
-        .iter()
-        .map(|r| {
-            let start = pos;
-            pos += r.encoded_len() as u64;
-            (r.offset, start, pos)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for &(first, n) in w.appends.iter().filter(|(f, _)| (base..end).contains(f)) {
+        let records = &w.records[first as usize..first as usize + n];
+        if config.write_v1 {
+            for r in records {
+                let start = pos;
+                pos += r.encoded_len() as u64;
+                out.push((r.offset, start, pos));
+            }
+        } else {
+            let mut buf = Vec::new();
+            let len =
+                Encoder::default().encode(records, config.compression, &BatchMeta::NONE, &mut buf)
+                    as u64;
+            out.extend(records.iter().map(|r| (r.offset, pos, pos + len)));
+            pos += len;
+        }
+    }
+    out
+}
+
+/// The offsets whose frame holds byte `at` of the segment starting at `base`.
+fn hit(w: &Written, base: u64, end: u64, config: LogConfig, at: u64) -> std::ops::Range<u64> {
+    let hits: Vec<u64> = positions(w, base, end, config)
+        .into_iter()
+        .filter(|(_, start, end)| (*start..*end).contains(&at))
+        .map(|(o, _, _)| o)
+        .collect();
+    hits[0]..hits[hits.len() - 1] + 1
 }
 
 /// Reads every offset of `all` one by one: only `damaged` fails (closed), every other record reads
 /// back exactly at its offset.
-fn assert_only_damaged_fails(log: &PartitionLog, all: &[Record], damaged: u64, seed: u64) {
+fn assert_only_damaged_fails(
+    log: &PartitionLog,
+    all: &[Record],
+    damaged: &std::ops::Range<u64>,
+    seed: u64,
+) {
     for offset in 0..all.len() as u64 {
         let res = log
             .plan_read(offset, 1, u64::MAX, log.end_offset())
             .and_then(|p| p.execute());
-        if offset == damaged {
+        if damaged.contains(&offset) {
             assert!(
                 matches!(
                     res,
@@ -131,13 +190,13 @@ fn assert_only_damaged_fails(log: &PartitionLog, all: &[Record], damaged: u64, s
     }
 }
 
-fn check_appends_continue(dir: &Path, rng: &mut StdRng, expected_end: u64) {
-    let mut log = PartitionLog::open(dir, CONFIG, &files()).unwrap();
+fn check_appends_continue(dir: &Path, rng: &mut StdRng, expected_end: u64, config: LogConfig) {
+    let mut log = PartitionLog::open(dir, config, &files()).unwrap();
     assert_eq!(log.end_offset(), expected_end);
     let extra = random_record(rng, expected_end);
     log.append(std::slice::from_ref(&extra)).unwrap();
     drop(log);
-    let log = PartitionLog::open(dir, CONFIG, &files()).unwrap();
+    let log = PartitionLog::open(dir, config, &files()).unwrap();
     let got = log
         .plan_read(expected_end, 1, u64::MAX, expected_end + 1)
         .unwrap()
@@ -148,10 +207,11 @@ fn check_appends_continue(dir: &Path, rng: &mut StdRng, expected_end: u64) {
 
 #[test]
 fn active_segment_cut_at_random_positions() {
-    for seed in 0..150 {
+    for (seed, config) in (0..150).flat_map(|s| FORMATS.map(|c| (s, c))) {
         let mut rng = StdRng::seed_from_u64(seed);
         let dir = tempfile::tempdir().unwrap();
-        let all = fill(dir.path(), &mut rng);
+        let w = fill(dir.path(), &mut rng, config);
+        let all = &w.records;
         let active = *segments(dir.path()).last().unwrap();
         let path = file(dir.path(), active, "log");
         let len = std::fs::metadata(&path).unwrap().len();
@@ -162,11 +222,11 @@ fn active_segment_cut_at_random_positions() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        let whole = positions(&all, active, all.len() as u64)
+        let whole = positions(&w, active, all.len() as u64, config)
             .iter()
             .filter(|(_, _, end)| *end <= cut)
             .count() as u64;
-        let log = PartitionLog::open(dir.path(), CONFIG, &files()).unwrap();
+        let log = PartitionLog::open(dir.path(), config, &files()).unwrap();
         let expected_end = active + whole;
         assert_eq!(
             log.end_offset(),
@@ -177,7 +237,7 @@ fn active_segment_cut_at_random_positions() {
         assert!(err.is_none(), "seed {seed}: {err:?}");
         assert_eq!(got, all[..expected_end as usize], "seed {seed}");
         drop(log);
-        check_appends_continue(dir.path(), &mut rng, expected_end);
+        check_appends_continue(dir.path(), &mut rng, expected_end, config);
     }
 }
 
@@ -185,10 +245,11 @@ fn active_segment_cut_at_random_positions() {
 /// fails closed, every other record keeps its offset, and no offset is ever given out again.
 #[test]
 fn active_segment_flipped_byte_costs_only_the_damaged_record() {
-    for seed in 0..150 {
+    for (seed, config) in (0..150).flat_map(|s| FORMATS.map(|c| (s, c))) {
         let mut rng = StdRng::seed_from_u64(1000 + seed);
         let dir = tempfile::tempdir().unwrap();
-        let all = fill(dir.path(), &mut rng);
+        let w = fill(dir.path(), &mut rng, config);
+        let all = &w.records;
         let active = *segments(dir.path()).last().unwrap();
         let path = file(dir.path(), active, "log");
         let mut bytes = std::fs::read(&path).unwrap();
@@ -198,12 +259,8 @@ fn active_segment_flipped_byte_costs_only_the_damaged_record() {
         let at = rng.gen_range(0..bytes.len());
         bytes[at] ^= 1 << rng.gen_range(0..8);
         std::fs::write(&path, &bytes).unwrap();
-        let damaged = positions(&all, active, all.len() as u64)
-            .into_iter()
-            .find(|(_, start, end)| (*start..*end).contains(&(at as u64)))
-            .unwrap()
-            .0;
-        let log = PartitionLog::open(dir.path(), CONFIG, &files()).unwrap();
+        let damaged = hit(&w, active, all.len() as u64, config, at as u64);
+        let log = PartitionLog::open(dir.path(), config, &files()).unwrap();
         let end = log.end_offset();
         assert!(
             end >= all.len() as u64,
@@ -211,31 +268,36 @@ fn active_segment_flipped_byte_costs_only_the_damaged_record() {
         );
         let reported: Vec<_> = log.damage().map(|d| d.offsets.clone()).collect();
         assert!(
-            reported.iter().any(|r| r.contains(&damaged)),
-            "seed {seed}: damage at {damaged} not reported: {reported:?}"
+            reported.iter().any(|r| r.contains(&damaged.start)),
+            "seed {seed}: damage at {damaged:?} not reported: {reported:?}"
         );
-        assert_only_damaged_fails(&log, &all, damaged, seed);
+        assert_only_damaged_fails(&log, all, &damaged, seed);
         // A read across the damage returns the good records before it.
-        if damaged > active {
+        if damaged.start > active {
             let got = log
                 .plan_read(active, usize::MAX, u64::MAX, end)
                 .unwrap()
                 .execute()
                 .unwrap();
-            assert_eq!(got, all[active as usize..damaged as usize], "seed {seed}");
+            assert_eq!(
+                got,
+                all[active as usize..damaged.start as usize],
+                "seed {seed}"
+            );
         }
         drop(log);
-        check_appends_continue(dir.path(), &mut rng, end);
+        check_appends_continue(dir.path(), &mut rng, end, config);
     }
 }
 
 #[test]
 fn sealed_segment_damage_fails_closed_and_spares_the_rest() {
     let mut tested = 0;
-    for seed in 0..200 {
+    for (seed, config) in (0..200).flat_map(|s| FORMATS.map(|c| (s, c))) {
         let mut rng = StdRng::seed_from_u64(2000 + seed);
         let dir = tempfile::tempdir().unwrap();
-        let all = fill(dir.path(), &mut rng);
+        let w = fill(dir.path(), &mut rng, config);
+        let all = &w.records;
         let bases = segments(dir.path());
         if bases.len() < 2 {
             continue;
@@ -248,30 +310,27 @@ fn sealed_segment_damage_fails_closed_and_spares_the_rest() {
         let at = rng.gen_range(0..bytes.len());
         bytes[at] ^= 1 << rng.gen_range(0..8);
         std::fs::write(&path, &bytes).unwrap();
-        let damaged = positions(&all, base, next)
-            .into_iter()
-            .find(|(_, start, end)| (*start..*end).contains(&(at as u64)))
-            .unwrap()
-            .0;
-        let log = PartitionLog::open(dir.path(), CONFIG, &files()).unwrap();
+        let damaged = hit(&w, base, next, config, at as u64);
+        let log = PartitionLog::open(dir.path(), config, &files()).unwrap();
         assert_eq!(
             log.end_offset(),
             all.len() as u64,
             "seed {seed}: sealed data is never cut"
         );
-        assert_only_damaged_fails(&log, &all, damaged, seed);
+        assert_only_damaged_fails(&log, all, &damaged, seed);
         drop(log);
-        check_appends_continue(dir.path(), &mut rng, all.len() as u64);
+        check_appends_continue(dir.path(), &mut rng, all.len() as u64, config);
     }
-    assert!(tested > 100, "only {tested} seeds had sealed segments");
+    assert!(tested > 300, "only {tested} seeds had sealed segments");
 }
 
 #[test]
 fn missing_or_truncated_indexes_are_rebuilt() {
-    for seed in 0..150 {
+    for (seed, config) in (0..150).flat_map(|s| FORMATS.map(|c| (s, c))) {
         let mut rng = StdRng::seed_from_u64(3000 + seed);
         let dir = tempfile::tempdir().unwrap();
-        let all = fill(dir.path(), &mut rng);
+        let w = fill(dir.path(), &mut rng, config);
+        let all = &w.records;
         let bases = segments(dir.path());
         let base = bases[rng.gen_range(0..bases.len())];
         let which = ["index", "timeindex"][rng.gen_range(0..2)];
@@ -299,15 +358,15 @@ fn missing_or_truncated_indexes_are_rebuilt() {
                 std::fs::write(&path, &bytes).unwrap();
             }
         }
-        let log = PartitionLog::open(dir.path(), CONFIG, &files()).unwrap();
+        let log = PartitionLog::open(dir.path(), config, &files()).unwrap();
         assert_eq!(log.end_offset(), all.len() as u64, "seed {seed}");
         let (got, err) = read_one_by_one(&log);
         assert!(
             err.is_none(),
             "seed {seed}: damaged {which} was not rebuilt: {err:?}"
         );
-        assert_eq!(got, all, "seed {seed}");
+        assert_eq!(&got, all, "seed {seed}");
         drop(log);
-        check_appends_continue(dir.path(), &mut rng, all.len() as u64);
+        check_appends_continue(dir.path(), &mut rng, all.len() as u64, config);
     }
 }

@@ -36,6 +36,12 @@ class AclEffect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ACL_EFFECT_ALLOW: _ClassVar[AclEffect]
     ACL_EFFECT_DENY: _ClassVar[AclEffect]
+
+class Compression(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPRESSION_NONE: _ClassVar[Compression]
+    COMPRESSION_LZ4: _ClassVar[Compression]
+    COMPRESSION_ZSTD: _ClassVar[Compression]
 START_POSITION_EARLIEST: StartPosition
 START_POSITION_LATEST: StartPosition
 ACL_RESOURCE_TYPE_UNSPECIFIED: AclResourceType
@@ -51,6 +57,9 @@ ACL_OPERATION_DESCRIBE: AclOperation
 ACL_OPERATION_ADMIN: AclOperation
 ACL_EFFECT_ALLOW: AclEffect
 ACL_EFFECT_DENY: AclEffect
+COMPRESSION_NONE: Compression
+COMPRESSION_LZ4: Compression
+COMPRESSION_ZSTD: Compression
 
 class ProducerRecord(_message.Message):
     __slots__ = ("key", "value", "headers", "timestamp_ns", "partition")
@@ -105,12 +114,14 @@ class RecordAck(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class ProduceRequest(_message.Message):
-    __slots__ = ("topic", "records")
+    __slots__ = ("topic", "records", "idempotence")
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCE_FIELD_NUMBER: _ClassVar[int]
     topic: str
     records: _containers.RepeatedCompositeFieldContainer[ProducerRecord]
-    def __init__(self, topic: _Optional[str] = ..., records: _Optional[_Iterable[_Union[ProducerRecord, _Mapping]]] = ...) -> None: ...
+    idempotence: IdempotentProduce
+    def __init__(self, topic: _Optional[str] = ..., records: _Optional[_Iterable[_Union[ProducerRecord, _Mapping]]] = ..., idempotence: _Optional[_Union[IdempotentProduce, _Mapping]] = ...) -> None: ...
 
 class ProduceResponse(_message.Message):
     __slots__ = ("acks",)
@@ -119,14 +130,16 @@ class ProduceResponse(_message.Message):
     def __init__(self, acks: _Optional[_Iterable[_Union[RecordAck, _Mapping]]] = ...) -> None: ...
 
 class ProduceStreamRequest(_message.Message):
-    __slots__ = ("sequence", "topic", "records")
+    __slots__ = ("sequence", "topic", "records", "idempotence")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     topic: str
     records: _containers.RepeatedCompositeFieldContainer[ProducerRecord]
-    def __init__(self, sequence: _Optional[int] = ..., topic: _Optional[str] = ..., records: _Optional[_Iterable[_Union[ProducerRecord, _Mapping]]] = ...) -> None: ...
+    idempotence: IdempotentProduce
+    def __init__(self, sequence: _Optional[int] = ..., topic: _Optional[str] = ..., records: _Optional[_Iterable[_Union[ProducerRecord, _Mapping]]] = ..., idempotence: _Optional[_Union[IdempotentProduce, _Mapping]] = ...) -> None: ...
 
 class ProduceStreamAck(_message.Message):
     __slots__ = ("sequence", "acks", "error")
@@ -275,14 +288,16 @@ class ResetResponse(_message.Message):
     def __init__(self, offsets: _Optional[_Iterable[_Union[PartitionOffset, _Mapping]]] = ...) -> None: ...
 
 class TopicConfig(_message.Message):
-    __slots__ = ("partitions", "retention_ms", "retention_bytes")
+    __slots__ = ("partitions", "retention_ms", "retention_bytes", "compression")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     RETENTION_MS_FIELD_NUMBER: _ClassVar[int]
     RETENTION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     partitions: int
     retention_ms: int
     retention_bytes: int
-    def __init__(self, partitions: _Optional[int] = ..., retention_ms: _Optional[int] = ..., retention_bytes: _Optional[int] = ...) -> None: ...
+    compression: Compression
+    def __init__(self, partitions: _Optional[int] = ..., retention_ms: _Optional[int] = ..., retention_bytes: _Optional[int] = ..., compression: _Optional[_Union[Compression, str]] = ...) -> None: ...
 
 class CreateTopicRequest(_message.Message):
     __slots__ = ("name", "config")
@@ -549,3 +564,34 @@ class DeleteGroupRequest(_message.Message):
 class DeleteGroupResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class InitProducerRequest(_message.Message):
+    __slots__ = ("producer_id",)
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    producer_id: int
+    def __init__(self, producer_id: _Optional[int] = ...) -> None: ...
+
+class InitProducerResponse(_message.Message):
+    __slots__ = ("producer_id", "producer_epoch")
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    producer_id: int
+    producer_epoch: int
+    def __init__(self, producer_id: _Optional[int] = ..., producer_epoch: _Optional[int] = ...) -> None: ...
+
+class IdempotentProduce(_message.Message):
+    __slots__ = ("producer_id", "producer_epoch", "sequences")
+    class SequencesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    producer_id: int
+    producer_epoch: int
+    sequences: _containers.ScalarMap[int, int]
+    def __init__(self, producer_id: _Optional[int] = ..., producer_epoch: _Optional[int] = ..., sequences: _Optional[_Mapping[int, int]] = ...) -> None: ...

@@ -125,6 +125,11 @@ class BrokerStub:
                 request_serializer=obelisk_dot_v1_dot_broker__pb2.DeleteGroupRequest.SerializeToString,
                 response_deserializer=obelisk_dot_v1_dot_broker__pb2.DeleteGroupResponse.FromString,
                 _registered_method=True)
+        self.InitProducer = channel.unary_unary(
+                '/obelisk.v1.Broker/InitProducer',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.InitProducerRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.InitProducerResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -257,7 +262,15 @@ class BrokerServicer:
     def DeleteGroup(self, request, context):
         """Deletes a group's membership and committed offsets; refused (FAILED_PRECONDITION) while
         members are connected.
-        ==== end groups (issue 13) ====
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InitProducer(self, request, context):
+        """==== end groups (issue 13) ====
+        formatv2: hands out an idempotent producer id and epoch (durable). Given the id a producer
+        had, returns it at the next epoch, fencing older instances.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -355,6 +368,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.DeleteGroup,
                     request_deserializer=obelisk_dot_v1_dot_broker__pb2.DeleteGroupRequest.FromString,
                     response_serializer=obelisk_dot_v1_dot_broker__pb2.DeleteGroupResponse.SerializeToString,
+            ),
+            'InitProducer': grpc.unary_unary_rpc_method_handler(
+                    servicer.InitProducer,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.InitProducerRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.InitProducerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -844,6 +862,33 @@ class Broker:
             '/obelisk.v1.Broker/DeleteGroup',
             obelisk_dot_v1_dot_broker__pb2.DeleteGroupRequest.SerializeToString,
             obelisk_dot_v1_dot_broker__pb2.DeleteGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InitProducer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/InitProducer',
+            obelisk_dot_v1_dot_broker__pb2.InitProducerRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.InitProducerResponse.FromString,
             options,
             channel_credentials,
             insecure,
