@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::auth::Authed;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
-use crate::broker::{TopicConfig, TopicDescription};
+use crate::broker::{MemberDescription, TopicConfig, TopicDescription};
 
 #[derive(Debug, Deserialize)]
 pub struct StatsParams {
@@ -189,7 +189,30 @@ pub async fn describe_group(
             })
         })
         .collect();
-    Ok(axum::Json(
-        json!({"group": group, "total_lag": total_lag, "partitions": partitions}),
-    ))
+    let mut out = json!({"group": group, "total_lag": total_lag, "partitions": partitions});
+    // Groups with members (issue 13): their state, epoch and members with their partitions.
+    if let Some(m) = caller.group_membership(&group)? {
+        out["state"] = json!(m.phase.name());
+        out["epoch"] = json!(m.epoch);
+        out["members"] = m.members.iter().map(member_json).collect();
+    }
+    Ok(axum::Json(out))
+}
+
+fn member_json(m: &MemberDescription) -> Value {
+    let partitions: Vec<Value> = m
+        .partitions
+        .iter()
+        .map(|tp| json!({"topic": tp.topic, "partition": tp.partition}))
+        .collect();
+    json!({
+        "member_id": m.id,
+        "instance_id": m.instance_id,
+        "client_id": m.client_id,
+        "address": m.address,
+        "epoch": m.epoch,
+        "connected": m.connected,
+        "lag": m.lag,
+        "partitions": partitions,
+    })
 }

@@ -269,3 +269,45 @@ async fn metrics_show_members_rebalances_their_duration_and_lag_per_member() {
         line("obelisk_group_member_lag_messages{group=\"cg-m\",member=\"two\"}").ends_with(" 1")
     );
 }
+
+#[tokio::test]
+async fn the_group_view_shows_members_with_their_partitions() {
+    let h = harness().await;
+    topic(&h, "cg-view", 2).await;
+    // A memberless group's view has no members field.
+    h.post(
+        "/topics/cg-view/commit",
+        json!({"group": "plain", "offsets": [{"partition": 0, "offset": 0}]}),
+    )
+    .await;
+    let plain = h.get("/groups/plain").await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text);
+    assert!(plain.json.get("members").is_none(), "{}", plain.text);
+
+    h.post(
+        "/consumer-groups",
+        json!({"group_id": "viewed", "topics": ["cg-view"]}),
+    )
+    .await;
+    h.post(
+        "/consumer-groups/viewed/members",
+        json!({"member_id": "m1"}),
+    )
+    .await;
+    let g = h.get("/groups/viewed").await;
+    assert_eq!(g.status, StatusCode::OK, "{}", g.text);
+    assert_eq!(g.json["state"], "stable", "{}", g.text);
+    let members = g.json["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{}", g.text);
+    assert_eq!(members[0]["member_id"], "m1");
+    let owned: BTreeSet<u64> = members[0]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            assert_eq!(p["topic"], "cg-view");
+            p["partition"].as_u64().expect("partition")
+        })
+        .collect();
+    assert_eq!(owned, BTreeSet::from([0, 1]));
+}
