@@ -233,7 +233,13 @@ class Producer:
                 generation = self._generation
                 resend = list(self._waiting)
                 self._timed_out = False
-                self._call = self._client.stub.ProduceStream(self._requests(generation, resend))
+                try:
+                    self._call = self._client.stub.ProduceStream(
+                        self._requests(generation, resend))
+                except ValueError as e:  # the channel was closed
+                    leftover = self._fail_all(ObeliskError(grpc.StatusCode.CANCELLED, str(e)))
+                    error = self._error
+                    break
                 stream = self._call
             error = ObeliskError(grpc.StatusCode.UNAVAILABLE,
                                  "the produce stream ended before all acks")
