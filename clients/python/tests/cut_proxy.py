@@ -43,7 +43,11 @@ class CutProxy:
                 downstream, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self._target)
+            try:
+                upstream = socket.create_connection(self._target)
+            except OSError:  # the broker is down (restarting): refuse this one
+                downstream.close()
+                continue
             conn = _Conn(downstream, upstream)
             with self._lock:
                 self._conns.append(conn)

@@ -190,3 +190,30 @@ def test_a_cut_connection_fails_a_plain_producer(server, client):
     for f in futures:
         assert f.exception(0).code == grpc.StatusCode.UNAVAILABLE
     assert stored(client, "cut") == 51, "stored once, and not retried"
+
+
+def test_a_batch_stored_before_a_kill_9_is_retried_and_stored_once(server, client):
+    """The ack is swallowed, the broker is killed (-9) and restarted on its port: the producer
+    retries against the new process, which answers from the state it rebuilt from the log."""
+    client.create_topic("crash", partitions=2)
+    fast = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500)]
+    with CutProxy(server.addr) as proxy, Client(proxy.addr, timeout=10.0, options=fast) as via:
+        producer = via.producer(batch_records=100, linger_ms=60_000, max_retries=40)
+        warm = producer.send("crash", "warm", key="k")
+        producer.flush(DEADLINE_S)
+        warm.result(0)
+        proxy.hold()
+        futures = [producer.send("crash", f"v{i}", key=f"k{i}") for i in range(50)]
+        t = threading.Thread(target=producer.flush, args=(DEADLINE_S * 3,), daemon=True)
+        t.start()
+        wait_stored(client, "crash", 51)
+        server.kill9()
+        server.start(addr=server.addr)
+        acks = [f.result(DEADLINE_S * 3) for f in futures]
+        producer.close(DEADLINE_S)
+    with Client(server.addr, timeout=10.0) as after:
+        after.wait_ready(10.0)
+        assert stored(after, "crash") == 51, "stored once across the crash"
+        where = {r.value: (r.partition, r.offset) for r in read_all(after, "crash")}
+    for i, a in enumerate(acks):
+        assert where[f"v{i}".encode()] == (a.partition, a.offset)
