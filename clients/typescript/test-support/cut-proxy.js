@@ -14,7 +14,7 @@ class CutProxy {
     this.target = { host: target.slice(0, i), port: Number(target.slice(i + 1)) };
     this.conns = new Set();
     this.server = net.createServer((down) => {
-      const up = net.connect(this.target);
+      const up = net.connect(this.target); // refused while the broker is down: both close
       const conn = { down, up, held: false };
       this.conns.add(conn);
       down.on('data', (d) => up.write(d));

@@ -203,3 +203,32 @@ test('a cut connection fails a producer that is not idempotent (no retry)', asyn
   }
   assert.equal(await stored(broker.client, 'cut'), 51, 'stored once, not retried');
 });
+
+test('a batch stored before a kill -9 of the broker is retried against the restarted broker and stored once', async () => {
+  const { client, server } = broker;
+  await client.createTopic('crash', { partitions: 2 });
+  const proxy = await new CutProxy(server.addr).start();
+  const fast = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 500 };
+  const via = new Client(proxy.addr, { timeoutMs: 10_000, channelOptions: fast });
+  let acks;
+  try {
+    const producer = via.producer({ batchRecords: 100, lingerMs: 60_000, maxRetries: 40 });
+    const warm = producer.send('crash', { key: 'k', value: 'warm' });
+    await producer.flush();
+    await warm;
+    proxy.hold();
+    const sends = Array.from({ length: 50 }, (_, i) => producer.send('crash', { key: `k${i}`, value: `v${i}` }));
+    producer.flush();
+    await waitStored(client, 'crash', 51);
+    await server.kill9();
+    await server.start({ addr: server.addr });
+    acks = await Promise.all(sends);
+    await producer.close();
+  } finally {
+    via.close();
+    await proxy.close();
+  }
+  assert.equal(await stored(client, 'crash'), 51, 'stored once across the crash');
+  const where = new Map((await readAll(client, 'crash')).map((r) => [r.value.toString(), `${r.partition}/${r.offset}`]));
+  acks.forEach((a, i) => assert.equal(where.get(`v${i}`), `${a.partition}/${a.offset}`, 'the original offsets'));
+});
