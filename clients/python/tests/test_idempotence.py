@@ -217,3 +217,23 @@ def test_a_batch_stored_before_a_kill_9_is_retried_and_stored_once(server, clien
         where = {r.value: (r.partition, r.offset) for r in read_all(after, "crash")}
     for i, a in enumerate(acks):
         assert where[f"v{i}".encode()] == (a.partition, a.offset)
+
+
+def test_missing_acks_time_out_are_retried_and_then_fail(server, client):
+    """Acks that never come (the proxy swallows them, the connection stays up): each wait ends
+    after ``request_timeout`` and the batch is resent on a new stream (stored once all along);
+    after ``max_retries`` the records fail with DEADLINE_EXCEEDED instead of hanging."""
+    client.create_topic("silent", partitions=1)
+    with CutProxy(server.addr) as proxy, Client(proxy.addr, timeout=10.0) as via:
+        producer = via.producer(batch_records=100, linger_ms=60_000, request_timeout=0.5,
+                                max_retries=2)
+        warm = producer.send("silent", "warm")
+        producer.flush(DEADLINE_S)
+        warm.result(0)
+        proxy.hold()
+        futures = [producer.send("silent", f"v{i}") for i in range(10)]
+        producer.flush(DEADLINE_S)
+        for f in futures:
+            assert f.exception(0).code == grpc.StatusCode.DEADLINE_EXCEEDED
+        producer.close(DEADLINE_S)
+    assert stored(client, "silent") == 11, "stored once, however often it was resent"

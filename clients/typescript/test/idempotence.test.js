@@ -232,3 +232,27 @@ test('a batch stored before a kill -9 of the broker is retried against the resta
   const where = new Map((await readAll(client, 'crash')).map((r) => [r.value.toString(), `${r.partition}/${r.offset}`]));
   acks.forEach((a, i) => assert.equal(where.get(`v${i}`), `${a.partition}/${a.offset}`, 'the original offsets'));
 });
+
+test('missing acks time out, are retried (stored once), then fail with DEADLINE_EXCEEDED', async () => {
+  const { client, server } = broker;
+  await client.createTopic('silent', { partitions: 1 });
+  const proxy = await new CutProxy(server.addr).start();
+  const via = new Client(proxy.addr, { timeoutMs: 10_000 });
+  try {
+    const producer = via.producer({ batchRecords: 100, lingerMs: 60_000, requestTimeoutMs: 500, maxRetries: 2 });
+    const warm = producer.send('silent', { value: 'warm' });
+    await producer.flush();
+    await warm;
+    proxy.hold();
+    const outcomes = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => producer.send('silent', { value: `v${i}`, partition: 0 })).concat(producer.flush()));
+    for (const o of outcomes.slice(0, 10)) {
+      assert.equal(o.status, 'rejected');
+      assert.equal(o.reason.code, status.DEADLINE_EXCEEDED);
+    }
+    await producer.close();
+  } finally {
+    via.close();
+    await proxy.close();
+  }
+  assert.equal(await stored(client, 'silent'), 11, 'stored once, however often it was resent');
+});
