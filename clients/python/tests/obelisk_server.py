@@ -43,14 +43,16 @@ class ObeliskServer:
         self.proc: Optional[subprocess.Popen] = None
         self.addr = ""
 
-    def start(self, ready_timeout: float = 10.0, attempts: int = 3) -> "ObeliskServer":
-        """Starts on a fresh port; retries on another port if the process exits early."""
+    def start(self, ready_timeout: float = 10.0, attempts: int = 3,
+              addr: Optional[str] = None) -> "ObeliskServer":
+        """Starts on a fresh port (or on ``addr``, e.g. the one it had before a restart); retries
+        (on another fresh port) if the process exits early."""
         binary = obelisk_bin()
         if not binary.exists():
             raise RuntimeError(f"{binary} not found: build it with `cargo build --bin obelisk` "
                                "or set OBELISK_BIN")
         for _ in range(attempts):
-            self.addr = f"127.0.0.1:{free_port()}"
+            self.addr = addr or f"127.0.0.1:{free_port()}"
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     [str(binary), "serve", "--data-dir", str(self.data_dir),
@@ -100,6 +102,12 @@ class ObeliskServer:
                 self.proc.wait()
                 raise RuntimeError(f"obelisk did not stop within {timeout}s of SIGTERM")
         return self.proc.returncode
+
+    def kill9(self) -> None:
+        """SIGKILL, as a crash: nothing is flushed or closed cleanly."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def log(self) -> str:
         """What the server printed so far."""

@@ -165,7 +165,7 @@ def test_send_after_close_raises(client):
 
 
 def test_broken_stream_fails_pending_acks(server, client):
-    producer = client.producer(linger_ms=60_000, batch_records=1000)
+    producer = client.producer(linger_ms=60_000, batch_records=1000, idempotent=False)
     fut = producer.send("t", b"never sent before the stop")
     assert server.stop() == 0
     producer.flush(timeout=DEADLINE_S)

@@ -7,6 +7,9 @@ export async function example(addr: string): Promise<bigint> {
   const producer = client.producer({ batchRecords: 100, lingerMs: 2 });
   const ack: Ack = await producer.send('orders', { key: 'k', value: Buffer.from('v'), timestampNs: 1n });
   await producer.close();
+  const plain = client.producer({ idempotent: false, requestTimeoutMs: 10_000, maxRetries: 3 });
+  const id: string | null = plain.producerId;
+  if (!plain.idempotent && id === null) await plain.close();
   const consumer = client.consumer('orders', 'g', { startIfNew: 'latest' });
   const records: ConsumedRecord[] = await consumer.poll({ maxWaitMs: 100 });
   const next: Record<number, bigint> = await consumer.commit(records);

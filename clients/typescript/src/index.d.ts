@@ -110,11 +110,27 @@ export interface ProducerConfig {
   lingerMs?: number;
   /** Unacknowledged batches at once (default 16). */
   maxInFlight?: number;
+  /**
+   * Idempotent produce with safe retries (default true): a producer id from InitProducer, records
+   * routed and numbered per partition, unacknowledged batches resent unchanged after UNAVAILABLE,
+   * a cut connection or a timeout. false: a broken stream fails the records in flight.
+   */
+  idempotent?: boolean;
+  /** How long the oldest unacknowledged batch may wait before the stream counts as broken (default 30 000 ms). */
+  requestTimeoutMs?: number;
+  /** Reconnections in a row (without an ack between) before the records in flight fail (default 10). */
+  maxRetries?: number;
 }
 
-/** A batching producer over one ProduceStream. */
+/** A batching producer over one ProduceStream, idempotent by default. */
 export class Producer {
   constructor(client: Client, config?: ProducerConfig);
+  /** Whether batches carry a producer id and sequences (and are retried). */
+  readonly idempotent: boolean;
+  /** The id InitProducer handed out, as a decimal string (null until then, or when not idempotent). */
+  readonly producerId: string | null;
+  /** The current epoch of `producerId` (a new one after a batch failed at the broker). */
+  readonly producerEpoch: number | null;
   send(topic: string, record: ProducerRecord): Promise<Ack>;
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -42,12 +42,15 @@ class ObeliskServer {
     this.addr = '';
   }
 
-  /** Starts on a fresh port and waits until healthy; retries on another port if it exits early. */
-  async start({ readyTimeoutMs = 10_000, attempts = 3 } = {}) {
+  /**
+   * Starts on a fresh port (or on `addr`, e.g. the one it had before a restart) and waits until
+   * healthy; retries (on another fresh port) if it exits early.
+   */
+  async start({ readyTimeoutMs = 10_000, attempts = 3, addr } = {}) {
     const bin = obeliskBin();
     if (!fs.existsSync(bin)) throw new Error(`${bin} not found: build it with \`cargo build --bin obelisk\` or set OBELISK_BIN`);
     for (let i = 0; i < attempts; i++) {
-      this.addr = `127.0.0.1:${await freePort()}`;
+      this.addr = (i === 0 && addr) || `127.0.0.1:${await freePort()}`;
       const log = fs.openSync(this.logPath, 'a');
       this.proc = spawn(bin, ['serve', '--data-dir', this.dataDir, '--grpc-addr', this.addr, '--tcp-addr', 'off', '--http-addr', 'off', ...this.extraArgs],
         { stdio: ['ignore', log, log] });
@@ -95,6 +98,14 @@ class ObeliskServer {
       }
     }
     return this.exited;
+  }
+
+  /** SIGKILL, as a crash: nothing is flushed or closed cleanly. Resolves once it exited. */
+  async kill9() {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill('SIGKILL');
+      await this.exited;
+    }
   }
 
   /** What the server printed so far. */

@@ -168,7 +168,7 @@ test('send after close rejects', async () => {
 });
 
 test('a broken stream fails the pending acks', async () => {
-  const producer = broker.client.producer({ lingerMs: 60_000, batchRecords: 1000 });
+  const producer = broker.client.producer({ lingerMs: 60_000, batchRecords: 1000, idempotent: false });
   const pending = producer.send('t', { value: 'never acknowledged' });
   assert.equal(await broker.server.stop(), 0);
   await producer.flush();
