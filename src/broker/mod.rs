@@ -13,6 +13,7 @@ pub(crate) mod observe;
 mod produce;
 mod recovery;
 mod seek; // console (issue 18)
+pub mod shared; // shared groups (issue 14)
 mod subscription;
 pub mod types;
 
@@ -152,6 +153,8 @@ pub(crate) struct Inner {
     lock: std::sync::Mutex<Option<std::fs::File>>,
     /// Authentication and ACLs, once set (see [`Broker::secure`]); unset: everything allowed.
     security: std::sync::OnceLock<Arc<crate::auth::Security>>,
+    /// Shared groups: per-record settling, redelivery, dead letters (issue 14).
+    shared: shared::SharedGroups,
 }
 
 /// A handle on the broker; clones share one broker.
@@ -228,6 +231,8 @@ impl Broker {
             Arc::clone(&observer),
         )
         .map_err(startup)?;
+        let shared = shared::SharedGroups::open(&config.data_dir.join("shared-groups"))
+            .map_err(startup)?; // shared groups (issue 14)
         let broker = Self {
             inner: Arc::new(Inner {
                 config,
@@ -243,6 +248,7 @@ impl Broker {
                 background: std::sync::Mutex::new(Vec::new()),
                 lock: std::sync::Mutex::new(Some(lock)),
                 security: std::sync::OnceLock::new(),
+                shared,
             }),
         };
         broker.start_background();
