@@ -231,8 +231,8 @@ impl Broker {
             Arc::clone(&observer),
         )
         .map_err(startup)?;
-        let shared = shared::SharedGroups::open(&config.data_dir.join("shared-groups"))
-            .map_err(startup)?; // shared groups (issue 14)
+        let shared =
+            shared::SharedGroups::open(&config.data_dir.join("shared-groups")).map_err(startup)?; // shared groups (issue 14)
         let broker = Self {
             inner: Arc::new(Inner {
                 config,

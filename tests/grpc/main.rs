@@ -9,6 +9,7 @@ mod groups;
 mod produce_consume;
 mod produce_stream;
 mod service;
+mod shared; // shared groups (issue 14)
 mod subscribe;
 
 use bytes::Bytes;

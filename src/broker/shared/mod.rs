@@ -33,7 +33,7 @@ pub use window::{SettleAction, SettleRefused, Settled};
 use window::{Slot, Window};
 
 use super::error::{BrokerError, NameKind};
-use super::types::{ProduceRecord, Record, ReadLimits};
+use super::types::{ProduceRecord, ReadLimits, Record};
 use super::{Broker, names};
 use crate::storage::{StorageError, TopicConfig};
 use crate::sync::lock;
@@ -232,7 +232,9 @@ impl Broker {
         if self.inner.shared.contains(group) || self.inner.groups.read(group, |_| ()).is_some() {
             return Err(BrokerError::GroupExists(group.to_string()));
         }
-        self.create_group_entry(group, config).await.map(|g| g.config.clone())
+        self.create_group_entry(group, config)
+            .await
+            .map(|g| g.config.clone())
     }
 
     async fn create_group_entry(
@@ -513,10 +515,7 @@ impl Broker {
         dead: &[(u32, u64)],
     ) -> Result<(), BrokerError> {
         let dlq = self.existing_topic(&g.config.dead_letter_topic)?;
-        let dlq_from = dlq
-            .partitions()
-            .first()
-            .map_or(0, |p| p.core().acked_end());
+        let dlq_from = dlq.partitions().first().map_or(0, |p| p.core().acked_end());
         for &(p, o) in dead {
             if let Some(e) = st
                 .topics
@@ -541,8 +540,7 @@ impl Broker {
         let mut pending: Vec<(String, u32, u64, u64)> = Vec::new();
         for ((t, p), w) in &st.topics {
             for o in w.dead_lettering() {
-                if let Some(Slot::DeadLettering { dlq_from }) = w.entries.get(&o).map(|e| &e.slot)
-                {
+                if let Some(Slot::DeadLettering { dlq_from }) = w.entries.get(&o).map(|e| &e.slot) {
                     pending.push((t.clone(), *p, o, *dlq_from));
                 }
             }
@@ -576,7 +574,10 @@ impl Broker {
             let mut headers = r.headers;
             headers.extend([
                 (HEADER_ORIGIN_TOPIC.to_string(), Bytes::from(t.clone())),
-                (HEADER_ORIGIN_PARTITION.to_string(), Bytes::from(p.to_string())),
+                (
+                    HEADER_ORIGIN_PARTITION.to_string(),
+                    Bytes::from(p.to_string()),
+                ),
                 (HEADER_ORIGIN_OFFSET.to_string(), Bytes::from(o.to_string())),
                 (
                     HEADER_DELIVERIES.to_string(),

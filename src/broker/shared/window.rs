@@ -66,7 +66,9 @@ pub enum SettleRefused {
     Done(u64),
     #[error("offset {0} was never handed out")]
     NotHandedOut(u64),
-    #[error("offset {offset} is not locked to member {member:?} (its lock expired or it is another member's)")]
+    #[error(
+        "offset {offset} is not locked to member {member:?} (its lock expired or it is another member's)"
+    )]
     NotLocked { offset: u64, member: String },
 }
 
@@ -154,7 +156,10 @@ impl Window {
             );
             return 1;
         }
-        let e = self.entries.get_mut(&offset).expect("locking an offset in the window");
+        let e = self
+            .entries
+            .get_mut(&offset)
+            .expect("locking an offset in the window");
         e.deliveries += 1;
         e.slot = slot;
         e.deliveries
@@ -276,9 +281,15 @@ mod tests {
             w.lock(o, "a", until);
         }
         assert_eq!(w.position(), 10);
-        assert_eq!(w.settle(11, "a", &SettleAction::Accept, now, &c), Ok(Settled::Done));
+        assert_eq!(
+            w.settle(11, "a", &SettleAction::Accept, now, &c),
+            Ok(Settled::Done)
+        );
         assert_eq!(w.position(), 10);
-        assert_eq!(w.settle(10, "a", &SettleAction::Accept, now, &c), Ok(Settled::Done));
+        assert_eq!(
+            w.settle(10, "a", &SettleAction::Accept, now, &c),
+            Ok(Settled::Done)
+        );
         assert_eq!(w.position(), 12);
         assert_eq!(
             w.settle(11, "a", &SettleAction::Accept, now, &c),
