@@ -12,6 +12,7 @@ mod damage;
 mod descriptors;
 mod disk;
 mod groups;
+mod shared; // shared groups (issue 14)
 #[path = "../faults_support/mod.rs"]
 mod support;
 mod topics;

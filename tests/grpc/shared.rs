@@ -331,8 +331,6 @@ async fn four_workers_settle_every_record_once() {
     for w in workers {
         w.await.unwrap();
     }
-    let l = ledger.lock().unwrap();
-    assert!(l.violations.is_empty(), "{:?}", l.violations);
     let dlq: Vec<(u32, u64)> = dead_letters(&mut c, "pool.dlq")
         .await
         .iter()
@@ -343,6 +341,8 @@ async fn four_workers_settle_every_record_once() {
             )
         })
         .collect();
+    let l = std::mem::take(&mut *ledger.lock().unwrap());
+    assert!(l.violations.is_empty(), "{:?}", l.violations);
     let dead: HashSet<_> = dlq.iter().copied().collect();
     assert_eq!(dead.len(), dlq.len(), "a record was dead-lettered twice");
     for (k, n) in &l.accepted {
@@ -361,6 +361,5 @@ async fn four_workers_settle_every_record_once() {
         l.accepted.len(),
         dead.len()
     );
-    drop(l);
     s.stop().await;
 }

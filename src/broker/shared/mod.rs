@@ -17,6 +17,8 @@
 
 pub mod config;
 mod store;
+#[cfg(test)]
+mod tests;
 pub mod window;
 
 use std::collections::{BTreeMap, HashMap};
