@@ -363,3 +363,44 @@ async fn four_workers_settle_every_record_once() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_group_name_is_either_shared_or_with_members() {
+    let mut s = TestServer::start().await;
+    s.create_topic("t", Some(1)).await;
+    let c = &mut s.client;
+    create_group(c, "sg", settings(0, 0)).await;
+    let again = c
+        .create_shared_group(pb::CreateSharedGroupRequest {
+            group: "sg".into(),
+            settings: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::AlreadyExists, "{again:?}");
+    let join = pb::JoinGroupRequest {
+        kind: Some(pb::join_group_request::Kind::Join(pb::JoinGroupJoin {
+            group: "sg".into(),
+            topics: vec!["t".into()],
+            ..Default::default()
+        })),
+    };
+    let err = c
+        .join_group(tokio_stream::iter(vec![join]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("shared group"), "{err:?}");
+    let bad = c
+        .create_shared_group(pb::CreateSharedGroupRequest {
+            group: "other".into(),
+            settings: Some(pb::SharedGroupSettings {
+                dead_letter_topic: "no/slash".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    s.stop().await;
+}

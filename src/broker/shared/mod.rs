@@ -218,6 +218,17 @@ fn unix_of(at: Instant) -> i64 {
 }
 
 impl Broker {
+    /// Refuses to use a shared group as a group with members.
+    pub(crate) fn not_shared(&self, group: &str) -> Result<(), BrokerError> {
+        if self.inner.shared.contains(group) {
+            return Err(BrokerError::InvalidArgument(format!(
+                "consumer group {group:?} is a shared group: use SharedPoll and Settle \
+                 (or another group name)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Creates a shared group with its dead-letter topic (one partition; an existing topic of
     /// that name is used as it is).
     ///
