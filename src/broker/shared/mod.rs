@@ -110,6 +110,9 @@ struct SharedGroup {
 pub(crate) struct SharedGroups {
     dir: PathBuf,
     groups: Mutex<HashMap<String, Arc<SharedGroup>>>,
+    /// Groups whose state file did not parse at start, with why: their calls fail (they never
+    /// silently start over) until the group is created again.
+    damaged: Mutex<HashMap<String, String>>,
 }
 
 impl SharedGroups {
@@ -119,7 +122,8 @@ impl SharedGroups {
     /// I/O errors, or a state file that does not parse.
     pub fn open(dir: &std::path::Path) -> Result<Self, StorageError> {
         let mut groups = HashMap::new();
-        for (name, g) in store::load_all(dir)? {
+        let (stored, damaged) = store::load_all(dir)?;
+        for (name, g) in stored {
             let topics = g
                 .topics
                 .into_iter()
@@ -141,6 +145,7 @@ impl SharedGroups {
         Ok(Self {
             dir: dir.to_path_buf(),
             groups: Mutex::new(groups),
+            damaged: Mutex::new(damaged.into_iter().collect()),
         })
     }
 
@@ -148,9 +153,20 @@ impl SharedGroups {
         lock(&self.groups).get(group).cloned()
     }
 
+    /// `DataLoss` for a group whose state file was damaged.
+    fn check_damaged(&self, group: &str) -> Result<(), BrokerError> {
+        match lock(&self.damaged).get(group) {
+            None => Ok(()),
+            Some(why) => Err(BrokerError::DataLoss(format!(
+                "shared group {group:?}: its state file did not parse ({why}) and was set aside; \
+                 create the group again (CreateSharedGroup) to start it over"
+            ))),
+        }
+    }
+
     /// Whether `group` is a shared group.
     pub fn contains(&self, group: &str) -> bool {
-        lock(&self.groups).contains_key(group)
+        lock(&self.groups).contains_key(group) || lock(&self.damaged).contains_key(group)
     }
 
     async fn save(&self, g: &SharedGroup, st: &GroupState) -> Result<(), BrokerError> {
@@ -242,12 +258,16 @@ impl Broker {
     ) -> Result<SharedGroupConfig, BrokerError> {
         names::validate(NameKind::Group, group)?;
         validate_config(&config)?;
-        if self.inner.shared.contains(group) || self.inner.groups.read(group, |_| ()).is_some() {
+        let damaged = lock(&self.inner.shared.damaged).contains_key(group);
+        if !damaged
+            && (self.inner.shared.contains(group)
+                || self.inner.groups.read(group, |_| ()).is_some())
+        {
             return Err(BrokerError::GroupExists(group.to_string()));
         }
-        self.create_group_entry(group, config)
-            .await
-            .map(|g| g.config.clone())
+        let g = self.create_group_entry(group, config).await?;
+        lock(&self.inner.shared.damaged).remove(group);
+        Ok(g.config.clone())
     }
 
     async fn create_group_entry(
@@ -287,6 +307,7 @@ impl Broker {
     /// The shared group, created with the defaults on first use.
     async fn shared_group(&self, group: &str) -> Result<Arc<SharedGroup>, BrokerError> {
         names::validate(NameKind::Group, group)?;
+        self.inner.shared.check_damaged(group)?;
         if let Some(g) = self.inner.shared.get(group) {
             return Ok(g);
         }
@@ -450,6 +471,7 @@ impl Broker {
         for s in settlements {
             super::consume::partition_of(&t, s.partition)?;
         }
+        self.inner.shared.check_damaged(group)?;
         let g = self
             .inner
             .shared

@@ -124,14 +124,18 @@ pub fn path(dir: &Path, group: &str) -> PathBuf {
     dir.join(format!("{group}.json"))
 }
 
-/// Every stored group under `dir`.
+/// Every stored group under `dir`; a file that does not parse is set aside as
+/// `<group>.json.damaged` (logged) and returned with why.
 ///
 /// # Errors
-/// I/O errors, or a file that does not parse (named).
-pub fn load_all(dir: &Path) -> Result<Vec<(String, StoredGroup)>, StorageError> {
+/// I/O errors.
+pub fn load_all(
+    dir: &Path,
+) -> Result<(Vec<(String, StoredGroup)>, Vec<(String, String)>), StorageError> {
     let io = |what: String, e: std::io::Error| StorageError::io(what, e);
     std::fs::create_dir_all(dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
     let mut out = Vec::new();
+    let mut damaged = Vec::new();
     let entries =
         std::fs::read_dir(dir).map_err(|e| io(format!("listing {}", dir.display()), e))?;
     for entry in entries {
@@ -146,15 +150,19 @@ pub fn load_all(dir: &Path) -> Result<Vec<(String, StoredGroup)>, StorageError> 
             continue;
         };
         let bytes = std::fs::read(&p).map_err(|e| io(format!("reading {}", p.display()), e))?;
-        let g: StoredGroup = serde_json::from_slice(&bytes).map_err(|e| {
-            io(
-                format!("parsing {}", p.display()),
-                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            )
-        })?;
-        out.push((name.to_string(), g));
+        match serde_json::from_slice::<StoredGroup>(&bytes) {
+            Ok(g) => out.push((name.to_string(), g)),
+            Err(e) => {
+                // Set aside (kept for a look), as damaged offsets are: the other groups serve.
+                let aside = p.with_extension("json.damaged");
+                tracing::error!(file = %p.display(), error = %e, aside = %aside.display(), "a shared group's state does not parse; set aside, its calls fail until it is created again");
+                std::fs::rename(&p, &aside)
+                    .map_err(|e| io(format!("setting aside {}", p.display()), e))?;
+                damaged.push((name.to_string(), e.to_string()));
+            }
+        }
     }
-    Ok(out)
+    Ok((out, damaged))
 }
 
 /// Writes the group's file atomically.

@@ -181,3 +181,35 @@ async fn release_with_delay_is_not_redelivered_before_the_delay() {
     tokio::time::resume();
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_file_is_set_aside_and_refused_until_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    setup(&b).await;
+    b.shutdown().await;
+    drop(b);
+    let file = dir.path().join("shared-groups").join("g.json");
+    std::fs::write(&file, b"{ not json").unwrap();
+    let b = open(dir.path());
+    assert!(dir.path().join("shared-groups/g.json.damaged").exists());
+    let err = b.shared_poll(poll("a", Duration::ZERO)).await.unwrap_err();
+    assert!(matches!(err, BrokerError::DataLoss(_)), "{err}");
+    let err = b.join_group(crate::broker::JoinRequest {
+        group: "g".into(),
+        topics: vec!["t".into()],
+        ..Default::default()
+    });
+    assert!(matches!(err.await, Err(BrokerError::InvalidArgument(_))));
+    b.create_shared_group("g", SharedGroupConfig::new("g"))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.shared_poll(poll("a", Duration::ZERO))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    b.shutdown().await;
+}
