@@ -124,14 +124,15 @@ pub fn path(dir: &Path, group: &str) -> PathBuf {
     dir.join(format!("{group}.json"))
 }
 
+/// Groups read at start, and the names of those set aside with why.
+pub type Loaded = (Vec<(String, StoredGroup)>, Vec<(String, String)>);
+
 /// Every stored group under `dir`; a file that does not parse is set aside as
 /// `<group>.json.damaged` (logged) and returned with why.
 ///
 /// # Errors
 /// I/O errors.
-pub fn load_all(
-    dir: &Path,
-) -> Result<(Vec<(String, StoredGroup)>, Vec<(String, String)>), StorageError> {
+pub fn load_all(dir: &Path) -> Result<Loaded, StorageError> {
     let io = |what: String, e: std::io::Error| StorageError::io(what, e);
     std::fs::create_dir_all(dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
     let mut out = Vec::new();
