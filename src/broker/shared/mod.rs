@@ -369,6 +369,7 @@ impl Broker {
         req: &SharedPollRequest,
     ) -> Result<(Vec<Delivery>, Option<Instant>), BrokerError> {
         let cfg = &g.config;
+        let member: Arc<str> = req.member.as_str().into();
         let mut st = g.state.lock().await;
         let mut dirty = self.finish_dead_letters(g, &mut st).await?;
         let now = Instant::now();
@@ -400,7 +401,7 @@ impl Broker {
                     dirty = true;
                     continue;
                 };
-                let deliveries = w.lock(o, &req.member, until);
+                let deliveries = w.lock(o, &member, until);
                 bytes += r.encoded_len();
                 out.push(Delivery {
                     partition: p.id(),
@@ -420,7 +421,7 @@ impl Broker {
                 .read(w.next, room, req.limits.max_bytes - bytes)
                 .map_err(|e| BrokerError::from_storage(&topic.name, p.id(), e))?;
             for r in recs {
-                let deliveries = w.lock(r.offset, &req.member, until);
+                let deliveries = w.lock(r.offset, &member, until);
                 bytes += r.encoded_len();
                 out.push(Delivery {
                     partition: p.id(),

@@ -70,7 +70,7 @@ impl StoredWindow {
                 let (state, member, at_ns, dlq_from) = match &e.slot {
                     Slot::Available { at } => ("available", "", to_unix(*at, now, now_unix), 0),
                     Slot::Locked { member, until } => {
-                        ("locked", member.as_str(), to_unix(*until, now, now_unix), 0)
+                        ("locked", &**member, to_unix(*until, now, now_unix), 0)
                     }
                     Slot::DeadLettering { dlq_from } => ("dead_lettering", "", 0, *dlq_from),
                 };
@@ -97,7 +97,7 @@ impl StoredWindow {
         for e in self.entries {
             let slot = match e.state.as_str() {
                 "locked" => Slot::Locked {
-                    member: e.member,
+                    member: e.member.into(),
                     until: from_unix(e.at_ns, now, now_unix),
                 },
                 "dead_lettering" => Slot::DeadLettering {

@@ -7,6 +7,7 @@
 //! `next`). Memory is bounded by the cap on entries.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -17,8 +18,8 @@ use super::config::SharedGroupConfig;
 pub enum Slot {
     /// May be handed out from `at` on.
     Available { at: Instant },
-    /// Handed out to `member` until `until`.
-    Locked { member: String, until: Instant },
+    /// Handed out to `member` until `until` (the id is shared by the records of one hand-out).
+    Locked { member: Arc<str>, until: Instant },
     /// Going to the dead-letter topic: the intent is stored before the write, with the
     /// dead-letter partition's end offset at that moment, so recovery scans only from there.
     DeadLettering { dlq_from: u64 },
@@ -139,9 +140,9 @@ impl Window {
 
     /// Locks an offset to `member` (a new one at `next`, or an available one), counting a
     /// delivery; returns the delivery count.
-    pub fn lock(&mut self, offset: u64, member: &str, until: Instant) -> u32 {
+    pub fn lock(&mut self, offset: u64, member: &Arc<str>, until: Instant) -> u32 {
         let slot = Slot::Locked {
-            member: member.to_string(),
+            member: Arc::clone(member),
             until,
         };
         if offset >= self.next {
@@ -184,7 +185,7 @@ impl Window {
             return Err(SettleRefused::Done(offset));
         };
         match &e.slot {
-            Slot::Locked { member: m, until } if m == member && *until > now => {}
+            Slot::Locked { member: m, until } if **m == *member && *until > now => {}
             _ => {
                 return Err(SettleRefused::NotLocked {
                     offset,
@@ -198,10 +199,9 @@ impl Window {
                 Settled::Done
             }
             SettleAction::Extend => {
-                e.slot = Slot::Locked {
-                    member: member.to_string(),
-                    until: now + config.ack_timeout,
-                };
+                if let Slot::Locked { until, .. } = &mut e.slot {
+                    *until = now + config.ack_timeout;
+                }
                 Settled::Extended
             }
             SettleAction::Reject { reason } => {
@@ -278,7 +278,7 @@ mod tests {
         let until = now + c.ack_timeout;
         let mut w = Window::new(10);
         for o in 10..14 {
-            w.lock(o, "a", until);
+            w.lock(o, &"a".into(), until);
         }
         assert_eq!(w.position(), 10);
         assert_eq!(
@@ -313,12 +313,12 @@ mod tests {
         let c = config();
         let now = Instant::now();
         let mut w = Window::new(0);
-        w.lock(0, "a", now + c.ack_timeout);
+        w.lock(0, &"a".into(), now + c.ack_timeout);
         assert!(w.due(now, 10).is_empty());
         let later = now + c.ack_timeout;
         assert!(w.expire(later, &c).is_empty());
         assert_eq!(w.due(later, 10), vec![0]);
-        assert_eq!(w.lock(0, "b", later + c.ack_timeout), 2);
+        assert_eq!(w.lock(0, &"b".into(), later + c.ack_timeout), 2);
         assert_eq!(w.expire(later + c.ack_timeout, &c), vec![0]);
         assert_eq!(w.entries[&0].reason, "ack timeout");
     }
@@ -328,7 +328,7 @@ mod tests {
         let c = config();
         let now = Instant::now();
         let mut w = Window::new(0);
-        w.lock(0, "a", now + c.ack_timeout);
+        w.lock(0, &"a".into(), now + c.ack_timeout);
         let release = SettleAction::Release {
             delay: Some(Duration::from_secs(5)),
             reason: "busy".into(),
