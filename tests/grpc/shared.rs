@@ -404,3 +404,35 @@ async fn a_group_name_is_either_shared_or_with_members() {
     assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_rust_shared_consumer_settles_in_batches() {
+    let mut s = TestServer::start().await;
+    s.create_topic("rc", Some(2)).await;
+    let records = (0..10).map(|i| record(&format!("k{i}"), "v")).collect();
+    produce(&mut s.client, "rc", records).await;
+    let mut w = obelisk::client::SharedConsumer::new(s.client.clone(), "rc", "rcg", "w1");
+    w.max_wait_ms = 500;
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        let got = w.poll().await.unwrap();
+        assert!(!got.is_empty(), "records must keep coming: {seen:?}");
+        for d in &got {
+            let key = offset(d);
+            // The first delivery of partition 0's offset 0 is released once; the rest accepted.
+            if key == (0, 0) && d.deliveries == 1 {
+                w.release(d, Some(0), "later");
+            } else {
+                w.accept(d);
+                seen.push(key);
+            }
+        }
+    }
+    let results = w.flush().await.unwrap();
+    assert!(results.iter().all(|r| r.error.is_empty()), "{results:?}");
+    assert!(w.poll().await.unwrap().is_empty());
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 10);
+    s.stop().await;
+}
