@@ -436,3 +436,34 @@ async fn the_rust_shared_consumer_settles_in_batches() {
     assert_eq!(seen.len(), 10);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn delete_group_deletes_a_shared_group_and_keeps_its_dead_letters() {
+    let mut s = TestServer::start().await;
+    s.create_topic("dt", Some(1)).await;
+    let c = &mut s.client;
+    produce(c, "dt", vec![record("k", "v")]).await;
+    let got = take(c, "dg", "dt", "a", 10, 1000).await;
+    let rej = settlement(&got[0], pb::SettleKind::Reject, "no");
+    assert_eq!(
+        settle(c, "dg", "dt", "a", vec![rej]).await[0].outcome,
+        "dead_lettered"
+    );
+    c.delete_group(pb::DeleteGroupRequest { group: "dg".into() })
+        .await
+        .unwrap();
+    let err = c
+        .describe_shared_group(pb::DescribeSharedGroupRequest {
+            group: "dg".into(),
+            topic: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert_eq!(dead_letters(c, "dg.dlq").await.len(), 1);
+    // Used again, it starts over from the log start.
+    let again = take(c, "dg", "dt", "a", 10, 1000).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].deliveries, 1);
+    s.stop().await;
+}

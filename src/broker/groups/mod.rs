@@ -504,7 +504,8 @@ impl Broker {
             .delete_group(group)
             .await
             .map_err(|e| BrokerError::from_storage(group, 0, e))?;
-        if !had_members && !had_offsets {
+        let had_shared = self.delete_shared_group(group).await?; // shared groups (issue 14)
+        if !had_members && !had_offsets && !had_shared {
             return Err(BrokerError::GroupNotFound(group.to_string()));
         }
         tracing::info!(group, "group deleted");

@@ -104,6 +104,8 @@ struct SharedGroup {
     state: tokio::sync::Mutex<GroupState>,
     /// Woken by settles that made records available.
     changed: Notify,
+    /// Set (under `state`'s lock) when the group is deleted: nothing stores it again.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// Every shared group, in memory, backed by `shared-groups/`.
@@ -139,6 +141,7 @@ impl SharedGroups {
                     config: g.config,
                     state: tokio::sync::Mutex::new(GroupState { topics }),
                     changed: Notify::new(),
+                    deleted: std::sync::atomic::AtomicBool::new(false),
                 }),
             );
         }
@@ -170,6 +173,9 @@ impl SharedGroups {
     }
 
     async fn save(&self, g: &SharedGroup, st: &GroupState) -> Result<(), BrokerError> {
+        if g.deleted.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(BrokerError::GroupNotFound(g.name.clone()));
+        }
         let mut topics: BTreeMap<String, BTreeMap<u32, store::StoredWindow>> = BTreeMap::new();
         for ((t, p), w) in &st.topics {
             topics
@@ -293,6 +299,7 @@ impl Broker {
                 topics: HashMap::new(),
             }),
             changed: Notify::new(),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         });
         {
             let st = g.state.lock().await;
@@ -318,6 +325,31 @@ impl Broker {
         }
         self.create_group_entry(group, SharedGroupConfig::new(group))
             .await
+    }
+
+    /// Deletes a shared group's state (its dead-letter topic stays: dead letters are data);
+    /// returns whether there was one. Calls in progress finish first; later ones see no group.
+    ///
+    /// # Errors
+    /// `Unavailable` when its file cannot be removed.
+    pub(crate) async fn delete_shared_group(&self, group: &str) -> Result<bool, BrokerError> {
+        let damaged = lock(&self.inner.shared.damaged).remove(group).is_some();
+        let Some(g) = self.inner.shared.get(group) else {
+            return Ok(damaged);
+        };
+        let _st = g.state.lock().await;
+        g.deleted.store(true, std::sync::atomic::Ordering::Release);
+        lock(&self.inner.shared.groups).remove(group);
+        let dir = self.inner.shared.dir.clone();
+        let path = store::path(&dir, group);
+        tokio::task::spawn_blocking(move || {
+            std::fs::remove_file(&path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(|e| BrokerError::Unavailable(format!("deleting shared group {group:?}: {e}")))?
+        .map_err(|e| BrokerError::Unavailable(format!("deleting shared group {group:?}: {e}")))?;
+        Ok(true)
     }
 
     /// A shared group's settings (`None`: no such shared group).
