@@ -18,6 +18,8 @@
 //!   response types and its one error enum. It shows its state through [`broker::BrokerEvents`] (a hook it calls) and
 //!   [`broker::PartitionSnapshot`] (values it returns), and its long waits end on
 //!   [`broker::Broker::drain`].
+//!   Shared groups (per-record settling, redelivery, dead letters; issue 14) are
+//!   [`broker::shared`].
 //! - `storage` (private to the crate): segments, indexes, records and their CRC, recovery,
 //!   retention, the group-commit batcher, ring buffers, consumer offsets. Reached only through
 //!   [`broker`].

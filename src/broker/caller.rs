@@ -418,3 +418,56 @@ impl super::observe::Observer {
         }
     }
 }
+
+// ==== shared groups (issue 14) ====
+impl Caller {
+    pub async fn create_shared_group(
+        &self,
+        group: &str,
+        config: super::shared::SharedGroupConfig,
+    ) -> Result<super::shared::SharedGroupConfig, BrokerError> {
+        self.authorize(Operation::Consume, Resource::Group(group))?;
+        self.topic(Operation::Admin, &config.dead_letter_topic)?;
+        self.broker.create_shared_group(group, config).await
+    }
+
+    pub async fn shared_poll(
+        &self,
+        req: super::shared::SharedPollRequest,
+    ) -> Result<Vec<super::shared::Delivery>, BrokerError> {
+        self.topic_and_group(&req.topic, &req.group)?;
+        self.broker.shared_poll(req).await
+    }
+
+    pub async fn settle(
+        &self,
+        group: &str,
+        topic: &str,
+        member: &str,
+        settlements: &[super::shared::Settlement],
+    ) -> Result<Vec<super::shared::SettleOutcome>, BrokerError> {
+        self.topic_and_group(topic, group)?;
+        self.broker.settle(group, topic, member, settlements).await
+    }
+
+    pub async fn shared_group_state(
+        &self,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<
+        (
+            super::shared::SharedGroupConfig,
+            Vec<super::shared::SharedPartitionState>,
+        ),
+        BrokerError,
+    > {
+        self.authorize(Operation::Describe, Resource::Group(group))?;
+        let config = self
+            .broker
+            .shared_group_config(group)
+            .ok_or_else(|| BrokerError::GroupNotFound(group.to_string()))?;
+        let state = self.broker.shared_group_state(group, topic).await?;
+        Ok((config, state))
+    }
+}
+// ==== end shared groups (issue 14) ====

@@ -14,6 +14,7 @@ pub(crate) mod observe;
 mod produce;
 mod recovery;
 mod seek; // console (issue 18)
+pub mod shared; // shared groups (issue 14)
 mod subscription;
 pub mod types;
 
@@ -164,6 +165,8 @@ pub(crate) struct Inner {
     security: std::sync::OnceLock<Arc<crate::auth::Security>>,
     /// formatv2: idempotent producer ids handed out (`producers.json`).
     producer_ids: idempotence::ProducerIds,
+    /// Shared groups: per-record settling, redelivery, dead letters (issue 14).
+    shared: shared::SharedGroups,
 }
 
 /// A handle on the broker; clones share one broker.
@@ -242,6 +245,8 @@ impl Broker {
             Arc::clone(&observer),
         )
         .map_err(startup)?;
+        let shared =
+            shared::SharedGroups::open(&config.data_dir.join("shared-groups")).map_err(startup)?; // shared groups (issue 14)
         let broker = Self {
             inner: Arc::new(Inner {
                 config,
@@ -258,6 +263,7 @@ impl Broker {
                 lock: std::sync::Mutex::new(Some(lock)),
                 security: std::sync::OnceLock::new(),
                 producer_ids,
+                shared,
             }),
         };
         broker.start_background();

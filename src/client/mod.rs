@@ -6,6 +6,7 @@ mod consumer;
 mod group;
 mod producer;
 mod secure;
+mod shared; // shared groups (issue 14)
 
 use tonic::transport::{Channel, Endpoint};
 
@@ -14,6 +15,7 @@ pub use consumer::Consumer;
 pub use group::{GroupConfig, GroupConsumer, NoListener, Partition, RebalanceListener};
 pub use producer::{AckFuture, Producer, ProducerConfig};
 pub use secure::{ConnectOptions, SecureChannel, Transport};
+pub use shared::SharedConsumer; // shared groups (issue 14)
 
 /// A client over a [`SecureChannel`] (what [`connect_with`] returns).
 pub type Client = BrokerClient<SecureChannel>;

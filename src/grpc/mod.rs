@@ -7,6 +7,7 @@ mod groups;
 mod incoming;
 mod layers;
 mod service;
+mod shared; // shared groups (issue 14)
 pub mod status;
 
 // formatv2: the CLI converts a topic's compression too.

@@ -480,4 +480,54 @@ impl pb::broker_server::Broker for BrokerService {
         done("delete_group", started, res)
     }
     // ==== end groups (issue 13) ====
+
+    // ==== shared groups (issue 14) ====
+    async fn create_shared_group(
+        &self,
+        req: Request<pb::CreateSharedGroupRequest>,
+    ) -> RpcResult<pb::CreateSharedGroupResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let r = req.into_inner();
+        let config = super::shared::config(&r.group, r.settings);
+        let res = async { caller?.create_shared_group(&r.group, config).await }
+            .await
+            .map(|c| pb::CreateSharedGroupResponse {
+                settings: Some(super::shared::settings(&c)),
+            });
+        done("create_shared_group", started, res)
+    }
+
+    async fn shared_poll(
+        &self,
+        req: Request<pb::SharedPollRequest>,
+    ) -> RpcResult<pb::SharedPollResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let r = req.into_inner();
+        let limits = self.limits(r.max_records, r.max_bytes, r.max_wait_ms);
+        let poll = super::shared::poll_request(r, limits);
+        let res = async { caller?.shared_poll(poll).await }
+            .await
+            .map(super::shared::deliveries);
+        done("shared_poll", started, res)
+    }
+
+    async fn settle(&self, req: Request<pb::SettleRequest>) -> RpcResult<pb::SettleResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let res = async { super::shared::settle(caller?, req.into_inner()).await }.await;
+        done("settle", started, res)
+    }
+
+    async fn describe_shared_group(
+        &self,
+        req: Request<pb::DescribeSharedGroupRequest>,
+    ) -> RpcResult<pb::DescribeSharedGroupResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let res = async { super::shared::describe(caller?, req.into_inner()).await }.await;
+        done("describe_shared_group", started, res)
+    }
+    // ==== end shared groups (issue 14) ====
 }

@@ -96,6 +96,7 @@ fn call_name(method: &Method, path: Option<&str>) -> &'static str {
         ("GET", "/groups/{group}/history") => "group_history",
         ("GET", "/topics/{topic}/offsets") => "topic_offsets",
         ("GET", "/ui" | "/ui/" | "/ui/{*path}") => "ui",
+        ("POST", "/topics/{topic}/acks") => "settle", // shared groups (issue 14)
         _ => "other",
     }
 }

@@ -21,6 +21,7 @@ pub mod health;
 mod layers;
 pub mod records;
 pub mod rest;
+pub mod shared; // shared groups (issue 14)
 pub mod stats;
 // Console (issue 18): the web UI at /ui and the views it needs.
 pub mod browse;
@@ -181,6 +182,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/topics/{topic}/poll", post(rest::poll))
         .route("/topics/{topic}/commit", post(rest::commit))
         .route("/topics/{topic}/reset", post(rest::reset))
+        .route("/topics/{topic}/acks", post(shared::acks)) // shared groups (issue 14)
         .route("/groups", get(stats::list_groups))
         .route("/groups/{group}", get(stats::describe_group))
         // Console (issue 18).

@@ -151,6 +151,9 @@ pub struct PollBody {
     /// A member of a group with members (groups, issue 13); the epoch defaults to its current.
     member_id: Option<String>,
     member_epoch: Option<u64>,
+    /// `record`: a shared group's hand-out, settled per record (shared groups, issue 14).
+    #[serde(default)]
+    ack_mode: super::shared::AckMode,
 }
 
 /// `POST /topics/{topic}/poll`: records from the group's committed offsets (does not commit).
@@ -161,6 +164,10 @@ pub async fn poll(
     Path(topic): Path<String>,
     Json(body): Json<PollBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    if body.ack_mode == super::shared::AckMode::Record {
+        let limits = state.limits(body.max_records, body.max_bytes, body.max_wait_ms);
+        return super::shared::poll(&caller, topic, body.group, body.member_id, limits).await;
+    }
     let req = PollRequest {
         topic: topic.clone(),
         group: body.group.clone(),
@@ -268,7 +275,7 @@ fn position(to: &Value) -> Result<Position, ApiError> {
 impl HttpState {
     /// Read limits from request values: defaults when absent, capped by the HTTP config (a long
     /// poll never outlives the request timeout).
-    fn limits(
+    pub(super) fn limits(
         &self,
         max_records: Option<usize>,
         max_bytes: Option<usize>,

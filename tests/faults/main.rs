@@ -13,6 +13,7 @@ mod descriptors;
 mod disk;
 mod groups;
 mod producers;
+mod shared; // shared groups (issue 14)
 #[path = "../faults_support/mod.rs"]
 mod support;
 mod topics;

@@ -11,6 +11,7 @@ mod idempotence;
 mod produce_consume;
 mod produce_stream;
 mod service;
+mod shared; // shared groups (issue 14)
 mod subscribe;
 
 use bytes::Bytes;

@@ -15,3 +15,4 @@ mod groups;
 mod health;
 mod metrics;
 mod rest;
+mod shared; // shared groups (issue 14)

@@ -229,6 +229,7 @@ impl Broker {
     /// `InvalidName`, `TopicNotFound`, `InvalidArgument` (no topics), `Unavailable`.
     pub async fn join_group(&self, req: JoinRequest) -> Result<Membership, BrokerError> {
         names::validate(NameKind::Group, &req.group)?;
+        self.not_shared(&req.group)?; // shared groups (issue 14)
         let topics = self.member_topics(&req.topics)?;
         if topics.is_empty()
             && !self
@@ -316,6 +317,7 @@ impl Broker {
         topics: &[String],
     ) -> Result<GroupMembership, BrokerError> {
         names::validate(NameKind::Group, group)?;
+        self.not_shared(group)?; // shared groups (issue 14)
         let topics = self.member_topics(topics)?;
         if topics.is_empty() {
             return Err(BrokerError::InvalidArgument(
@@ -502,7 +504,8 @@ impl Broker {
             .delete_group(group)
             .await
             .map_err(|e| BrokerError::from_storage(group, 0, e))?;
-        if !had_members && !had_offsets {
+        let had_shared = self.delete_shared_group(group).await?; // shared groups (issue 14)
+        if !had_members && !had_offsets && !had_shared {
             return Err(BrokerError::GroupNotFound(group.to_string()));
         }
         tracing::info!(group, "group deleted");

@@ -42,6 +42,14 @@ class Compression(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMPRESSION_NONE: _ClassVar[Compression]
     COMPRESSION_LZ4: _ClassVar[Compression]
     COMPRESSION_ZSTD: _ClassVar[Compression]
+
+class SettleKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SETTLE_KIND_UNSPECIFIED: _ClassVar[SettleKind]
+    SETTLE_KIND_ACCEPT: _ClassVar[SettleKind]
+    SETTLE_KIND_RELEASE: _ClassVar[SettleKind]
+    SETTLE_KIND_REJECT: _ClassVar[SettleKind]
+    SETTLE_KIND_EXTEND: _ClassVar[SettleKind]
 START_POSITION_EARLIEST: StartPosition
 START_POSITION_LATEST: StartPosition
 ACL_RESOURCE_TYPE_UNSPECIFIED: AclResourceType
@@ -60,6 +68,11 @@ ACL_EFFECT_DENY: AclEffect
 COMPRESSION_NONE: Compression
 COMPRESSION_LZ4: Compression
 COMPRESSION_ZSTD: Compression
+SETTLE_KIND_UNSPECIFIED: SettleKind
+SETTLE_KIND_ACCEPT: SettleKind
+SETTLE_KIND_RELEASE: SettleKind
+SETTLE_KIND_REJECT: SettleKind
+SETTLE_KIND_EXTEND: SettleKind
 
 class ProducerRecord(_message.Message):
     __slots__ = ("key", "value", "headers", "timestamp_ns", "partition")
@@ -595,3 +608,152 @@ class IdempotentProduce(_message.Message):
     producer_epoch: int
     sequences: _containers.ScalarMap[int, int]
     def __init__(self, producer_id: _Optional[int] = ..., producer_epoch: _Optional[int] = ..., sequences: _Optional[_Mapping[int, int]] = ...) -> None: ...
+
+class SharedGroupSettings(_message.Message):
+    __slots__ = ("ack_timeout_ms", "max_deliveries", "max_in_flight", "dead_letter_topic", "backoff_exponential", "backoff_base_ms", "backoff_max_ms")
+    ACK_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_TOPIC_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_EXPONENTIAL_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_BASE_MS_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_MAX_MS_FIELD_NUMBER: _ClassVar[int]
+    ack_timeout_ms: int
+    max_deliveries: int
+    max_in_flight: int
+    dead_letter_topic: str
+    backoff_exponential: bool
+    backoff_base_ms: int
+    backoff_max_ms: int
+    def __init__(self, ack_timeout_ms: _Optional[int] = ..., max_deliveries: _Optional[int] = ..., max_in_flight: _Optional[int] = ..., dead_letter_topic: _Optional[str] = ..., backoff_exponential: _Optional[bool] = ..., backoff_base_ms: _Optional[int] = ..., backoff_max_ms: _Optional[int] = ...) -> None: ...
+
+class CreateSharedGroupRequest(_message.Message):
+    __slots__ = ("group", "settings")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    settings: SharedGroupSettings
+    def __init__(self, group: _Optional[str] = ..., settings: _Optional[_Union[SharedGroupSettings, _Mapping]] = ...) -> None: ...
+
+class CreateSharedGroupResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: SharedGroupSettings
+    def __init__(self, settings: _Optional[_Union[SharedGroupSettings, _Mapping]] = ...) -> None: ...
+
+class SharedPollRequest(_message.Message):
+    __slots__ = ("group", "topic", "member_id", "max_records", "max_bytes", "max_wait_ms")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    topic: str
+    member_id: str
+    max_records: int
+    max_bytes: int
+    max_wait_ms: int
+    def __init__(self, group: _Optional[str] = ..., topic: _Optional[str] = ..., member_id: _Optional[str] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_wait_ms: _Optional[int] = ...) -> None: ...
+
+class SharedDelivery(_message.Message):
+    __slots__ = ("record", "deliveries", "lock_deadline_ns")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    LOCK_DEADLINE_NS_FIELD_NUMBER: _ClassVar[int]
+    record: Record
+    deliveries: int
+    lock_deadline_ns: int
+    def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ..., deliveries: _Optional[int] = ..., lock_deadline_ns: _Optional[int] = ...) -> None: ...
+
+class SharedPollResponse(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[SharedDelivery]
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[SharedDelivery, _Mapping]]] = ...) -> None: ...
+
+class Settlement(_message.Message):
+    __slots__ = ("partition", "offset", "kind", "delay_ms", "reason")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    offset: int
+    kind: SettleKind
+    delay_ms: int
+    reason: str
+    def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ..., kind: _Optional[_Union[SettleKind, str]] = ..., delay_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SettleRequest(_message.Message):
+    __slots__ = ("group", "topic", "member_id", "settlements")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    topic: str
+    member_id: str
+    settlements: _containers.RepeatedCompositeFieldContainer[Settlement]
+    def __init__(self, group: _Optional[str] = ..., topic: _Optional[str] = ..., member_id: _Optional[str] = ..., settlements: _Optional[_Iterable[_Union[Settlement, _Mapping]]] = ...) -> None: ...
+
+class SettleResult(_message.Message):
+    __slots__ = ("partition", "offset", "error", "outcome")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    offset: int
+    error: str
+    outcome: str
+    def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ..., error: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class SettleResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SettleResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ...) -> None: ...
+
+class DescribeSharedGroupRequest(_message.Message):
+    __slots__ = ("group", "topic")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    topic: str
+    def __init__(self, group: _Optional[str] = ..., topic: _Optional[str] = ...) -> None: ...
+
+class SharedPartition(_message.Message):
+    __slots__ = ("topic", "partition", "position", "next", "in_flight", "locked", "deliveries")
+    class DeliveriesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    position: int
+    next: int
+    in_flight: int
+    locked: int
+    deliveries: _containers.ScalarMap[int, int]
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., position: _Optional[int] = ..., next: _Optional[int] = ..., in_flight: _Optional[int] = ..., locked: _Optional[int] = ..., deliveries: _Optional[_Mapping[int, int]] = ...) -> None: ...
+
+class DescribeSharedGroupResponse(_message.Message):
+    __slots__ = ("settings", "partitions")
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    settings: SharedGroupSettings
+    partitions: _containers.RepeatedCompositeFieldContainer[SharedPartition]
+    def __init__(self, settings: _Optional[_Union[SharedGroupSettings, _Mapping]] = ..., partitions: _Optional[_Iterable[_Union[SharedPartition, _Mapping]]] = ...) -> None: ...

@@ -130,6 +130,26 @@ class BrokerStub:
                 request_serializer=obelisk_dot_v1_dot_broker__pb2.InitProducerRequest.SerializeToString,
                 response_deserializer=obelisk_dot_v1_dot_broker__pb2.InitProducerResponse.FromString,
                 _registered_method=True)
+        self.CreateSharedGroup = channel.unary_unary(
+                '/obelisk.v1.Broker/CreateSharedGroup',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.CreateSharedGroupRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.CreateSharedGroupResponse.FromString,
+                _registered_method=True)
+        self.SharedPoll = channel.unary_unary(
+                '/obelisk.v1.Broker/SharedPoll',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.SharedPollRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.SharedPollResponse.FromString,
+                _registered_method=True)
+        self.Settle = channel.unary_unary(
+                '/obelisk.v1.Broker/Settle',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.SettleRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.SettleResponse.FromString,
+                _registered_method=True)
+        self.DescribeSharedGroup = channel.unary_unary(
+                '/obelisk.v1.Broker/DescribeSharedGroup',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -276,6 +296,39 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSharedGroup(self, request, context):
+        """==== shared groups (issue 14) ====
+        Creates a shared group (and its dead-letter topic). A shared group is also created with the
+        defaults by its first SharedPoll.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SharedPoll(self, request, context):
+        """Hands out records of a shared group, each locked to the member for the group's ack timeout
+        and counted as a delivery; waits up to max_wait_ms when none is available.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Settle(self, request, context):
+        """Settles a batch of handed-out records (accept, release, reject, extend); each gets its own
+        result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeSharedGroup(self, request, context):
+        """A shared group's settings and in-flight windows.
+        ==== end shared groups (issue 14) ====
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -373,6 +426,26 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.InitProducer,
                     request_deserializer=obelisk_dot_v1_dot_broker__pb2.InitProducerRequest.FromString,
                     response_serializer=obelisk_dot_v1_dot_broker__pb2.InitProducerResponse.SerializeToString,
+            ),
+            'CreateSharedGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSharedGroup,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.CreateSharedGroupRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.CreateSharedGroupResponse.SerializeToString,
+            ),
+            'SharedPoll': grpc.unary_unary_rpc_method_handler(
+                    servicer.SharedPoll,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.SharedPollRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.SharedPollResponse.SerializeToString,
+            ),
+            'Settle': grpc.unary_unary_rpc_method_handler(
+                    servicer.Settle,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.SettleRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.SettleResponse.SerializeToString,
+            ),
+            'DescribeSharedGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeSharedGroup,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -889,6 +962,114 @@ class Broker:
             '/obelisk.v1.Broker/InitProducer',
             obelisk_dot_v1_dot_broker__pb2.InitProducerRequest.SerializeToString,
             obelisk_dot_v1_dot_broker__pb2.InitProducerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSharedGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/CreateSharedGroup',
+            obelisk_dot_v1_dot_broker__pb2.CreateSharedGroupRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.CreateSharedGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SharedPoll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/SharedPoll',
+            obelisk_dot_v1_dot_broker__pb2.SharedPollRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.SharedPollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Settle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/Settle',
+            obelisk_dot_v1_dot_broker__pb2.SettleRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.SettleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeSharedGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/DescribeSharedGroup',
+            obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,

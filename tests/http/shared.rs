@@ -1,0 +1,82 @@
+//! Shared groups over REST (issue 14): `POST /topics/{t}/poll` with `"ack_mode": "record"` and
+//! `POST /topics/{t}/acks`.
+
+use axum::http::StatusCode;
+use obelisk::broker::{ProduceRecord, TopicConfig};
+use serde_json::json;
+
+use crate::http_support::harness;
+
+#[tokio::test]
+async fn records_are_handed_out_and_settled_per_record() {
+    let h = harness().await;
+    h.broker
+        .create_topic(
+            "rest-shared",
+            TopicConfig {
+                partitions: 1,
+                retention_ms: 0,
+                retention_bytes: 0,
+                compression: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let recs = (0..3)
+        .map(|i| ProduceRecord {
+            value: format!("v{i}").into_bytes().into(),
+            ..Default::default()
+        })
+        .collect();
+    h.broker.produce("rest-shared", recs).await.unwrap();
+
+    let poll = |member: &str| json!({"group": "rest-g", "ack_mode": "record", "member_id": member, "max_records": 2});
+    let r = h.post("/topics/rest-shared/poll", poll("a")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let got = r.json["records"].as_array().unwrap();
+    assert_eq!(got.len(), 2, "{}", r.text);
+    assert_eq!(got[0]["offset"], 0);
+    assert_eq!(got[0]["deliveries"], 1);
+    assert!(got[0]["lock_deadline_ns"].as_i64().unwrap() > 0);
+    // The next member gets what is not locked.
+    let r = h.post("/topics/rest-shared/poll", poll("b")).await;
+    let got_b = r.json["records"].as_array().unwrap();
+    assert_eq!(got_b.len(), 1, "{}", r.text);
+    assert_eq!(got_b[0]["offset"], 2);
+
+    let acks = json!({"group": "rest-g", "member_id": "a", "acks": [
+        {"partition": 0, "offset": 0, "action": "accept"},
+        {"partition": 0, "offset": 1, "action": "reject", "reason": "bad"},
+        {"partition": 0, "offset": 2, "action": "accept"},
+    ]});
+    let r = h.post("/topics/rest-shared/acks", acks).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let res = r.json["results"].as_array().unwrap();
+    assert_eq!(res[0]["outcome"], "done");
+    assert_eq!(res[1]["outcome"], "dead_lettered");
+    assert!(
+        res[2]["error"].as_str().unwrap().contains("not locked"),
+        "{}",
+        r.text
+    );
+
+    let dlq = h
+        .get("/topics/rest-g.dlq/messages?partition=0&offset=0")
+        .await;
+    assert_eq!(dlq.status, StatusCode::OK, "{}", dlq.text);
+    assert!(dlq.text.contains("obelisk-origin-offset"), "{}", dlq.text);
+
+    // Bad input: no member id, an unknown action.
+    let r = h
+        .post(
+            "/topics/rest-shared/poll",
+            json!({"group": "rest-g", "ack_mode": "record"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let bad = json!({"group": "rest-g", "member_id": "a", "acks": [
+        {"partition": 0, "offset": 0, "action": "maybe"}
+    ]});
+    let r = h.post("/topics/rest-shared/acks", bad).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+}
