@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Server-side cost of one unary Produce of one 100-byte record (`interval` durability), against
+# the legacy listener's frame: runs `obelisk serve` under callgrind (instructions) or perf stat
+# (context switches = thread wake-ups), drives it with `obelisk bench --server` from a second
+# process, and reports the cost per request as the difference between two runs of N1 and N2
+# requests, so start-up and shut-down cancel out.
+#
+#   scripts/profile-produce.sh [BIN] [grpc-unary|legacy] [callgrind|perf] [N1] [N2]
+#
+# BIN defaults to target/release/obelisk (build it with `cargo build --release`).
+set -euo pipefail
+BIN=${1:-target/release/obelisk}
+TRANSPORT=${2:-grpc-unary}
+TOOL=${3:-callgrind}
+N1=${4:-1000}
+N2=${5:-3000}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/obelisk-profile.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# One run of $1 requests; prints the run's total (instructions or context switches).
+measure() {
+  local n=$1 grpc tcp pid out
+  grpc=$(port)
+  tcp=$(port)
+  rm -rf "$WORK/data"
+  out="$WORK/out.$n"
+  local serve=("$BIN" serve --data-dir "$WORK/data" --grpc-addr "127.0.0.1:$grpc"
+    --tcp-addr "127.0.0.1:$tcp" --http-addr off --durability interval)
+  case $TOOL in
+    callgrind) valgrind --tool=callgrind --callgrind-out-file="$out" "${serve[@]}" \
+      >"$WORK/serve.log" 2>&1 & ;;
+    perf) perf stat -x, -e context-switches,task-clock -o "$out" "${serve[@]}" \
+      >"$WORK/serve.log" 2>&1 & ;;
+    *) echo "unknown tool $TOOL" >&2; exit 2 ;;
+  esac
+  pid=$!
+  for _ in $(seq 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$grpc") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  sleep 1
+  "$BIN" bench --server "http://127.0.0.1:$grpc" --legacy-addr "127.0.0.1:$tcp" --mode produce \
+    --transport "$TRANSPORT" --batch-size 1 --in-flight 1 --message-size 100 --producers 1 \
+    --topics 1 --partitions 4 --count "$n" --quiet >"$WORK/bench.$n.log" 2>&1 \
+    || { cat "$WORK/bench.$n.log" "$WORK/serve.log" >&2; exit 1; }
+  # The server itself (perf's child; valgrind runs in the server's own process) shuts down
+  # cleanly on SIGINT.
+  kill -INT "$(pgrep -P "$pid" -f "serve --data-dir" || echo "$pid")"
+  wait "$pid" || true
+  case $TOOL in
+    callgrind) awk '/^summary:/ {print $2}' "$out" ;;
+    perf) awk -F, '$3 == "context-switches" {print $1}' "$out" ;;
+  esac
+}
+
+a=$(measure "$N1")
+b=$(measure "$N2")
+echo "$TRANSPORT $TOOL: $N1 requests $a, $N2 requests $b, per request $(( (b - a) / (N2 - N1) ))"
