@@ -10,6 +10,7 @@ pub mod events;
 pub mod files;
 pub mod frame;
 pub mod index;
+pub(crate) mod json_dir;
 pub mod layout;
 pub mod log;
 mod mmap;

@@ -42,40 +42,22 @@ impl OffsetStore {
     /// # Errors
     /// I/O errors listing or reading the directory.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let mut groups = HashMap::new();
-        let mut damaged = HashMap::new();
-        for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
-            let path = entry
-                .context(|| format!("listing {}", dir.display()))?
-                .path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            let bytes = fs::read(&path).context(|| format!("reading {}", path.display()))?;
-            let offsets: GroupOffsets = match serde_json::from_slice(&bytes) {
-                Ok(o) => o,
-                Err(e) => {
-                    let aside = path.with_extension("json.damaged");
-                    tracing::error!(file = %path.display(), error = %e, aside = %aside.display(), "a group's committed offsets do not parse; set aside, the group must be reset");
-                    fs::rename(&path, &aside)
-                        .context(|| format!("setting aside {}", path.display()))?;
-                    damaged.insert(name.to_string(), e.to_string());
-                    continue;
-                }
-            };
-            groups.insert(
-                name.to_string(),
-                Arc::new(Group {
+        let (loaded, damaged) = super::json_dir::load::<GroupOffsets>(
+            dir,
+            "a group's committed offsets",
+            "the group must be reset",
+        )?;
+        let damaged: HashMap<String, String> = damaged.into_iter().collect();
+        let groups: HashMap<String, Arc<Group>> = loaded
+            .into_iter()
+            .map(|(name, offsets)| {
+                let group = Group {
                     offsets: Mutex::new(offsets),
                     write: tokio::sync::Mutex::new(()),
-                }),
-            );
-        }
+                };
+                (name, Arc::new(group))
+            })
+            .collect();
         if !damaged.is_empty() {
             sync_dir(dir)?;
         }

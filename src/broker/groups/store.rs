@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use super::state::Snapshot;
-use crate::storage::error::IoContext;
 use crate::storage::{StorageError, write_atomically};
 
 pub struct GroupStore {
@@ -21,30 +20,11 @@ impl GroupStore {
     /// # Errors
     /// I/O errors listing or reading the directory.
     pub fn open(dir: &Path) -> Result<(Self, Vec<(String, Snapshot)>), StorageError> {
-        std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
-            let path = entry
-                .context(|| format!("listing {}", dir.display()))?
-                .path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            let bytes = std::fs::read(&path).context(|| format!("reading {}", path.display()))?;
-            match serde_json::from_slice::<Snapshot>(&bytes) {
-                Ok(s) => out.push((name.to_string(), s)),
-                Err(e) => {
-                    let aside = path.with_extension("json.damaged");
-                    tracing::error!(file = %path.display(), error = %e, "a group's membership does not parse; set aside, its members must rejoin");
-                    std::fs::rename(&path, &aside)
-                        .context(|| format!("setting aside {}", path.display()))?;
-                }
-            }
-        }
+        let (out, _damaged) = crate::storage::json_dir::load::<Snapshot>(
+            dir,
+            "a group's membership",
+            "its members must rejoin",
+        )?;
         Ok((
             Self {
                 dir: dir.to_path_buf(),

@@ -125,7 +125,7 @@ pub fn path(dir: &Path, group: &str) -> PathBuf {
 }
 
 /// Groups read at start, and the names of those set aside with why.
-pub type Loaded = (Vec<(String, StoredGroup)>, Vec<(String, String)>);
+pub type Loaded = crate::storage::json_dir::Loaded<StoredGroup>;
 
 /// Every stored group under `dir`; a file that does not parse is set aside as
 /// `<group>.json.damaged` (logged) and returned with why.
@@ -133,37 +133,11 @@ pub type Loaded = (Vec<(String, StoredGroup)>, Vec<(String, String)>);
 /// # Errors
 /// I/O errors.
 pub fn load_all(dir: &Path) -> Result<Loaded, StorageError> {
-    let io = |what: String, e: std::io::Error| StorageError::io(what, e);
-    std::fs::create_dir_all(dir).map_err(|e| io(format!("creating {}", dir.display()), e))?;
-    let mut out = Vec::new();
-    let mut damaged = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| io(format!("listing {}", dir.display()), e))?;
-    for entry in entries {
-        let p = entry
-            .map_err(|e| io(format!("listing {}", dir.display()), e))?
-            .path();
-        let Some(name) = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".json"))
-        else {
-            continue;
-        };
-        let bytes = std::fs::read(&p).map_err(|e| io(format!("reading {}", p.display()), e))?;
-        match serde_json::from_slice::<StoredGroup>(&bytes) {
-            Ok(g) => out.push((name.to_string(), g)),
-            Err(e) => {
-                // Set aside (kept for a look), as damaged offsets are: the other groups serve.
-                let aside = p.with_extension("json.damaged");
-                tracing::error!(file = %p.display(), error = %e, aside = %aside.display(), "a shared group's state does not parse; set aside, its calls fail until it is created again");
-                std::fs::rename(&p, &aside)
-                    .map_err(|e| io(format!("setting aside {}", p.display()), e))?;
-                damaged.push((name.to_string(), e.to_string()));
-            }
-        }
-    }
-    Ok((out, damaged))
+    crate::storage::json_dir::load(
+        dir,
+        "a shared group's state",
+        "its calls fail until it is created again",
+    )
 }
 
 /// Writes the group's file atomically.
