@@ -7,13 +7,17 @@
 #
 #   scripts/profile-produce.sh [BIN] [grpc-unary|legacy] [callgrind|perf] [N1] [N2]
 #
-# BIN defaults to target/release/obelisk (build it with `cargo build --release`).
+# BIN defaults to target/release/obelisk (build it with `cargo build --release`). BATCH=100 sends
+# that many records per request (legacy: frames written at once), DURABILITY=fsync the other mode;
+# the figure is then per record.
 set -euo pipefail
 BIN=${1:-target/release/obelisk}
 TRANSPORT=${2:-grpc-unary}
 TOOL=${3:-callgrind}
 N1=${4:-1000}
 N2=${5:-3000}
+BATCH=${BATCH:-1}
+DURABILITY=${DURABILITY:-interval}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/obelisk-profile.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -27,7 +31,7 @@ measure() {
   rm -rf "$WORK/data"
   out="$WORK/out.$n"
   local serve=("$BIN" serve --data-dir "$WORK/data" --grpc-addr "127.0.0.1:$grpc"
-    --tcp-addr "127.0.0.1:$tcp" --http-addr off --durability interval)
+    --tcp-addr "127.0.0.1:$tcp" --http-addr off --durability "$DURABILITY")
   case $TOOL in
     callgrind) valgrind --tool=callgrind --callgrind-out-file="$out" "${serve[@]}" \
       >"$WORK/serve.log" 2>&1 & ;;
@@ -36,13 +40,14 @@ measure() {
     *) echo "unknown tool $TOOL" >&2; exit 2 ;;
   esac
   pid=$!
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$grpc") 2>/dev/null; then break; fi
+  # Up once recovery is over and the real listeners serve (the port answers earlier).
+  for _ in $(seq 1200); do
+    if grep -q "gRPC listening" "$WORK/serve.log" 2>/dev/null; then break; fi
     sleep 0.1
   done
   sleep 1
   "$BIN" bench --server "http://127.0.0.1:$grpc" --legacy-addr "127.0.0.1:$tcp" --mode produce \
-    --transport "$TRANSPORT" --batch-size 1 --in-flight 1 --message-size 100 --producers 1 \
+    --transport "$TRANSPORT" --batch-size "$BATCH" --in-flight 1 --message-size 100 --producers 1 \
     --topics 1 --partitions 4 --count "$n" --quiet >"$WORK/bench.$n.log" 2>&1 \
     || { cat "$WORK/bench.$n.log" "$WORK/serve.log" >&2; exit 1; }
   # The server itself (perf's child; valgrind runs in the server's own process) shuts down
@@ -57,4 +62,4 @@ measure() {
 
 a=$(measure "$N1")
 b=$(measure "$N2")
-echo "$TRANSPORT $TOOL: $N1 requests $a, $N2 requests $b, per request $(( (b - a) / (N2 - N1) ))"
+echo "$TRANSPORT $TOOL (batch $BATCH, $DURABILITY): $N1 records $a, $N2 records $b, per record $(( (b - a) / (N2 - N1) ))"

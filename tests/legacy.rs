@@ -266,3 +266,108 @@ async fn a_full_size_frame_is_stored_when_the_broker_allows_it() {
     drop(client);
     server.stop().await;
 }
+
+/// Frames written at once are queued together (issue 12), yet each keeps its own answer: a run
+/// with one record over the broker's limit refuses only that frame, a frame to another topic or
+/// with a bad topic splits the run, and every accepted record is stored once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_written_together_are_answered_each_on_its_own() {
+    let server = Server::start_with(LegacyConfig::default(), |c| {
+        c.max_record_bytes = 64 + RECORD_OVERHEAD;
+    })
+    .await;
+    let small = |i: u8| message("together", "k", &[i; 8], i64::from(i));
+    let too_large = message("together", "k", &[b'x'; 200], 100);
+    let frames = [
+        (small(1), Reply::Ok),
+        (small(2), Reply::Ok),
+        (too_large, Reply::InvalidFormat),
+        (small(3), Reply::Ok),
+        (message("other", "k", b"o", 7), Reply::Ok),
+        (message("bad topic", "k", b"b", 8), Reply::InvalidFormat),
+        (small(4), Reply::Ok),
+        (small(5), Reply::Ok),
+    ];
+    let mut bytes = Vec::new();
+    let mut expected = Vec::new();
+    for (m, reply) in &frames {
+        bytes.extend_from_slice(&frame(m));
+        expected.extend_from_slice(reply.as_bytes());
+    }
+    let mut conn = server.connect().await;
+    conn.write_all(&bytes).await.expect("write");
+    assert_eq!(read_n(&mut conn, expected.len()).await, expected);
+    assert_open(&mut conn, "after the replies").await;
+    // One key, so one partition: the accepted records in send order, each once.
+    let mut stored = Vec::new();
+    for p in 0..4 {
+        stored.extend(server.records("together", p).await);
+    }
+    let values: Vec<Vec<u8>> = stored.iter().map(|r| r.value.to_vec()).collect();
+    let want: Vec<Vec<u8>> = [1u8, 2, 3, 4, 5].iter().map(|&i| vec![i; 8]).collect();
+    assert_eq!(values, want);
+    let others: usize = {
+        let mut n = 0;
+        for p in 0..4 {
+            n += server.records("other", p).await.len();
+        }
+        n
+    };
+    assert_eq!(others, 1);
+    assert_eq!(server.stats.nacks(), 2);
+    drop(conn);
+    server.stop().await;
+}
+
+/// A run of frames queued together spans partitions; when one partition's write fails, only the
+/// frames stored there are refused: the others were stored and are acknowledged (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_partition_refuses_only_its_own_frames_of_a_run() {
+    let server = Server::start(LegacyConfig::default()).await;
+    let mut conn = server.connect().await;
+    // Where keys land: one frame per key, stored, then found in its partition.
+    let keys: Vec<String> = (0..16).map(|i| format!("key-{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        conn.write_all(&frame(&message("split", k, b"first", i as i64)))
+            .await
+            .expect("write");
+        assert_eq!(read_n(&mut conn, 3).await, Reply::Ok.as_bytes());
+    }
+    let mut partition_of = std::collections::HashMap::new();
+    for p in 0..4 {
+        for r in server.records("split", p).await {
+            partition_of.insert(String::from_utf8(r.key.to_vec()).expect("key"), p);
+        }
+    }
+    let failing = partition_of[&keys[0]];
+    let healthy = keys
+        .iter()
+        .find(|k| partition_of[*k] != failing)
+        .expect("a key of another partition");
+    let healthy_partition = partition_of[healthy];
+    assert!(server.broker.inject_write_failure("split", failing));
+    let frames = [
+        (message("split", healthy, b"h1", 2), Reply::Ok),
+        (message("split", &keys[0], b"f1", 3), Reply::PublishFailed),
+        (message("split", healthy, b"h2", 4), Reply::Ok),
+    ];
+    let mut bytes = Vec::new();
+    let mut expected = Vec::new();
+    for (m, reply) in &frames {
+        bytes.extend_from_slice(&frame(m));
+        expected.extend_from_slice(reply.as_bytes());
+    }
+    conn.write_all(&bytes).await.expect("write");
+    assert_eq!(read_n(&mut conn, expected.len()).await, expected);
+    let values: Vec<Vec<u8>> = server
+        .records("split", healthy_partition)
+        .await
+        .iter()
+        .map(|r| r.value.to_vec())
+        .filter(|v| v.starts_with(b"h"))
+        .collect();
+    assert_eq!(values, vec![b"h1".to_vec(), b"h2".to_vec()]);
+    server.broker.repair_injected_failure("split", failing);
+    drop(conn);
+    server.stop().await;
+}

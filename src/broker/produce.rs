@@ -250,6 +250,44 @@ impl PendingProduce {
         result
     }
 
+    /// As [`PendingProduce::acks`], with each record's own outcome, in request order: a record
+    /// whose partition stored its share is acknowledged even when another partition failed (the
+    /// legacy listener answers each frame of a run queued together on its own).
+    pub async fn acks_each(self) -> Vec<Result<RecordAck, Arc<BrokerError>>> {
+        let unset = Arc::new(BrokerError::Unavailable("not acknowledged".into()));
+        let mut out: Vec<Result<RecordAck, Arc<BrokerError>>> =
+            (0..self.total).map(|_| Err(Arc::clone(&unset))).collect();
+        let mut first_error = None;
+        for (partition, rx, idx) in self.waits {
+            let res = match rx.await {
+                Ok(res) => res,
+                Err(_) => Err(StorageError::Closed),
+            };
+            match res {
+                Ok(first) => {
+                    for (k, i) in idx.into_iter().enumerate() {
+                        out[i] = Ok(RecordAck {
+                            partition,
+                            offset: first + k as u64,
+                        });
+                    }
+                }
+                Err(e) => {
+                    let e = Arc::new(BrokerError::from_storage(&self.topic.name, partition, e));
+                    for i in idx {
+                        out[i] = Err(Arc::clone(&e));
+                    }
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(events) = &self.events {
+            let result = first_error.as_deref().map_or(Ok(()), Err);
+            events.produced(Some(&self.topic.name), self.total as u64, result);
+        }
+        out
+    }
+
     async fn wait(self) -> Result<Vec<RecordAck>, BrokerError> {
         let mut acks = vec![
             RecordAck {

@@ -33,6 +33,10 @@ pub const EXIT_DATA_PROBLEM: u8 = 3;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Threads of the async runtime (issue 12). Default: tokio's, one per core (or
+    /// TOKIO_WORKER_THREADS). See docs/performance.md for the measured effect on 2 cores.
+    #[arg(long, global = true, env = "OBELISK_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,10 +67,11 @@ pub enum Command {
 
 /// Runs a parsed command line; the exit code says how it went.
 pub fn run(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        builder.worker_threads(usize::from(n));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

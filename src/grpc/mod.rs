@@ -4,6 +4,7 @@
 pub mod acl;
 mod convert;
 mod groups;
+mod h2;
 mod incoming;
 mod layers;
 mod service;
@@ -126,25 +127,33 @@ pub async fn serve_tls(
         handshake_timeout: config.handshake_timeout,
         idle_timeout: config.idle_timeout,
     };
-    let incoming = incoming::limited(listener, limits, tls, status, shutdown.clone());
-    let mut builder = tonic::transport::Server::builder()
-        .max_concurrent_streams(config.max_concurrent_streams)
-        .timeout(config.request_timeout)
-        .http2_keepalive_interval(config.keepalive_interval)
-        .http2_keepalive_timeout(Some(config.keepalive_timeout))
-        // A span per RPC, so the core's logs say which call they belong to.
-        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
-        .layer(layers::RequestLayer);
-    let mut router = builder.add_service(health).add_service(service);
+    let incoming = tokio_stream::StreamExt::filter_map(
+        incoming::limited(listener, limits, tls, status, shutdown.clone()),
+        |conn| {
+            conn.ok().map(|io| {
+                let info = tonic::transport::server::Connected::connect_info(&io);
+                (io, info)
+            })
+        },
+    );
+    // Every request stream is served in its connection's task (issue 12, see `h2`), with the
+    // request layer and tonic's per-request steps around the services.
+    let mut routes = tonic::service::Routes::new(health).add_service(service);
     if let Ok(r) = reflection_v1 {
-        router = router.add_service(r);
+        routes = routes.add_service(r);
     }
     if let Ok(r) = reflection_v1alpha {
-        router = router.add_service(r);
+        routes = routes.add_service(r);
     }
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+    let routes = tower::Layer::layer(&layers::RequestLayer, routes.prepare());
+    let settings = h2::H2Settings {
+        max_concurrent_streams: config.max_concurrent_streams,
+        keepalive_interval: config.keepalive_interval,
+        keepalive_timeout: config.keepalive_timeout,
+        request_timeout: config.request_timeout,
+    };
+    h2::serve(incoming, routes, settings, shutdown).await;
+    Ok(())
 }
 
 /// Keeps the health status in step with storage: NOT_SERVING while a partition is read-only or

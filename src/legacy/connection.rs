@@ -9,8 +9,12 @@
 //! - the **writer** keeps the reply futures in a FIFO ([`FuturesOrdered`]) and writes the replies
 //!   strictly in frame order, buffering them and flushing when no further reply is ready at once.
 //!
-//! So pipelined frames wait for durability together and share a group commit, while records with
-//! the same key are stored in the order they were sent. At most `max_in_flight` frames are
+//! Frames that arrive together are queued together (issue 12): every complete frame already
+//! read is decoded at once, and a run of consecutive messages to one topic becomes one
+//! `Broker::enqueue` of all its records (one request in each partition's write queue, one
+//! acknowledgement), each frame still answered on its own and in order. So pipelined frames wait
+//! for durability together and share a group commit, while records with the same key are stored
+//! in the order they were sent. At most `max_in_flight` frames are
 //! queued and unanswered; beyond that the reader stops reading and TCP pushes back on the client.
 //! `OK` is written only after the broker acknowledged the record, i.e. after it is durable.
 
@@ -62,12 +66,30 @@ pub(crate) struct ConnectionContext {
     pub stats: Arc<LegacyStats>,
 }
 
-/// What the reader hands to the writer: a frame's reply, and its place in the in-flight limit
-/// (given back once the reply is written).
+/// What the reader hands to the writer: the replies of one frame or of a run of frames queued
+/// together, and their places in the in-flight limit (given back once the replies are written).
 struct Pending {
     reply: ReplyFuture,
     slot: Option<OwnedSemaphorePermit>,
 }
+
+/// The replies of a [`Pending`], in frame order.
+enum Replies {
+    One(Reply),
+    Many(Vec<Reply>),
+}
+
+impl Replies {
+    fn as_slice(&self) -> &[Reply] {
+        match self {
+            Self::One(r) => std::slice::from_ref(r),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// Most frames queued in the broker as one request.
+const MAX_RUN: usize = 1024;
 
 /// Why the reader stopped.
 #[derive(Debug)]
@@ -84,7 +106,11 @@ enum ReadEnd {
     Failed(std::io::Error),
 }
 
-type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+type ReplyFuture = Pin<Box<dyn Future<Output = Replies> + Send>>;
+
+fn ready(reply: Reply) -> ReplyFuture {
+    Box::pin(std::future::ready(Replies::One(reply)))
+}
 
 /// Serves one connection until it ends. Errors are logged here, not returned: one connection's
 /// trouble is not the server's.
@@ -167,7 +193,10 @@ async fn read_frames<R: AsyncRead + Unpin>(
     let idle = tokio::time::sleep_until(after(ctx.first_frame_timeout));
     tokio::pin!(idle);
     loop {
-        // Hand over every complete frame already buffered.
+        // Hand over every complete frame already buffered: runs of messages to one topic are
+        // queued as one request.
+        let mut run: Vec<Message> = Vec::new();
+        let mut run_slot: Option<OwnedSemaphorePermit> = None;
         loop {
             if ctx.shutdown.is_cancelled() {
                 return (ReadEnd::Shutdown, rd);
@@ -178,9 +207,12 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 Err(e) => {
                     tracing::warn!(error = %e, "fatal frame; closing the connection");
                     ctx.stats.note_connection_error();
+                    if !flush_run(ctx, &tx, &mut run, &mut run_slot).await {
+                        return (ReadEnd::WriterGone, rd);
+                    }
                     let reply = replies::for_frame_error(&e);
                     let _ = tx.send(Pending {
-                        reply: Box::pin(std::future::ready(reply)),
+                        reply: ready(reply),
                         slot: None,
                     });
                     return (ReadEnd::Fatal, rd);
@@ -189,29 +221,48 @@ async fn read_frames<R: AsyncRead + Unpin>(
             idle.as_mut().reset(after(ctx.idle_timeout));
             let slot = match slots.clone().try_acquire_owned() {
                 Ok(slot) => slot,
-                Err(_) => tokio::select! {
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => return (ReadEnd::WriterGone, rd),
-                    },
-                    () = ctx.shutdown.cancelled() => return (ReadEnd::Shutdown, rd),
-                    () = writer_gone.cancelled() => return (ReadEnd::WriterGone, rd),
-                },
+                Err(_) => {
+                    // Before waiting for room, queue what was gathered (its replies free room).
+                    if !flush_run(ctx, &tx, &mut run, &mut run_slot).await {
+                        return (ReadEnd::WriterGone, rd);
+                    }
+                    tokio::select! {
+                        slot = slots.clone().acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            Err(_) => return (ReadEnd::WriterGone, rd),
+                        },
+                        () = ctx.shutdown.cancelled() => return (ReadEnd::Shutdown, rd),
+                        () = writer_gone.cancelled() => return (ReadEnd::WriterGone, rd),
+                    }
+                }
             };
             let reply = match frame {
-                Frame::Message(message) => match &ctx.caller {
-                    Some(caller) => queue(caller, message).await,
-                    None => Box::pin(std::future::ready(codec::Reply::Unauthenticated)),
-                },
+                Frame::Message(message) if ctx.caller.is_some() => {
+                    let joins =
+                        run.last().is_none_or(|m| m.topic == message.topic) && run.len() < MAX_RUN;
+                    if !joins && !flush_run(ctx, &tx, &mut run, &mut run_slot).await {
+                        return (ReadEnd::WriterGone, rd);
+                    }
+                    run.push(message);
+                    match run_slot.as_mut() {
+                        Some(s) => s.merge(slot),
+                        None => run_slot = Some(slot),
+                    }
+                    continue;
+                }
+                Frame::Message(_) => ready(codec::Reply::Unauthenticated),
                 Frame::Empty => {
                     tracing::debug!("frame of length 0");
-                    Box::pin(std::future::ready(replies::EMPTY_FRAME)) as ReplyFuture
+                    ready(replies::EMPTY_FRAME)
                 }
                 Frame::Malformed(e) => {
                     tracing::debug!(error = %e, "malformed frame body");
-                    Box::pin(std::future::ready(replies::for_message_error(&e)))
+                    ready(replies::for_message_error(&e))
                 }
             };
+            if !flush_run(ctx, &tx, &mut run, &mut run_slot).await {
+                return (ReadEnd::WriterGone, rd);
+            }
             let pending = Pending {
                 reply,
                 slot: Some(slot),
@@ -219,6 +270,9 @@ async fn read_frames<R: AsyncRead + Unpin>(
             if tx.send(pending).is_err() {
                 return (ReadEnd::WriterGone, rd);
             }
+        }
+        if !flush_run(ctx, &tx, &mut run, &mut run_slot).await {
+            return (ReadEnd::WriterGone, rd);
         }
         let want = codec::missing_bytes(&buf).unwrap_or(0).min(MAX_RESERVE);
         buf.reserve(want.max(READ_CHUNK));
@@ -237,6 +291,29 @@ async fn read_frames<R: AsyncRead + Unpin>(
             },
         }
     }
+}
+
+/// Queues the gathered run of messages (one topic) in the broker and hands its replies to the
+/// writer; false when the writer is gone.
+async fn flush_run(
+    ctx: &ConnectionContext,
+    tx: &mpsc::UnboundedSender<Pending>,
+    run: &mut Vec<Message>,
+    slot: &mut Option<OwnedSemaphorePermit>,
+) -> bool {
+    if run.is_empty() {
+        return true;
+    }
+    let messages = std::mem::take(run);
+    let reply = match &ctx.caller {
+        Some(caller) => queue(caller, messages).await,
+        None => ready(codec::Reply::Unauthenticated),
+    };
+    tx.send(Pending {
+        reply,
+        slot: slot.take(),
+    })
+    .is_ok()
 }
 
 /// Writes the replies in frame order until the reader is done and every reply is written; then
@@ -303,24 +380,30 @@ async fn write_replies<W: AsyncWrite + Unpin>(
 
 async fn write_reply<W: AsyncWrite + Unpin>(
     out: &mut BufWriter<W>,
-    reply: Reply,
+    replies: Replies,
     ctx: &ConnectionContext,
 ) -> std::io::Result<()> {
-    if reply != Reply::Ok {
-        ctx.stats.note_nack();
+    for &reply in replies.as_slice() {
+        if reply != Reply::Ok {
+            ctx.stats.note_nack();
+        }
+        out.write_all(reply.as_bytes()).await?;
     }
-    out.write_all(reply.as_bytes()).await
+    Ok(())
 }
 
-/// The translation step: one legacy message becomes one record produced to its topic. Returns
-/// once the record is queued in the broker; the future yields the reply once it is durable (or
-/// refused).
-async fn queue(broker: &Caller, message: Message) -> ReplyFuture {
+/// The translation step: each legacy message becomes one record produced to its topic, a run of
+/// messages to one topic one request. Returns once the records are queued in the broker; the
+/// future yields the replies, in order, once they are durable (or refused). Each frame keeps its
+/// own answer: a record is acknowledged when its partition stored it, and when a run is refused
+/// for one record's sake (too large, a bad header), its frames are queued one by one instead.
+async fn queue(broker: &Caller, mut messages: Vec<Message>) -> ReplyFuture {
     // A topic that is not UTF-8 becomes a name with U+FFFD in it, which the broker refuses as an
     // invalid name (only ASCII letters, digits, '.', '_' and '-' are allowed) before touching
     // the disk.
-    let topic = String::from_utf8_lossy(&message.topic).into_owned();
-    let record = ProduceRecord {
+    let topic = String::from_utf8_lossy(&messages[0].topic).into_owned();
+    let n = messages.len();
+    let record = |message: Message| ProduceRecord {
         key: message.key,
         value: message.value,
         headers: Vec::new(),
@@ -328,18 +411,65 @@ async fn queue(broker: &Caller, message: Message) -> ReplyFuture {
         partition: None,
     };
     let started = std::time::Instant::now();
-    match broker.enqueue(&topic, vec![record]).await {
-        Ok(queued) => Box::pin(async move {
-            let res = queued.acks().await;
-            crate::metrics::record_request("legacy", "produce", started, res.as_ref().map(|_| ()));
-            match res {
-                Ok(_) => Reply::Ok,
-                Err(e) => refused(&topic, &e),
+    if n == 1 {
+        let one = messages.pop().map(record).into_iter().collect();
+        return match broker.enqueue(&topic, one).await {
+            Ok(queued) => Box::pin(async move {
+                let res = queued.acks().await;
+                crate::metrics::record_request(
+                    "legacy",
+                    "produce",
+                    started,
+                    res.as_ref().map(|_| ()),
+                );
+                Replies::One(match res {
+                    Ok(_) => Reply::Ok,
+                    Err(e) => refused(&topic, &e),
+                })
+            }),
+            Err(e) => {
+                crate::metrics::record_request("legacy", "produce", started, Err(&e));
+                ready(refused(&topic, &e))
             }
+        };
+    }
+    let records = messages.iter().cloned().map(record).collect();
+    match broker.enqueue(&topic, records).await {
+        Ok(queued) => Box::pin(async move {
+            let outcomes = queued.acks_each().await;
+            let replies = outcomes
+                .iter()
+                .map(|res| {
+                    let res = res.as_ref().map(|_| ()).map_err(|e| &**e);
+                    crate::metrics::record_request("legacy", "produce", started, res);
+                    match res {
+                        Ok(()) => Reply::Ok,
+                        Err(e) => refused(&topic, e),
+                    }
+                })
+                .collect();
+            Replies::Many(replies)
         }),
+        // Refused for one record (nothing of the run was queued): each frame on its own.
+        Err(BrokerError::RecordTooLarge { .. } | BrokerError::InvalidArgument(_)) => {
+            let mut each = Vec::with_capacity(n);
+            for message in messages {
+                each.push(Box::pin(queue(broker, vec![message])).await);
+            }
+            Box::pin(async move {
+                let mut replies = Vec::with_capacity(n);
+                for r in each {
+                    replies.extend_from_slice(r.await.as_slice());
+                }
+                Replies::Many(replies)
+            })
+        }
         Err(e) => {
-            crate::metrics::record_request("legacy", "produce", started, Err(&e));
-            Box::pin(std::future::ready(refused(&topic, &e)))
+            for _ in 0..n {
+                crate::metrics::record_request("legacy", "produce", started, Err(&e));
+            }
+            let reply = refused(&topic, &e);
+            Box::pin(std::future::ready(Replies::Many(vec![reply; n])))
         }
     }
 }

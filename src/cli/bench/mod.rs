@@ -5,8 +5,10 @@
 //! instead of a rate. `--suite` runs the standard table for the README.
 
 mod consumer;
+mod goals;
 mod group;
 mod http;
+mod lean;
 mod legacy;
 mod payload;
 mod producer;
@@ -119,7 +121,11 @@ pub struct BenchArgs {
     /// Run the standard suite against fresh in-process brokers and print a markdown table.
     #[arg(long)]
     pub suite: bool,
-    /// How long each produce row of --suite runs.
+    /// Run issue 12's goal rows (request cost, batched produce, reads, legacy pipelining, fsync
+    /// latency) against fresh in-process brokers, each compared with the same run's figures.
+    #[arg(long, conflicts_with_all = ["server", "suite"])]
+    pub goals: bool,
+    /// How long each produce row of --suite (and --goals) runs.
     #[arg(long, value_parser = super::time::parse_duration, default_value = "5s")]
     pub suite_duration: Duration,
     /// TLS and token for --server (security).
@@ -379,6 +385,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if args.compare_security {
         return compare_security(&args).await;
+    }
+    if args.goals {
+        return goals::run(&args).await;
     }
     let plan = Plan::from_args(&args)?;
     if plan.mode == Mode::Group {

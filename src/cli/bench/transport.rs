@@ -2,7 +2,9 @@
 //! acknowledging half so that batches can be pipelined (`--in-flight`): the driver sends from one
 //! and awaits acks, in send order, from the other, concurrently and without cancelling either.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -58,10 +60,25 @@ pub struct Batch<'a> {
     pub timestamp_ns: i64,
 }
 
+/// A unary call on its way: spawned (several in flight), or run by the acknowledging half
+/// itself (one in flight: no task of its own, as a client waiting for its answer would do).
+pub enum Call {
+    Spawned(JoinHandle<Result<Instant, String>>),
+    Inline(Pin<Box<dyn Future<Output = Result<Instant, String>> + Send>>),
+}
+
+/// The unary rows' client: the lean one where it can be used (see [`super::lean`]).
+#[derive(Clone)]
+pub enum UnaryClient {
+    Channel(crate::client::Client),
+    Lean(super::lean::LeanClient),
+}
+
 pub enum SendHalf {
     Unary {
-        client: crate::client::Client,
-        calls: mpsc::UnboundedSender<JoinHandle<Result<Instant, String>>>,
+        client: UnaryClient,
+        in_flight: usize,
+        calls: mpsc::UnboundedSender<Call>,
     },
     Stream {
         requests: mpsc::Sender<pb::ProduceStreamRequest>,
@@ -107,7 +124,7 @@ impl Idempotent {
 }
 
 pub enum AckHalf {
-    Unary(mpsc::UnboundedReceiver<JoinHandle<Result<Instant, String>>>),
+    Unary(mpsc::UnboundedReceiver<Call>),
     Stream(tonic::Streaming<pb::ProduceStreamAck>),
     Legacy(legacy::Reader),
     Http(http::Reader),
@@ -132,9 +149,26 @@ pub async fn open(
     };
     match transport {
         Transport::GrpcUnary => {
-            let client = connect(target).await?;
+            let plain = !target.options.tls(&target.grpc)
+                && matches!(target.options.authorization(), Ok(None));
+            let lean = if plain {
+                super::lean::connect(&target.grpc).await?
+            } else {
+                None
+            };
+            let client = match lean {
+                Some(c) => UnaryClient::Lean(c),
+                None => UnaryClient::Channel(connect(target).await?),
+            };
             let (calls, rx) = mpsc::unbounded_channel();
-            Ok((SendHalf::Unary { client, calls }, AckHalf::Unary(rx)))
+            Ok((
+                SendHalf::Unary {
+                    client,
+                    in_flight,
+                    calls,
+                },
+                AckHalf::Unary(rx),
+            ))
         }
         Transport::GrpcStream => {
             let mut client = connect(target).await?;
@@ -216,20 +250,30 @@ impl SendHalf {
     /// The connection failed.
     pub async fn send(&mut self, batch: Batch<'_>) -> Result<(), String> {
         match self {
-            Self::Unary { client, calls } => {
-                let mut client = client.clone();
+            Self::Unary {
+                client,
+                in_flight,
+                calls,
+            } => {
+                let client = client.clone();
                 let request = pb::ProduceRequest {
                     topic: batch.topic.to_string(),
                     records: records(batch),
                     idempotence: None,
                 };
-                let call = tokio::spawn(async move {
-                    client
-                        .produce(request)
-                        .await
-                        .map(|_| Instant::now())
+                let produce = async move {
+                    let res = match client {
+                        UnaryClient::Channel(mut c) => c.produce(request).await.map(|_| ()),
+                        UnaryClient::Lean(mut c) => c.produce(request).await.map(|_| ()),
+                    };
+                    res.map(|()| Instant::now())
                         .map_err(|s| ClientError::from(s).to_string())
-                });
+                };
+                let call = if *in_flight <= 1 {
+                    Call::Inline(Box::pin(produce))
+                } else {
+                    Call::Spawned(tokio::spawn(produce))
+                };
                 calls
                     .send(call)
                     .map_err(|_| "the acknowledging half stopped".to_string())
@@ -282,8 +326,12 @@ impl AckHalf {
                     .recv()
                     .await
                     .ok_or("the sending half stopped before its call was made")?;
-                call.await
-                    .map_err(|e| format!("produce call failed: {e}"))?
+                match call {
+                    Call::Spawned(call) => call
+                        .await
+                        .map_err(|e| format!("produce call failed: {e}"))?,
+                    Call::Inline(call) => call.await,
+                }
             }
             Self::Stream(inbound) => match inbound.next().await {
                 Some(Ok(ack)) => match ack.error {
