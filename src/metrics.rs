@@ -29,6 +29,7 @@ use crate::sync::{lock, read, write};
 
 mod groups;
 mod observed;
+mod shared; // shared groups (issue 14)
 
 /// Content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -206,6 +207,7 @@ impl Metrics {
         };
         observed::register(&meter);
         groups::register(&meter);
+        shared::register(&meter);
         metrics
     }
 

@@ -17,6 +17,8 @@ mod groups;
 mod inspect;
 #[path = "cli/logs.rs"]
 mod logs;
+#[path = "cli/shared.rs"]
+mod shared;
 
 use std::process::{Command, Output, Stdio};
 

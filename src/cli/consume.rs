@@ -11,6 +11,10 @@
 //! - `--follow` keeps printing new records until interrupted (with a group, as a member that
 //!   commits as it goes; without one, by Subscribe). `--no-commit` with a group reads from the
 //!   group's position (or `--from`) without joining it or moving it.
+//! - With `--group G --shared` it is a worker of the shared group `G` (issue 14): records are
+//!   handed out to it (locked to it, shared with the other workers of `G`) and every printed
+//!   record is accepted (settled in one batch per hand-out); records taken but not printed (a
+//!   closed stdout, `--count` reached) are released for the other workers.
 //! - Without `--follow` it stops once no record arrived for `--wait-ms`, or after `--count`.
 
 use std::io::{self, Write};
@@ -23,7 +27,7 @@ use clap::{Args, ValueEnum};
 use super::connect::{ServerArgs, reply};
 use super::position::Position;
 use crate::client::{
-    ClientError, Consumer, GroupConfig, GroupConsumer, Partition, RebalanceListener,
+    ClientError, Consumer, GroupConfig, GroupConsumer, Partition, RebalanceListener, SharedConsumer,
 };
 use crate::proto as pb;
 
@@ -69,6 +73,10 @@ pub struct ConsumeArgs {
     /// session timeout gets the same partitions back without a rebalance).
     #[arg(long, value_name = "ID", requires = "group")]
     pub instance_id: Option<String>,
+    /// With --group: the group is a shared group (a work queue): take records locked to this
+    /// worker and accept each one printed.
+    #[arg(long, requires = "group", conflicts_with_all = ["from", "no_commit", "instance_id"])]
+    pub shared: bool,
 }
 
 /// Where printed records go; a closed stdout (`| head`) ends the command quietly.
@@ -146,6 +154,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     }
     let commit = !args.no_commit && args.group.is_some();
     match &args.group {
+        Some(group) if args.shared => shared_loop(client, &args, group, &mut out).await?,
         Some(group) if commit => member_loop(client, &args, group, &mut out).await?,
         _ => subscribe_loop(client, &args, &mut out).await?,
     }
@@ -199,6 +208,58 @@ async fn member_loop(
             return Ok(());
         }
     }
+}
+
+/// Works as a member of a shared group: prints what is handed out and accepts it.
+async fn shared_loop(
+    client: crate::client::Client,
+    args: &ConsumeArgs,
+    group: &str,
+    out: &mut Output,
+) -> Result<(), anyhow::Error> {
+    let member = format!(
+        "obelisk-cli-{}-{}",
+        std::process::id(),
+        crate::broker::now_ns()
+    );
+    let mut worker = SharedConsumer::new(client, &args.topic, group, &member);
+    worker.max_wait_ms = if args.follow { 1000 } else { args.wait_ms };
+    loop {
+        worker.max_records = out.remaining.map_or(500, |n| n.min(500) as u32);
+        let taken = tokio::select! {
+            r = worker.poll() => r?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        if taken.is_empty() && !args.follow {
+            break;
+        }
+        let records: Vec<pb::Record> = taken.iter().filter_map(|d| d.record.clone()).collect();
+        let printed = out.print(&records)?;
+        for (i, d) in taken.iter().enumerate() {
+            if i < printed {
+                worker.accept(d);
+            } else {
+                worker.release(d, Some(0), "not printed");
+            }
+        }
+        // Settled at once (one batch), so what was printed is not handed out again.
+        settle(&mut worker).await?;
+        if out.done() {
+            break;
+        }
+    }
+    settle(&mut worker).await
+}
+
+async fn settle(
+    worker: &mut SharedConsumer<crate::client::SecureChannel>,
+) -> Result<(), anyhow::Error> {
+    for r in worker.flush().await? {
+        if !r.error.is_empty() {
+            tracing::warn!(partition = r.partition, offset = r.offset, error = %r.error, "a settle was refused");
+        }
+    }
+    Ok(())
 }
 
 /// Logs the member's assignment changes (visible with `--log-level info` / RUST_LOG).

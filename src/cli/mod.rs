@@ -8,6 +8,7 @@
 mod bench;
 mod connect;
 mod consume;
+mod dlq;
 mod groups;
 mod import_legacy;
 mod inspect;
@@ -51,6 +52,8 @@ pub enum Command {
     Topics(topics::TopicsArgs),
     /// List and describe consumer groups, and move their offsets.
     Groups(groups::GroupsArgs),
+    /// A shared group's dead letters: list them, or re-produce them to their origin.
+    Dlq(dlq::DlqArgs),
     /// Check a data directory offline (no server): summaries, checksums, offsets and indexes.
     Inspect(inspect::InspectArgs),
     /// Import the original Go Obelisk's data directory (offline).
@@ -85,6 +88,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Consume(args) => consume::run(args).await,
             Command::Topics(args) => topics::run(args).await,
             Command::Groups(args) => groups::run(args).await,
+            Command::Dlq(args) => dlq::run(args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::ImportLegacy(args) => import_legacy::run(args).await,
             Command::Acl(args) => security::run_acl(args).await,

@@ -229,3 +229,46 @@ async fn bench_group_mode_consumes_everything_and_times_each_join() {
         "{r}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_shared_mode_accepts_every_record_and_reads_them_with_subscribe() {
+    let data = tempfile::tempdir().unwrap();
+    let o = obelisk(
+        [
+            "bench",
+            "--json",
+            "--mode",
+            "shared",
+            "--count",
+            "3000",
+            "--partitions",
+            "3",
+            "--consumers",
+            "4",
+            "--consumer-batch",
+            "100",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect(),
+        b"",
+    )
+    .await;
+    let r = bench_json(&o);
+    assert_eq!(r["records"], 3000, "{r}");
+    assert_eq!(r["workers"], 4, "{r}");
+    // Every record was accepted ("done") once: 3000 records in batches of at most 100.
+    assert!(r["shared"]["settles"].as_u64().unwrap() >= 30, "{r}");
+    for rate in [
+        &r["shared"]["records_accepted_per_second"],
+        &r["subscribe"]["records_per_second"],
+    ] {
+        assert!(rate.as_f64().is_some_and(|x| x > 0.0), "{r}");
+    }
+    assert!(
+        r["command"].as_str().unwrap().contains("--mode shared"),
+        "{r}"
+    );
+}

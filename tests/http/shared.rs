@@ -80,3 +80,86 @@ async fn records_are_handed_out_and_settled_per_record() {
     let r = h.post("/topics/rest-shared/acks", bad).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 }
+
+#[tokio::test]
+async fn metrics_show_in_flight_redeliveries_dead_letters_and_the_oldest_age() {
+    let h = harness().await;
+    h.broker
+        .create_topic(
+            "rest-shared-m",
+            TopicConfig {
+                partitions: 1,
+                retention_ms: 0,
+                retention_bytes: 0,
+                compression: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let recs = (0..3)
+        .map(|i| ProduceRecord {
+            value: format!("v{i}").into_bytes().into(),
+            ..Default::default()
+        })
+        .collect();
+    h.broker.produce("rest-shared-m", recs).await.unwrap();
+    let poll = |member: &str| json!({"group": "rest-m", "ack_mode": "record", "member_id": member});
+    let r = h.post("/topics/rest-shared-m/poll", poll("a")).await;
+    assert_eq!(r.json["records"].as_array().unwrap().len(), 3, "{}", r.text);
+    let acks = json!({"group": "rest-m", "member_id": "a", "acks": [
+        {"partition": 0, "offset": 0, "action": "release"},
+        {"partition": 0, "offset": 1, "action": "reject", "reason": "bad"},
+    ]});
+    let r = h.post("/topics/rest-shared-m/acks", acks).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // b gets offset 0 again: a redelivery.
+    let r = h.post("/topics/rest-shared-m/poll", poll("b")).await;
+    let got = r.json["records"].as_array().unwrap();
+    assert_eq!(got.len(), 1, "{}", r.text);
+    assert_eq!(got[0]["deliveries"], 2);
+
+    let page = h.get("/metrics").await.text;
+    let value = |name: &str| -> f64 {
+        let prefix = format!("{name}{{group=\"rest-m\"");
+        page.lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} in\n{page}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Offset 0 locked to b, offset 2 still locked to a; offset 1 is dead-lettered (done).
+    assert_eq!(value("obelisk_shared_group_in_flight_records"), 2.0);
+    assert_eq!(value("obelisk_shared_group_locked_records"), 2.0);
+    assert_eq!(value("obelisk_shared_group_redeliveries_total"), 1.0);
+    assert_eq!(
+        value("obelisk_shared_group_dead_lettered_records_total"),
+        1.0
+    );
+    let age = value("obelisk_shared_group_oldest_unsettled_age_seconds");
+    assert!(age > 0.0 && age < 3600.0, "{age}");
+
+    // Everything accepted: nothing in flight, no age.
+    for (m, o) in [("b", 0), ("a", 2)] {
+        let acks = json!({"group": "rest-m", "member_id": m, "acks": [
+            {"partition": 0, "offset": o, "action": "accept"},
+        ]});
+        let r = h.post("/topics/rest-shared-m/acks", acks).await;
+        assert_eq!(r.json["results"][0]["outcome"], "done", "{}", r.text);
+    }
+    let page = h.get("/metrics").await.text;
+    let line = page
+        .lines()
+        .find(|l| l.starts_with("obelisk_shared_group_in_flight_records{group=\"rest-m\""))
+        .unwrap();
+    assert!(line.ends_with(" 0"), "{line}");
+    let line = page
+        .lines()
+        .find(|l| {
+            l.starts_with("obelisk_shared_group_oldest_unsettled_age_seconds{group=\"rest-m\"")
+        })
+        .unwrap();
+    assert!(line.ends_with(" 0"), "{line}");
+}

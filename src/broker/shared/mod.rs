@@ -4,7 +4,9 @@
 //! reject) it is written once to the group's dead-letter topic and counts as done.
 //!
 //! - [`window`]: one partition's in-flight window (pure); [`config`]: the group's settings;
-//!   `store`: its durable state file (`shared-groups/<group>.json`, one atomic write per call).
+//!   `log`: its state log with the group commit (`shared-groups/<group>.log`: each call
+//!   appends its changes as one frame, and concurrent calls share one fsync); `store`: its
+//!   snapshot (`shared-groups/<group>.json`, written at creation and when the log is compacted).
 //! - Here: [`Broker::create_shared_group`], [`Broker::shared_poll`] (hand-out),
 //!   [`Broker::settle`] (a batch), [`Broker::shared_group_state`], and the dead-letter writes.
 //!
@@ -16,6 +18,8 @@
 //! done; not found, it is written now. The scan is bounded by what was written since the intent.
 
 pub mod config;
+mod log;
+mod stats;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -31,8 +35,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use config::{Backoff, SharedGroupConfig};
+pub use stats::SharedGroupStats;
+use window::Window;
 pub use window::{SettleAction, SettleRefused, Settled};
-use window::{Slot, Window};
 
 use super::error::{BrokerError, NameKind};
 use super::types::{ProduceRecord, ReadLimits, Record};
@@ -102,10 +107,14 @@ struct SharedGroup {
     name: String,
     config: SharedGroupConfig,
     state: tokio::sync::Mutex<GroupState>,
+    /// The state log every change goes through (group commit).
+    log: Arc<log::StateLog>,
     /// Woken by settles that made records available.
     changed: Notify,
     /// Set (under `state`'s lock) when the group is deleted: nothing stores it again.
     deleted: std::sync::atomic::AtomicBool,
+    counters: stats::Counters,
+    last_stats: Mutex<stats::Snapshot>,
 }
 
 /// Every shared group, in memory, backed by `shared-groups/`.
@@ -115,6 +124,10 @@ pub(crate) struct SharedGroups {
     /// Groups whose state file did not parse at start, with why: their calls fail (they never
     /// silently start over) until the group is created again.
     damaged: Mutex<HashMap<String, String>>,
+    /// Held while a group's files are created, so two first calls do not both create them.
+    creating: tokio::sync::Mutex<()>,
+    /// A state log at least this long is compacted ([`log::COMPACT_AT`]; tests lower it).
+    compact_at: std::sync::atomic::AtomicU64,
 }
 
 impl SharedGroups {
@@ -125,8 +138,9 @@ impl SharedGroups {
     pub fn open(dir: &std::path::Path) -> Result<Self, StorageError> {
         let mut groups = HashMap::new();
         let (stored, damaged) = store::load_all(dir)?;
+        let mut damaged: HashMap<String, String> = damaged.into_iter().collect();
         for (name, g) in stored {
-            let topics = g
+            let mut topics = g
                 .topics
                 .into_iter()
                 .flat_map(|(t, ps)| {
@@ -134,21 +148,43 @@ impl SharedGroups {
                         .map(move |(p, w)| ((t.clone(), p), w.into_window()))
                 })
                 .collect();
+            let path = log::path(dir, &name);
+            let opened = log::replay(&path, &mut topics, g.seq)
+                .and_then(|r| log::StateLog::open(path.clone(), r.last_seq, r.len));
+            let log = match opened {
+                Ok(log) => log,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::error!(file = %path.display(), error = %e, "a shared group's state log does not decode; its calls fail until it is created again");
+                    damaged.insert(name, e.to_string());
+                    continue;
+                }
+                Err(e) => {
+                    return Err(StorageError::Io {
+                        context: format!("opening {}", path.display()),
+                        source: e,
+                    });
+                }
+            };
             groups.insert(
                 name.clone(),
                 Arc::new(SharedGroup {
                     name,
                     config: g.config,
                     state: tokio::sync::Mutex::new(GroupState { topics }),
+                    log: Arc::new(log),
                     changed: Notify::new(),
                     deleted: std::sync::atomic::AtomicBool::new(false),
+                    counters: stats::Counters::default(),
+                    last_stats: Mutex::default(),
                 }),
             );
         }
         Ok(Self {
             dir: dir.to_path_buf(),
             groups: Mutex::new(groups),
-            damaged: Mutex::new(damaged.into_iter().collect()),
+            damaged: Mutex::new(damaged),
+            creating: tokio::sync::Mutex::new(()),
+            compact_at: std::sync::atomic::AtomicU64::new(log::COMPACT_AT),
         })
     }
 
@@ -172,10 +208,8 @@ impl SharedGroups {
         lock(&self.groups).contains_key(group) || lock(&self.damaged).contains_key(group)
     }
 
-    async fn save(&self, g: &SharedGroup, st: &GroupState) -> Result<(), BrokerError> {
-        if g.deleted.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(BrokerError::GroupNotFound(g.name.clone()));
-        }
+    /// The group's snapshot through state log frame `seq`.
+    fn snapshot(g: &SharedGroup, st: &GroupState, seq: u64) -> store::StoredGroup {
         let mut topics: BTreeMap<String, BTreeMap<u32, store::StoredWindow>> = BTreeMap::new();
         for ((t, p), w) in &st.topics {
             topics
@@ -183,18 +217,84 @@ impl SharedGroups {
                 .or_default()
                 .insert(*p, store::StoredWindow::from_window(w));
         }
-        let stored = store::StoredGroup {
+        store::StoredGroup {
             config: g.config.clone(),
             topics,
-        };
-        let (dir, name) = (self.dir.clone(), g.name.clone());
-        tokio::task::spawn_blocking(move || store::save(&dir, &name, &stored))
-            .await
-            .map_err(|e| BrokerError::Unavailable(format!("storing shared group state: {e}")))?
-            .map_err(|e| {
-                BrokerError::Unavailable(format!("storing shared group {:?}: {e}", g.name))
-            })
+            seq,
+        }
     }
+
+    /// Stages the changes of a call as one state log frame (under the group's lock); returns
+    /// the sequence number to wait for with [`SharedGroups::durable`] once the lock is released.
+    fn stage(g: &SharedGroup, st: &mut GroupState) -> Result<u64, BrokerError> {
+        if g.deleted.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(BrokerError::GroupNotFound(g.name.clone()));
+        }
+        Ok(g.log.stage(st.topics.iter_mut()))
+    }
+
+    /// Waits until frame `seq` of the group's log is durable (sharing the fsync with the
+    /// other calls that wait at the same time), then schedules a compaction when it is due.
+    async fn durable(&self, g: &Arc<SharedGroup>, seq: u64) -> Result<(), BrokerError> {
+        g.log.wait(seq).await.map_err(|e| {
+            BrokerError::Unavailable(format!("storing shared group {:?}: {e}", g.name))
+        })?;
+        let threshold = self.compact_at.load(std::sync::atomic::Ordering::Relaxed);
+        if g.log.begin_compaction(threshold) {
+            let (g, dir) = (Arc::clone(g), self.dir.clone());
+            tokio::spawn(async move {
+                compact(&dir, &g).await;
+                g.log
+                    .compacting
+                    .store(false, std::sync::atomic::Ordering::Release);
+            });
+        }
+        Ok(())
+    }
+
+    /// Stages and waits, with the group's lock held (the dead-letter intent must be durable
+    /// before the dead letter is written).
+    async fn commit_locked(
+        &self,
+        g: &Arc<SharedGroup>,
+        st: &mut GroupState,
+    ) -> Result<(), BrokerError> {
+        let seq = Self::stage(g, st)?;
+        g.log.wait(seq).await.map_err(|e| {
+            BrokerError::Unavailable(format!("storing shared group {:?}: {e}", g.name))
+        })
+    }
+}
+
+/// Writes a snapshot of the group through its last frame and empties its log. It holds the
+/// group's lock throughout, so no frame is staged meanwhile; it runs in its own task, so a
+/// caller that goes away does not cut it in half.
+async fn compact(dir: &std::path::Path, g: &Arc<SharedGroup>) {
+    let st = g.state.lock().await;
+    if g.deleted.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
+    let seq = g.log.last_seq();
+    if g.log.wait(seq).await.is_err() {
+        return;
+    }
+    let stored = SharedGroups::snapshot(g, &st, seq);
+    let (dir, name, log) = (dir.to_path_buf(), g.name.clone(), Arc::clone(&g.log));
+    let res = tokio::task::spawn_blocking(move || {
+        store::save(&dir, &name, &stored).map_err(|e| e.to_string())?;
+        log.truncate().map_err(|e| e.to_string())
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(group = %g.name, error = %e, "compacting a shared group's state log failed");
+        }
+        Err(e) => {
+            tracing::warn!(group = %g.name, error = %e, "compacting a shared group's state log failed");
+        }
+    }
+    drop(st);
 }
 
 fn validate_member(member: &str) -> Result<(), BrokerError> {
@@ -208,10 +308,11 @@ fn validate_member(member: &str) -> Result<(), BrokerError> {
 
 fn validate_config(c: &SharedGroupConfig) -> Result<(), BrokerError> {
     names::validate(NameKind::Topic, &c.dead_letter_topic)?;
-    if c.max_deliveries == 0 {
-        return Err(BrokerError::InvalidArgument(
-            "max_deliveries must be at least 1".into(),
-        ));
+    if c.max_deliveries == 0 || c.max_deliveries > window::MAX_DELIVERIES {
+        return Err(BrokerError::InvalidArgument(format!(
+            "max_deliveries must be 1 to {}",
+            window::MAX_DELIVERIES
+        )));
     }
     if c.max_in_flight == 0 {
         return Err(BrokerError::InvalidArgument(
@@ -293,23 +394,47 @@ impl Broker {
                 Err(e) => return Err(e),
             }
         }
+        let _creating = self.inner.shared.creating.lock().await;
+        let damaged = lock(&self.inner.shared.damaged).contains_key(group);
+        if !damaged && let Some(g) = self.inner.shared.get(group) {
+            return Ok(g);
+        }
+        let stored = store::StoredGroup {
+            config: config.clone(),
+            topics: BTreeMap::new(),
+            seq: 0,
+        };
+        let (dir, name) = (self.inner.shared.dir.clone(), group.to_string());
+        let log = tokio::task::spawn_blocking(move || -> Result<log::StateLog, StorageError> {
+            let path = log::path(&dir, &name);
+            let io = |e| StorageError::Io {
+                context: format!("creating {}", path.display()),
+                source: e,
+            };
+            // The log first (empty), then the snapshot: a snapshot always has its log.
+            std::fs::File::create(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io)?;
+            store::save(&dir, &name, &stored)?;
+            log::StateLog::open(path.clone(), 0, 0).map_err(io)
+        })
+        .await
+        .map_err(|e| BrokerError::Unavailable(format!("creating shared group {group:?}: {e}")))?
+        .map_err(|e| BrokerError::Unavailable(format!("creating shared group {group:?}: {e}")))?;
         let g = Arc::new(SharedGroup {
             name: group.to_string(),
             config,
             state: tokio::sync::Mutex::new(GroupState {
                 topics: HashMap::new(),
             }),
+            log: Arc::new(log),
             changed: Notify::new(),
             deleted: std::sync::atomic::AtomicBool::new(false),
+            counters: stats::Counters::default(),
+            last_stats: Mutex::default(),
         });
-        {
-            let st = g.state.lock().await;
-            self.inner.shared.save(&g, &st).await?;
-        }
-        let mut groups = lock(&self.inner.shared.groups);
-        Ok(Arc::clone(
-            groups.entry(group.to_string()).or_insert_with(|| g),
-        ))
+        lock(&self.inner.shared.groups).insert(group.to_string(), Arc::clone(&g));
+        Ok(g)
     }
 
     /// The shared group, created with the defaults on first use.
@@ -341,10 +466,15 @@ impl Broker {
         let _st = g.state.lock().await;
         g.deleted.store(true, std::sync::atomic::Ordering::Release);
         lock(&self.inner.shared.groups).remove(group);
+        g.log.fail(format!("shared group {group:?} was deleted"));
         let dir = self.inner.shared.dir.clone();
-        let path = store::path(&dir, group);
+        let (path, log_path) = (store::path(&dir, group), log::path(&dir, group));
         tokio::task::spawn_blocking(move || {
             std::fs::remove_file(&path)?;
+            match std::fs::remove_file(&log_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             std::fs::File::open(&dir)?.sync_all()
         })
         .await
@@ -397,14 +527,15 @@ impl Broker {
     /// next falls due.
     async fn hand_out(
         &self,
-        g: &SharedGroup,
+        g: &Arc<SharedGroup>,
         topic: &crate::storage::Topic,
         req: &SharedPollRequest,
     ) -> Result<(Vec<Delivery>, Option<Instant>), BrokerError> {
         let cfg = &g.config;
         let member: Arc<str> = req.member.as_str().into();
+        let deadline_ns = unix_of(Instant::now() + cfg.ack_timeout);
         let mut st = g.state.lock().await;
-        let mut dirty = self.finish_dead_letters(g, &mut st).await?;
+        self.finish_dead_letters(g, &mut st).await?;
         let now = Instant::now();
         let until = now + cfg.ack_timeout;
         let mut dead = Vec::new();
@@ -417,7 +548,7 @@ impl Broker {
             let w = st
                 .topics
                 .entry(key)
-                .or_insert_with(|| Window::new(core.start_offset()));
+                .or_insert_with(|| Window::new(core.start_offset(), now));
             w.clamp_to(core.start_offset());
             for o in w.expire(now, cfg) {
                 dead.push((p.id(), o));
@@ -430,28 +561,28 @@ impl Broker {
                     .read(o, 1, req.limits.max_bytes)
                     .map_err(|e| BrokerError::from_storage(&topic.name, p.id(), e))?;
                 let Some(r) = recs.into_iter().next().filter(|r| r.offset == o) else {
-                    w.entries.remove(&o);
-                    dirty = true;
+                    w.finish(o);
                     continue;
                 };
                 let deliveries = w.lock(o, &member, until);
+                g.counters.add_redeliveries(u64::from(deliveries > 1));
                 bytes += r.encoded_len();
                 out.push(Delivery {
                     partition: p.id(),
                     record: r,
                     deliveries,
-                    lock_deadline_ns: unix_of(until),
+                    lock_deadline_ns: deadline_ns,
                 });
                 if bytes >= req.limits.max_bytes {
                     break;
                 }
             }
             let room = w.room(cfg.max_in_flight).min(max - out.len());
-            if room == 0 || bytes >= req.limits.max_bytes || w.next >= core.acked_end() {
+            if room == 0 || bytes >= req.limits.max_bytes || w.next() >= core.acked_end() {
                 continue;
             }
             let recs = core
-                .read(w.next, room, req.limits.max_bytes - bytes)
+                .read(w.next(), room, req.limits.max_bytes - bytes)
                 .map_err(|e| BrokerError::from_storage(&topic.name, p.id(), e))?;
             for r in recs {
                 let deliveries = w.lock(r.offset, &member, until);
@@ -460,16 +591,12 @@ impl Broker {
                     partition: p.id(),
                     record: r,
                     deliveries,
-                    lock_deadline_ns: unix_of(until),
+                    lock_deadline_ns: deadline_ns,
                 });
             }
         }
         if !dead.is_empty() {
             self.dead_letter(g, &mut st, &topic.name, &dead).await?;
-            dirty = true;
-        }
-        if !out.is_empty() || dirty {
-            self.inner.shared.save(g, &st).await?;
         }
         let due = st
             .topics
@@ -477,11 +604,18 @@ impl Broker {
             .filter(|((t, _), _)| *t == topic.name)
             .filter_map(|(_, w)| w.next_due())
             .min();
+        // The records go out only once their locks and delivery counts are durable.
+        let seq = SharedGroups::stage(g, &mut st)?;
+        drop(st);
+        self.inner.shared.durable(g, seq).await?;
         Ok((out, due))
     }
 
-    /// Settles a batch of a member's records, stored once for the batch. Each settlement has
-    /// its own outcome; one refused (not locked to the member any more) changes nothing else.
+    /// Settles a batch of a member's records, stored as one state log frame (whose fsync is
+    /// shared with the other calls of the group at the same time). Each settlement has its own
+    /// outcome; one refused (not locked to the member any more) changes nothing else. When it
+    /// returns, every outcome it reports is durable (and so is every earlier change of the
+    /// group).
     ///
     /// # Errors
     /// `InvalidName`, `InvalidArgument` (no member, empty batch, no such partition),
@@ -518,8 +652,10 @@ impl Broker {
         let mut out = Vec::with_capacity(settlements.len());
         let mut dead = Vec::new();
         let mut available = false;
+        let mut key = (topic.to_string(), 0u32);
         for s in settlements {
-            let res = match st.topics.get_mut(&(topic.to_string(), s.partition)) {
+            key.1 = s.partition;
+            let res = match st.topics.get_mut(&key) {
                 None => Err(SettleRefused::NotHandedOut(s.offset)),
                 Some(w) => w.settle(s.offset, member, &s.action, now, cfg),
             };
@@ -533,8 +669,9 @@ impl Broker {
         if !dead.is_empty() {
             self.dead_letter(&g, &mut st, topic, &dead).await?;
         }
-        self.inner.shared.save(&g, &st).await?;
+        let seq = SharedGroups::stage(&g, &mut st)?;
         drop(st);
+        self.inner.shared.durable(&g, seq).await?;
         if available {
             g.changed.notify_waiters();
         }
@@ -564,10 +701,10 @@ impl Broker {
                 topic: t.clone(),
                 partition: *p,
                 position: w.position(),
-                next: w.next,
-                in_flight: w.entries.len(),
+                next: w.next(),
+                in_flight: w.in_flight(),
                 locked: w.locked(),
-                deliveries: w.entries.iter().map(|(&o, e)| (o, e.deliveries)).collect(),
+                deliveries: w.deliveries(),
             })
             .collect();
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -578,7 +715,7 @@ impl Broker {
     /// is stored first, then the records are written, then they are done (stored by the caller).
     async fn dead_letter(
         &self,
-        g: &SharedGroup,
+        g: &Arc<SharedGroup>,
         st: &mut GroupState,
         topic: &str,
         dead: &[(u32, u64)],
@@ -586,15 +723,11 @@ impl Broker {
         let dlq = self.existing_topic(&g.config.dead_letter_topic)?;
         let dlq_from = dlq.partitions().first().map_or(0, |p| p.core().acked_end());
         for &(p, o) in dead {
-            if let Some(e) = st
-                .topics
-                .get_mut(&(topic.to_string(), p))
-                .and_then(|w| w.entries.get_mut(&o))
-            {
-                e.slot = Slot::DeadLettering { dlq_from };
+            if let Some(w) = st.topics.get_mut(&(topic.to_string(), p)) {
+                w.set_dead_lettering(o, dlq_from);
             }
         }
-        self.inner.shared.save(g, st).await?;
+        self.inner.shared.commit_locked(g, st).await?;
         self.finish_dead_letters(g, st).await.map(|_| ())
     }
 
@@ -608,10 +741,8 @@ impl Broker {
     ) -> Result<bool, BrokerError> {
         let mut pending: Vec<(String, u32, u64, u64)> = Vec::new();
         for ((t, p), w) in &st.topics {
-            for o in w.dead_lettering() {
-                if let Some(Slot::DeadLettering { dlq_from }) = w.entries.get(&o).map(|e| &e.slot) {
-                    pending.push((t.clone(), *p, o, *dlq_from));
-                }
+            for (o, dlq_from) in w.dead_lettering() {
+                pending.push((t.clone(), *p, o, dlq_from));
             }
         }
         if pending.is_empty() {
@@ -627,8 +758,7 @@ impl Broker {
             if written.contains(&(t.clone(), p, o)) {
                 continue;
             }
-            let w = &st.topics[&(t.clone(), p)];
-            let e = &w.entries[&o];
+            let e = st.topics[&(t.clone(), p)].view(o);
             let source = self.existing_topic(&t)?;
             let core = super::consume::partition_of(&source, p)?.core();
             let Some(r) = core
@@ -652,7 +782,7 @@ impl Broker {
                     HEADER_DELIVERIES.to_string(),
                     Bytes::from(e.deliveries.to_string()),
                 ),
-                (HEADER_REASON.to_string(), Bytes::from(e.reason.clone())),
+                (HEADER_REASON.to_string(), Bytes::from(e.reason.to_string())),
             ]);
             records.push(ProduceRecord {
                 key: r.key,
@@ -663,11 +793,15 @@ impl Broker {
             });
         }
         if !records.is_empty() {
+            let n = records.len() as u64;
             self.produce(&dlq.name, records).await?;
+            g.counters
+                .dead_lettered
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
         for (t, p, o) in done {
             if let Some(w) = st.topics.get_mut(&(t, p)) {
-                w.entries.remove(&o);
+                w.finish(o);
             }
         }
         Ok(true)

@@ -1,17 +1,18 @@
-//! The durable form of a shared group: `shared-groups/<group>.json`, rewritten whole and
-//! atomically (temporary file, fsync, rename, directory fsync) once per hand-out or settle
-//! call, so a batch is one write. Lock deadlines are stored as Unix times, so a lock still
-//! valid after a restart stays valid until its deadline.
+//! The snapshot of a shared group: `shared-groups/<group>.json`, written whole and atomically
+//! (temporary file, fsync, rename, directory fsync) when the group is created and when its
+//! state log is compacted; the calls in between append to the state log ([`super::log`]).
+//! Lock deadlines are stored as Unix times, so a lock still valid after a restart stays valid
+//! until its deadline.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::config::SharedGroupConfig;
-use super::window::{Entry, Slot, Window};
+use super::log::{from_unix, to_unix};
+use super::window::{CellView, State, Window};
 use crate::clock::now_ns;
 use crate::storage::StorageError;
 
@@ -21,6 +22,9 @@ pub struct StoredGroup {
     /// topic → partition → window.
     #[serde(default)]
     pub topics: BTreeMap<String, BTreeMap<u32, StoredWindow>>,
+    /// The last state log frame this snapshot includes (the log replays the frames after it).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,75 +51,62 @@ pub struct StoredEntry {
     pub reason: String,
 }
 
-fn to_unix(at: Instant, now: Instant, now_unix: i64) -> i64 {
-    if at >= now {
-        now_unix.saturating_add(i64::try_from((at - now).as_nanos()).unwrap_or(i64::MAX))
-    } else {
-        now_unix.saturating_sub(i64::try_from((now - at).as_nanos()).unwrap_or(i64::MAX))
-    }
-}
-
-fn from_unix(at_ns: i64, now: Instant, now_unix: i64) -> Instant {
-    let ahead = at_ns.saturating_sub(now_unix);
-    now + Duration::from_nanos(u64::try_from(ahead).unwrap_or(0))
-}
-
 impl StoredWindow {
     pub fn from_window(w: &Window) -> Self {
         let (now, now_unix) = (Instant::now(), now_ns());
         let entries = w
-            .entries
-            .iter()
-            .map(|(&offset, e)| {
-                let (state, member, at_ns, dlq_from) = match &e.slot {
-                    Slot::Available { at } => ("available", "", to_unix(*at, now, now_unix), 0),
-                    Slot::Locked { member, until } => {
-                        ("locked", &**member, to_unix(*until, now, now_unix), 0)
-                    }
-                    Slot::DeadLettering { dlq_from } => ("dead_lettering", "", 0, *dlq_from),
+            .cells()
+            .map(|(offset, v)| {
+                let (state, at_ns) = match v.state {
+                    State::Available => ("available", to_unix(v.at, now, now_unix)),
+                    State::Locked => ("locked", to_unix(v.at, now, now_unix)),
+                    State::DeadLettering | State::Done => ("dead_lettering", 0),
                 };
                 StoredEntry {
                     offset,
-                    deliveries: e.deliveries,
+                    deliveries: v.deliveries,
                     state: state.into(),
-                    member: member.into(),
+                    member: v.member.into(),
                     at_ns,
-                    dlq_from,
-                    reason: e.reason.clone(),
+                    dlq_from: v.dlq_from,
+                    reason: v.reason.into(),
                 }
             })
             .collect();
         Self {
-            next: w.next,
+            next: w.next(),
             entries,
         }
     }
 
     pub fn into_window(self) -> Window {
         let (now, now_unix) = (Instant::now(), now_ns());
-        let mut w = Window::new(self.next);
-        for e in self.entries {
-            let slot = match e.state.as_str() {
-                "locked" => Slot::Locked {
-                    member: e.member.into(),
-                    until: from_unix(e.at_ns, now, now_unix),
-                },
-                "dead_lettering" => Slot::DeadLettering {
-                    dlq_from: e.dlq_from,
-                },
-                _ => Slot::Available {
-                    at: from_unix(e.at_ns, now, now_unix),
-                },
+        let position = self
+            .entries
+            .iter()
+            .map(|e| e.offset)
+            .min()
+            .unwrap_or(self.next)
+            .min(self.next);
+        let mut w = Window::new(position, now);
+        for e in &self.entries {
+            let state = match e.state.as_str() {
+                "locked" => State::Locked,
+                "dead_lettering" => State::DeadLettering,
+                _ => State::Available,
             };
-            w.entries.insert(
-                e.offset,
-                Entry {
-                    deliveries: e.deliveries,
-                    slot,
-                    reason: e.reason,
-                },
-            );
+            let view = CellView {
+                state,
+                deliveries: e.deliveries,
+                member: &e.member,
+                at: from_unix(e.at_ns, now, now_unix),
+                dlq_from: e.dlq_from,
+                reason: &e.reason,
+            };
+            w.restore(e.offset, &view);
         }
+        w.restore_bounds(position, self.next);
+        w.take_dirty();
         w
     }
 }

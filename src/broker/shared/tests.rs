@@ -79,8 +79,8 @@ async fn crash_after_intent(dir: &std::path::Path, written: bool) -> Broker {
     {
         let mut st = g.state.lock().await;
         let w = st.topics.get_mut(&("t".to_string(), 0)).unwrap();
-        w.entries.get_mut(&0).unwrap().slot = Slot::DeadLettering { dlq_from: 0 };
-        b.inner.shared.save(&g, &st).await.unwrap();
+        w.set_dead_lettering(0, 0);
+        b.inner.shared.commit_locked(&g, &mut st).await.unwrap();
     }
     if written {
         let headers = vec![
@@ -212,5 +212,62 @@ async fn a_damaged_state_file_is_set_aside_and_refused_until_created_again() {
             .len(),
         2
     );
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_log_restores_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    setup(&b).await;
+    b.inner
+        .shared
+        .compact_at
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let got = b.shared_poll(poll("a", Duration::ZERO)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let release = Settlement {
+        partition: 0,
+        offset: 1,
+        action: SettleAction::Release {
+            delay: Some(Duration::from_secs(600)),
+            reason: "later".into(),
+        },
+    };
+    b.settle("g", "t", "a", &[release]).await.unwrap();
+    // The settle's frame made the log long enough: a compaction runs in its own task, after
+    // which the snapshot holds everything and the log is empty.
+    let log = dir.path().join("shared-groups/g.log");
+    let snapshot = dir.path().join("shared-groups/g.json");
+    let mut compacted = false;
+    for _ in 0..500 {
+        let g = b.inner.shared.get("g").unwrap();
+        let idle = !g.log.compacting.load(std::sync::atomic::Ordering::Acquire);
+        let stored: store::StoredGroup =
+            serde_json::from_slice(&std::fs::read(&snapshot).unwrap()).unwrap();
+        if idle && stored.seq >= 2 && std::fs::metadata(&log).unwrap().len() == 0 {
+            compacted = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(compacted, "the log was never compacted");
+    let before = b.shared_group_state("g", Some("t")).await.unwrap();
+    b.shutdown().await;
+    drop(b);
+    let b = open(dir.path());
+    let after = b.shared_group_state("g", Some("t")).await.unwrap();
+    assert_eq!(before, after);
+    assert_eq!(after[0].deliveries, BTreeMap::from([(0, 1), (1, 1)]));
+    assert_eq!(after[0].locked, 1);
+    // The lock of offset 0 is still a's.
+    let settle = Settlement {
+        partition: 0,
+        offset: 0,
+        action: SettleAction::Accept,
+    };
+    let res = b.settle("g", "t", "a", &[settle]).await.unwrap();
+    assert_eq!(res, vec![Ok(Settled::Done)]);
     b.shutdown().await;
 }

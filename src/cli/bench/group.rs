@@ -85,7 +85,7 @@ fn config(group: &str, topic: &str, batch: u32, stream: bool) -> GroupConfig {
     }
 }
 
-async fn preload(
+pub(super) async fn preload(
     c: &mut BrokerClient<Channel>,
     topic: &str,
     plan: &Plan,

@@ -14,6 +14,7 @@ mod payload;
 mod producer;
 mod report;
 mod run;
+mod shared;
 mod suite;
 mod transport;
 
@@ -43,6 +44,10 @@ pub enum Mode {
     /// Consumer groups with members: `--consumers` members consume a preloaded topic together,
     /// then another member joins `--joins` times (join-to-share latency; see bench/group.rs).
     Group,
+    /// Shared groups (issue 14): `--consumers` workers of one shared group take a preloaded
+    /// topic and accept every record in batches, then one plain Subscribe stream reads the same
+    /// records (see bench/shared.rs).
+    Shared,
 }
 
 #[derive(Debug, Args)]
@@ -356,6 +361,7 @@ impl Named for Mode {
             Self::Consume => "consume",
             Self::Both => "both",
             Self::Group => "group",
+            Self::Shared => "shared",
         }
     }
 }
@@ -397,6 +403,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             None => {
                 let local = run::LocalBroker::start(&plan).await?;
                 let res = group::run(&plan, &local.target.grpc, args.joins, command).await;
+                local.stop().await;
+                res?
+            }
+        };
+        let text = if args.json {
+            pretty_json(&outcome.to_json())
+        } else {
+            outcome.to_text()
+        };
+        print_stdout(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if plan.mode == Mode::Shared {
+        let command = plan.command_line();
+        let outcome = match &plan.server {
+            Some(url) => shared::run(&plan, url, command).await?,
+            None => {
+                let local = run::LocalBroker::start(&plan).await?;
+                let res = shared::run(&plan, &local.target.grpc, command).await;
                 local.stop().await;
                 res?
             }

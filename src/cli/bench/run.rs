@@ -291,6 +291,9 @@ impl Phases<'_> {
             Mode::Group => {
                 anyhow::bail!("--mode group runs in bench/group.rs, not here");
             }
+            Mode::Shared => {
+                anyhow::bail!("--mode shared runs in bench/shared.rs, not here");
+            }
         }
         Ok(outcome)
     }

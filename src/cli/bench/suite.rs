@@ -142,8 +142,8 @@ fn label(p: &Plan) -> String {
 fn rate_of(o: &Outcome) -> Option<(f64, f64)> {
     match o.plan.mode {
         Mode::Consume => o.consume_rate(),
-        // The suite has no group rows (`--mode group` reports on its own).
-        Mode::Produce | Mode::Both | Mode::Group => o.produce_rate(),
+        // The suite has no group rows (`--mode group` and `--mode shared` report on their own).
+        Mode::Produce | Mode::Both | Mode::Group | Mode::Shared => o.produce_rate(),
     }
 }
 
