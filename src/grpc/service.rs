@@ -65,7 +65,16 @@ impl BrokerService {
             .extensions()
             .get::<ConnectionInfo>()
             .and_then(|c| c.principal.as_deref());
-        self.broker.authenticate(Credentials { token, verified })
+        // replication (issue 17): on a cluster follower, produce fails with the leader's address
+        // (clients follow it) unless the client asks to be forwarded.
+        let routing = if req.metadata().contains_key("obelisk-forward") {
+            crate::broker::Routing::Forward
+        } else {
+            crate::broker::Routing::Redirect
+        };
+        self.broker
+            .authenticate(Credentials { token, verified })
+            .map(|c| c.with_routing(routing))
     }
 }
 

@@ -25,6 +25,7 @@ pub fn code_of(err: &BrokerError) -> Code {
         BrokerError::GroupExists(_) => Code::AlreadyExists,
         BrokerError::MemberNotFound { .. } => Code::NotFound,
         BrokerError::ProducerSequence { .. } => Code::FailedPrecondition,
+        BrokerError::NotLeader { .. } => Code::Unavailable,
     }
 }
 
@@ -38,6 +39,18 @@ pub fn to_status(err: &BrokerError) -> Status {
         && let Ok(v) = n.to_string().parse()
     {
         status.metadata_mut().insert("obelisk-expected-sequence", v);
+    }
+    // replication (issue 17): where the leader is, for clients that follow it.
+    if let BrokerError::NotLeader {
+        leader: Some(leader),
+    } = err
+    {
+        if let Ok(v) = leader.grpc_addr.parse() {
+            status.metadata_mut().insert("obelisk-leader", v);
+        }
+        if let Ok(v) = leader.node_id.to_string().parse() {
+            status.metadata_mut().insert("obelisk-leader-id", v);
+        }
     }
     status
 }
