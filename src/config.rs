@@ -675,6 +675,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cluster_settings_need_both_node_id_and_peers_and_stay_on_loopback() {
+        assert!(Config::default().validate().unwrap().cluster.is_none());
+        let peers = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003".to_string();
+        let c = Config {
+            node_id: Some(2),
+            peers: peers.clone(),
+            ..Config::default()
+        };
+        let cluster = c.validate().unwrap().cluster.unwrap();
+        assert_eq!((cluster.node_id, cluster.peers.len()), (2, 3));
+        for (node_id, peers, why) in [
+            (None, peers.clone(), "node_id is not"),
+            (Some(1), String::new(), "peers is not"),
+            (Some(4), peers.clone(), "not in peers"),
+            (Some(1), "1=10.0.0.1:7001".to_string(), "--insecure"),
+            (Some(1), "1=nowhere".to_string(), "IP:PORT"),
+        ] {
+            let err = Config {
+                node_id,
+                peers,
+                ..Config::default()
+            }
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
     fn defaults_are_valid_and_loopback() {
         let v = Config::default().validate().unwrap();
         assert_eq!(v.grpc_addr.to_string(), "127.0.0.1:50051");

@@ -27,6 +27,7 @@ use crate::broker::{Broker, BrokerError, BrokerEvents, WeakBroker};
 use crate::status::ServerStatus;
 use crate::sync::{lock, read, write};
 
+mod cluster; // replication (issue 17)
 mod groups;
 mod observed;
 
@@ -206,6 +207,7 @@ impl Metrics {
         };
         observed::register(&meter);
         groups::register(&meter);
+        cluster::register(&meter);
         metrics
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ fn free_port() -> u16 {
 struct Node {
     id: u64,
     grpc: u16,
+    http: u16,
     dir: PathBuf,
     peers: String,
     child: Option<Child>,
@@ -51,8 +52,9 @@ impl Node {
             .open(self.dir.join("node.log"))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_obelisk"))
-            .args(["serve", "--tcp-addr", "off", "--http-addr", "off"])
+            .args(["serve", "--tcp-addr", "off"])
             .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
             .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
             .args(["--default-partitions", &PARTITIONS.to_string()])
             .arg("--data-dir")
@@ -102,6 +104,7 @@ impl Cluster {
                 Node {
                     id,
                     grpc: free_port(),
+                    http: free_port(),
                     dir: d,
                     peers: peers.clone(),
                     child: None,
@@ -142,35 +145,51 @@ impl Cluster {
     }
 }
 
-/// Every acknowledged record: its value and where the ack said it landed.
+/// Every acknowledged record (its value and where the ack said it landed), and the values of
+/// requests whose outcome is unknown (the node died with the request in flight): those may be
+/// stored, at most once.
 #[derive(Default)]
 struct Ledger {
     acked: Vec<(u32, u64, String)>,
+    maybe: Vec<String>,
 }
 
-/// Produces one batch of `n` records (values unique) through the leader, logging the acks.
+/// Produces one batch of `n` records (values unique) through the leader, logging the acks; a
+/// batch whose outcome is unknown is logged as such and sent again under new values, until one
+/// is acknowledged (within PATIENCE).
 async fn produce(client: &mut LeaderClient, ledger: &mut Ledger, tag: &str, n: u32) {
-    let values: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
-    let req = pb::ProduceRequest {
-        topic: TOPIC.into(),
-        records: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| pb::ProducerRecord {
-                value: Bytes::from(v.clone()),
-                partition: Some(i as u32 % PARTITIONS),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let resp = client
-        .produce(req)
-        .await
-        .unwrap_or_else(|e| panic!("produce {tag} failed: {e}"));
-    assert_eq!(resp.acks.len(), values.len());
-    for (ack, v) in resp.acks.into_iter().zip(values) {
-        ledger.acked.push((ack.partition, ack.offset, v));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for attempt in 0.. {
+        let values: Vec<String> = (0..n).map(|i| format!("{tag}.{attempt}-{i}")).collect();
+        let req = pb::ProduceRequest {
+            topic: TOPIC.into(),
+            records: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| pb::ProducerRecord {
+                    value: Bytes::from(v.clone()),
+                    partition: Some(i as u32 % PARTITIONS),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        match client.produce(req).await {
+            Ok(resp) => {
+                assert_eq!(resp.acks.len(), values.len());
+                for (ack, v) in resp.acks.into_iter().zip(values) {
+                    ledger.acked.push((ack.partition, ack.offset, v));
+                }
+                return;
+            }
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "produce {tag} not acknowledged in time: {e}"
+                );
+                ledger.maybe.extend(values);
+            }
+        }
     }
 }
 
@@ -257,6 +276,15 @@ async fn check(cluster: &Cluster, ledger: &Ledger) {
                 );
             }
         }
+        let known: std::collections::HashSet<&str> = ledger
+            .acked
+            .iter()
+            .map(|(_, _, v)| v.as_str())
+            .chain(ledger.maybe.iter().map(String::as_str))
+            .collect();
+        if let Some(v) = seen.keys().find(|v| !known.contains(**v)) {
+            panic!("node {}: {v:?} was never produced", i + 1);
+        }
         for (p, offset, value) in &ledger.acked {
             assert_eq!(
                 seen.get(value.as_str()),
@@ -266,6 +294,28 @@ async fn check(cluster: &Cluster, ledger: &Ledger) {
             );
         }
     }
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status code and the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
 }
 
 fn rounds() -> usize {
@@ -347,6 +397,99 @@ async fn a_follower_refuses_grpc_produce_naming_the_leader() {
     ledger
         .acked
         .push((ack.partition, ack.offset, "forwarded".into()));
+    // Any node describes the cluster: three voters, one leader, every partition on all three.
+    let m = c
+        .metadata(pb::MetadataRequest {
+            topics: vec![TOPIC.into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.nodes.len(), 3, "{m:?}");
+    assert!(m.nodes.iter().all(|n| n.voter), "{m:?}");
+    let leader_id = m.leader.expect("a leader");
+    let leader_node = m.nodes.iter().find(|n| n.node_id == leader_id).unwrap();
+    assert_eq!(format!("http://{}", leader_node.grpc_addr), leader);
+    assert_eq!(m.partitions.len(), PARTITIONS as usize, "{m:?}");
+    assert!(
+        m.partitions
+            .iter()
+            .all(|p| p.leader == leader_id && p.replicas.len() == 3)
+    );
+    // REST produce on a follower is forwarded to the leader.
+    let follower_node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.grpc_url() == follower)
+        .unwrap();
+    let (code, body) = http(
+        follower_node.http,
+        "POST",
+        &format!("/topics/{TOPIC}/messages"),
+        r#"{"records":[{"value":"via-rest","partition":1}]}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_else(|_| {
+        // A chunked body: the JSON is between the chunk-size lines.
+        serde_json::from_str(body.lines().nth(1).unwrap_or("")).unwrap()
+    });
+    let ack = &v["acks"][0];
+    ledger.acked.push((
+        ack["partition"].as_u64().unwrap() as u32,
+        ack["offset"].as_u64().unwrap(),
+        "via-rest".into(),
+    ));
+    // The leader reports itself in the metrics.
+    let leader_node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.grpc_url() == leader)
+        .unwrap();
+    let (code, page) = http(leader_node.http, "GET", "/metrics", "");
+    assert_eq!(code, 200);
+    let line = page
+        .lines()
+        .find(|l| l.starts_with("obelisk_raft_leader{"))
+        .unwrap_or_else(|| panic!("no obelisk_raft_leader in\n{page}"));
+    assert!(line.ends_with(" 1"), "{line}");
+    assert!(page.contains("obelisk_raft_term{"), "{page}");
     check(&cluster, &ledger).await;
-    let _ = Path::new("");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idempotent_producer_writes_once_through_the_leader() {
+    let cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    // Finds the leader (and creates the topic).
+    produce(&mut client, &mut ledger, "plain", 3).await;
+    let leader = client.current().unwrap().to_string();
+    let producer = client::Producer::new(
+        client::connect(&leader).await.unwrap(),
+        client::ProducerConfig::default(),
+    )
+    .await
+    .expect("an idempotent producer id from the cluster");
+    let mut acks = Vec::new();
+    for i in 0..50 {
+        let value = format!("idem-{i}");
+        let ack = producer
+            .send(
+                TOPIC,
+                pb::ProducerRecord {
+                    value: Bytes::from(value.clone()),
+                    partition: Some(i % PARTITIONS),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        acks.push((value, ack));
+    }
+    for (value, ack) in acks {
+        let ack = ack.await.unwrap().unwrap();
+        ledger.acked.push((ack.partition, ack.offset, value));
+    }
+    producer.close().await;
+    check(&cluster, &ledger).await;
 }

@@ -173,6 +173,10 @@ pub struct ClusterMetadata {
     pub committed: Option<u64>,
     pub applied: Option<u64>,
     pub nodes: Vec<NodeDescription>,
+    /// Times this node saw the leader change (since it started).
+    pub leader_changes: u64,
+    /// On the leader: per follower, log entries it has not acknowledged yet.
+    pub replication_lag: Vec<(u64, u64)>,
 }
 
 /// One node of a cluster.

@@ -6,6 +6,7 @@
 //! (2 is clap's code for a command line it cannot parse).
 
 mod bench;
+mod cluster; // replication (issue 17)
 mod connect;
 mod consume;
 mod groups;
@@ -47,6 +48,8 @@ pub enum Command {
     Topics(topics::TopicsArgs),
     /// List and describe consumer groups, and move their offsets.
     Groups(groups::GroupsArgs),
+    /// A cluster's nodes, leader and Raft state (replication, issue 17).
+    Cluster(cluster::ClusterArgs),
     /// Check a data directory offline (no server): summaries, checksums, offsets and indexes.
     Inspect(inspect::InspectArgs),
     /// Import the original Go Obelisk's data directory (offline).
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Consume(args) => consume::run(args).await,
             Command::Topics(args) => topics::run(args).await,
             Command::Groups(args) => groups::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::ImportLegacy(args) => import_legacy::run(args).await,
             Command::Acl(args) => security::run_acl(args).await,

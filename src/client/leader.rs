@@ -14,6 +14,17 @@ use crate::proto as pb;
 /// The metadata key naming the leader's gRPC address (host:port) in a not-leader status.
 pub const LEADER_METADATA: &str = "obelisk-leader";
 
+/// The metadata key marking a not-leader status: the node stored nothing.
+pub const NOT_LEADER_METADATA: &str = "obelisk-not-leader";
+
+/// Whether a failed call never reached a server (the connection could not be made).
+fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && {
+        let m = status.message().to_ascii_lowercase();
+        m.contains("connect") || m.contains("connection refused")
+    }
+}
+
 /// The leader's address a not-leader status names, as `http://host:port`.
 pub fn leader_hint(status: &tonic::Status) -> Option<String> {
     let addr = status.metadata().get(LEADER_METADATA)?.to_str().ok()?;
@@ -44,13 +55,14 @@ impl LeaderClient {
         self.current.as_ref().map(|(a, _)| a.as_str())
     }
 
-    /// Sends `req` to the leader: follows not-leader redirects and, when a node cannot be
-    /// reached, tries the others. A write that failed with an unreachable node may or may not
-    /// have been stored (a retry of it could store it twice): this sends each request until
-    /// it gets an answer, and an answer is final.
+    /// Sends `req` to the leader: follows not-leader answers (the node stored nothing) and,
+    /// while no node can be reached, tries the others. Any other failure is returned at once:
+    /// a request that reached a node which then failed may or may not have been stored, and
+    /// sending it again could store it twice (use the idempotent [`super::Producer`] for safe
+    /// retries).
     ///
     /// # Errors
-    /// Any error other than "not the leader" or "unreachable"; and the last of those when
+    /// Any error but "not the leader" and "cannot connect"; and the last of those when
     /// `patience` ran out.
     pub async fn produce(
         &mut self,
@@ -63,21 +75,24 @@ impl LeaderClient {
             let last = match self.client(&mut next_node).await {
                 Ok(client) => match client.produce(req.clone()).await {
                     Ok(resp) => return Ok(resp.into_inner()),
-                    Err(status) => {
-                        if let Some(leader) = leader_hint(&status) {
-                            self.current = None;
-                            if tokio::time::Instant::now() < deadline
-                                && let Ok(c) = connect(&leader).await
-                            {
-                                self.current = Some((leader, c));
-                                continue;
-                            }
-                        } else if status.code() != tonic::Code::Unavailable {
-                            return Err(status.into());
+                    Err(status) if status.metadata().contains_key(NOT_LEADER_METADATA) => {
+                        self.current = None;
+                        if let Some(leader) = leader_hint(&status)
+                            && tokio::time::Instant::now() < deadline
+                            && let Ok(c) = connect(&leader).await
+                        {
+                            self.current = Some((leader, c));
+                            continue;
                         }
-                        // Unavailable with no leader named: an election, or a dead node.
+                        ClientError::from(status)
+                    }
+                    Err(status) if never_sent(&status) => {
                         self.current = None;
                         ClientError::from(status)
+                    }
+                    Err(status) => {
+                        self.current = None;
+                        return Err(status.into());
                     }
                 },
                 Err(e) => e,

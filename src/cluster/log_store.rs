@@ -144,6 +144,10 @@ impl LogStore {
             cut = !whole;
             files.segments.insert(first, segment);
         }
+        // Whole segments outlive a purge: what they hold up to the purge point stays forgotten.
+        if let Some(purged) = files.meta.last_purged {
+            files.index = files.index.split_off(&(purged.index + 1));
+        }
         Ok(Self {
             inner: Arc::new(Mutex::new(files)),
         })
@@ -444,5 +448,87 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.blocking(move |f| f.purge(log_id).map_err(io_write))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn indexes(files: &LogFiles) -> Vec<(u64, u64)> {
+        files
+            .entries(..)
+            .unwrap()
+            .iter()
+            .map(|e| (e.log_id.index, e.log_id.leader_id.term))
+            .collect()
+    }
+
+    #[test]
+    fn entries_survive_reopen_and_a_torn_tail_is_cut_to_the_last_whole_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), true).unwrap();
+        lock(&store.inner)
+            .append((0..5).map(|i| entry(i, 1)).collect())
+            .unwrap();
+        lock(&store.inner).meta.vote = Some(Vote::new(3, 2));
+        lock(&store.inner).save_meta().unwrap();
+        drop(store);
+        let store = LogStore::open(dir.path(), true).unwrap();
+        assert_eq!(indexes(&lock(&store.inner)).len(), 5);
+        assert_eq!(lock(&store.inner).meta.vote, Some(Vote::new(3, 2)));
+        drop(store);
+        // A crash mid-write: the last frame is cut short.
+        let seg = dir.path().join(format!("log-{:020}", 0));
+        let len = fs::metadata(&seg).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let store = LogStore::open(dir.path(), true).unwrap();
+        assert_eq!(
+            indexes(&lock(&store.inner)),
+            vec![(0, 1), (1, 1), (2, 1), (3, 1)]
+        );
+        // Appends continue after the cut.
+        lock(&store.inner).append(vec![entry(4, 2)]).unwrap();
+        drop(store);
+        let store = LogStore::open(dir.path(), true).unwrap();
+        assert_eq!(indexes(&lock(&store.inner)).last(), Some(&(4, 2)));
+    }
+
+    #[test]
+    fn truncate_removes_the_conflicting_suffix_and_purge_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), false).unwrap();
+        let mut f = lock(&store.inner);
+        f.append((0..6).map(|i| entry(i, 1)).collect()).unwrap();
+        f.truncate(3).unwrap();
+        f.append(vec![entry(3, 2), entry(4, 2)]).unwrap();
+        assert_eq!(indexes(&f), vec![(0, 1), (1, 1), (2, 1), (3, 2), (4, 2)]);
+        f.purge(entry(1, 1).log_id).unwrap();
+        assert_eq!(indexes(&f).first(), Some(&(2, 1)));
+        assert_eq!(f.state().last_purged_log_id, Some(entry(1, 1).log_id));
+        assert_eq!(f.state().last_log_id.map(|l| l.index), Some(4));
+        drop(f);
+        drop(store);
+        let store = LogStore::open(dir.path(), false).unwrap();
+        let f = lock(&store.inner);
+        // Purging deletes whole segments only (one here): the purged entries stay on disk, and
+        // stay forgotten.
+        assert_eq!(indexes(&f).first(), Some(&(2, 1)));
+        assert_eq!(indexes(&f).last(), Some(&(4, 2)));
+        assert_eq!(f.state().last_purged_log_id, Some(entry(1, 1).log_id));
     }
 }

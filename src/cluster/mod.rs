@@ -77,6 +77,8 @@ struct Node {
     state: state_machine::StateMachine,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Leader changes seen since start (metrics).
+    leader_changes: std::sync::atomic::AtomicU64,
 }
 
 /// Why a cluster node did not start.
@@ -167,6 +169,7 @@ impl Cluster {
                 state,
                 stop: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
+                leader_changes: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         cluster.spawn_tasks(listener, rx);
@@ -220,6 +223,8 @@ impl Cluster {
         tasks.push(tokio::spawn(async move { me.run_proposals(rx).await }));
         let me = self.clone();
         tasks.push(tokio::spawn(async move { me.learn_nodes().await }));
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move { me.count_leader_changes().await }));
         let me = self.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(SAVE_PERIOD);
@@ -302,6 +307,26 @@ impl Cluster {
                     lock(&self.inner.infos).insert(id, info.into_inner());
                 }
             }
+        }
+    }
+
+    /// Counts changes of the known leader (metrics: `obelisk_raft_leader_changes`).
+    async fn count_leader_changes(&self) {
+        let mut metrics = self.inner.raft.metrics();
+        let mut leader = metrics.borrow().current_leader;
+        loop {
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                () = self.inner.stop.cancelled() => return,
+            }
+            let now = metrics.borrow().current_leader;
+            if now.is_some() && now != leader {
+                self.inner
+                    .leader_changes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(leader = ?now, "cluster leader changed");
+            }
+            leader = now;
         }
     }
 
@@ -518,6 +543,21 @@ impl Replicator for Cluster {
             committed: None,
             applied: m.last_applied.map(|l| l.index),
             nodes,
+            leader_changes: self
+                .inner
+                .leader_changes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            replication_lag: m
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(id, _)| **id != self.inner.id)
+                .map(|(id, matched)| {
+                    let last = m.last_log_index.unwrap_or(0);
+                    let acked = matched.map_or(0, |l| l.index + 1);
+                    (*id, (last + 1).saturating_sub(acked))
+                })
+                .collect(),
         }
     }
 }

@@ -117,9 +117,7 @@ impl StateMachine {
     }
 
     /// Waits for queued appends; each must land where the log order put it.
-    async fn settle(
-        pending: &mut Vec<Queued>,
-    ) -> Result<(), StorageError> {
+    async fn settle(pending: &mut Vec<Queued>) -> Result<(), StorageError> {
         for (log_id, expected, rx) in pending.drain(..) {
             match rx.await {
                 Ok(Ok(first)) if first == expected => {}

@@ -539,4 +539,13 @@ impl pb::broker_server::Broker for BrokerService {
         done("describe_shared_group", started, res)
     }
     // ==== end shared groups (issue 14) ====
+
+    // ==== replication (issue 17) ====
+    async fn metadata(&self, req: Request<pb::MetadataRequest>) -> RpcResult<pb::MetadataResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let res = caller.and_then(|c| super::cluster::metadata(c, req.into_inner()));
+        done("metadata", started, res)
+    }
+    // ==== end replication (issue 17) ====
 }

@@ -40,7 +40,14 @@ pub fn to_status(err: &BrokerError) -> Status {
     {
         status.metadata_mut().insert("obelisk-expected-sequence", v);
     }
-    // replication (issue 17): where the leader is, for clients that follow it.
+    // replication (issue 17): "not the leader" (nothing was stored: safe to send elsewhere) and
+    // where the leader is, for clients that follow it.
+    if let BrokerError::NotLeader { .. } = err {
+        status.metadata_mut().insert(
+            "obelisk-not-leader",
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+    }
     if let BrokerError::NotLeader {
         leader: Some(leader),
     } = err
