@@ -6,7 +6,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let mut compiler = protox::Compiler::new(["proto"])?;
     compiler.include_imports(true).include_source_info(true);
-    compiler.open_files(["obelisk/v1/broker.proto"])?;
+    compiler.open_files([
+        "obelisk/v1/broker.proto",
+        // replication (issue 17): the node-to-node service.
+        "obelisk/cluster/v1/raft.proto",
+    ])?;
     std::fs::write(
         out.join("obelisk_descriptor.bin"),
         compiler.encode_file_descriptor_set(),
@@ -14,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .type_attribute(".", "#[allow(clippy::all)]")
         .bytes(".obelisk.v1")
+        .bytes(".obelisk.cluster.v1")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

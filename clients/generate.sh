@@ -24,7 +24,7 @@ generate_python() {
   # protoc writes `from obelisk.v1 import broker_pb2`, an absolute import of a top-level `obelisk`
   # package; inside obelisk_client._generated it must be relative.
   find "$out" -name '*_pb2_grpc.py' -print0 | while IFS= read -r -d '' f; do
-    sed -i -E 's/^from obelisk\.v1 import /from . import /' "$f"
+    sed -i -E 's/^from obelisk(\.[a-z_]+)*\.v1 import /from . import /' "$f"
   done
   # Make every directory a regular package.
   find "$out" -type d -print0 | while IFS= read -r -d '' d; do

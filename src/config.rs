@@ -207,6 +207,16 @@ pub struct Config {
           num_args = 0..=1, default_missing_value = "true")]
     pub insecure: bool,
     // ==== end security ====
+    // ==== replication (issue 17) ====
+    /// This node's id in a cluster (1, 2, ...; with `peers`). Unset: a single node, no
+    /// replication.
+    #[arg(long, env = "OBELISK_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Every node of the cluster, this one included, by node-to-node address:
+    /// `1=IP:PORT,2=IP:PORT,...` (this node listens on its own entry).
+    #[arg(long, env = "OBELISK_PEERS", default_value = "")]
+    pub peers: String,
+    // ==== end replication (issue 17) ====
     // ==== formatv2 ====
     /// Write the on-disk format v1 (a frame per record) instead of v2 batches: only to compare
     /// the two (`obelisk bench --storage-format 1`) or to make v1 test data.
@@ -250,6 +260,9 @@ pub enum ConfigError {
     /// A non-loopback listener without TLS and authentication (security).
     #[error("{0}")]
     Insecure(String),
+    /// replication (issue 17): `node_id` and `peers` do not describe a cluster.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// The settings after validation, ready to start a server with.
@@ -269,6 +282,8 @@ pub struct Validated {
     pub fd_reserve: u64,
     /// TLS, authentication and ACL settings (security).
     pub security: SecuritySettings,
+    /// replication (issue 17): this node's cluster, if it is one node of a cluster.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// The security settings, checked (issue 15).
@@ -388,6 +403,57 @@ impl Config {
 }
 
 impl Config {
+    /// replication (issue 17): the cluster settings, if `node_id` and `peers` are given. The
+    /// node-to-node service has no TLS yet: an address off loopback needs `insecure`.
+    fn cluster(
+        &self,
+        security: &mut SecuritySettings,
+    ) -> Result<Option<crate::cluster::ClusterSettings>, ConfigError> {
+        let peers = crate::cluster::settings::parse_peers(&self.peers).map_err(|reason| {
+            ConfigError::Cluster(format!(
+                "invalid setting peers = {:?}: {reason}",
+                self.peers
+            ))
+        })?;
+        let node_id = match (self.node_id, peers.is_empty()) {
+            (None, true) => return Ok(None),
+            (Some(id), false) => id,
+            (None, false) => {
+                return Err(ConfigError::Cluster(
+                    "peers is set but node_id is not: give this node's id (--node-id)".into(),
+                ));
+            }
+            (Some(_), true) => {
+                return Err(ConfigError::Cluster(
+                    "node_id is set but peers is not: list every node (--peers 1=IP:PORT,...)"
+                        .into(),
+                ));
+            }
+        };
+        if !peers.contains_key(&node_id) {
+            return Err(ConfigError::Cluster(format!(
+                "node_id {node_id} is not in peers {:?}: list every node, this one included",
+                self.peers
+            )));
+        }
+        let off_loopback: Vec<String> = peers
+            .iter()
+            .filter(|(_, a)| !a.ip().is_loopback())
+            .map(|(id, a)| format!("cluster node {id} on {a}"))
+            .collect();
+        if !off_loopback.is_empty() {
+            if !self.insecure {
+                return Err(ConfigError::Insecure(format!(
+                    "refusing node-to-node traffic off loopback ({}): it has no TLS or \
+                     authentication yet; keep the cluster on loopback or pass --insecure",
+                    off_loopback.join(", ")
+                )));
+            }
+            security.insecure_listeners.extend(off_loopback);
+        }
+        Ok(Some(crate::cluster::ClusterSettings { node_id, peers }))
+    }
+
     /// Reads a TOML file over the defaults.
     ///
     /// # Errors
@@ -585,8 +651,10 @@ impl Config {
         let grpc_addr = addr("grpc_addr", &self.grpc_addr)?;
         let tcp_addr = optional("tcp_addr", &self.tcp_addr)?;
         let http_addr = optional("http_addr", &self.http_addr)?;
-        let security = self.security(grpc_addr, tcp_addr, http_addr)?;
+        let mut security = self.security(grpc_addr, tcp_addr, http_addr)?;
+        let cluster = self.cluster(&mut security)?;
         Ok(Validated {
+            cluster,
             broker,
             grpc,
             http,
@@ -605,6 +673,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_settings_need_both_node_id_and_peers_and_stay_on_loopback() {
+        assert!(Config::default().validate().unwrap().cluster.is_none());
+        let peers = "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003".to_string();
+        let c = Config {
+            node_id: Some(2),
+            peers: peers.clone(),
+            ..Config::default()
+        };
+        let cluster = c.validate().unwrap().cluster.unwrap();
+        assert_eq!((cluster.node_id, cluster.peers.len()), (2, 3));
+        for (node_id, peers, why) in [
+            (None, peers.clone(), "node_id is not"),
+            (Some(1), String::new(), "peers is not"),
+            (Some(4), peers.clone(), "not in peers"),
+            (Some(1), "1=10.0.0.1:7001".to_string(), "--insecure"),
+            (Some(1), "1=nowhere".to_string(), "IP:PORT"),
+        ] {
+            let err = Config {
+                node_id,
+                peers,
+                ..Config::default()
+            }
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(why), "{err}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_loopback() {

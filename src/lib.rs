@@ -51,6 +51,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub(crate) mod clock;
+pub mod cluster; // replication (issue 17)
 pub mod config;
 pub mod grpc;
 pub mod http;

@@ -27,6 +27,7 @@ use crate::broker::{Broker, BrokerError, BrokerEvents, WeakBroker};
 use crate::status::ServerStatus;
 use crate::sync::{lock, read, write};
 
+mod cluster; // replication (issue 17)
 mod groups;
 mod observed;
 mod shared; // shared groups (issue 14)
@@ -208,6 +209,7 @@ impl Metrics {
         observed::register(&meter);
         groups::register(&meter);
         shared::register(&meter);
+        cluster::register(&meter);
         metrics
     }
 

@@ -49,6 +49,21 @@ impl Broker {
         if config.retention_bytes == 0 {
             config.retention_bytes = defaults.default_retention_bytes;
         }
+        // replication (issue 17): in a cluster the topic is a command every node applies.
+        if let Some(r) = self.replicator() {
+            r.create_topic(name.to_string(), config).await?;
+            return self.describe_topic(name);
+        }
+        self.create_topic_here(name, config).await
+    }
+
+    /// Creates a topic on this node only (a single node, or a cluster applying the command).
+    pub(super) async fn create_topic_here(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<TopicDescription, BrokerError> {
+        let defaults = &self.inner.config;
         let _admin = self.inner.admin.lock().await;
         if self.inner.shutdown.is_cancelled() {
             return Err(BrokerError::Unavailable(
@@ -90,6 +105,18 @@ impl Broker {
     /// `InvalidName`, `TopicNotFound`, `Unavailable` when files cannot be moved.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         names::validate(NameKind::Topic, name)?;
+        // replication (issue 17): in a cluster the deletion is a command every node applies.
+        if let Some(r) = self.replicator() {
+            if self.topic(name).is_none() && self.offline(name).is_none() {
+                return Err(BrokerError::TopicNotFound(name.to_string()));
+            }
+            return r.delete_topic(name.to_string()).await;
+        }
+        self.delete_topic_here(name).await
+    }
+
+    /// Deletes a topic on this node only (a single node, or a cluster applying the command).
+    pub(super) async fn delete_topic_here(&self, name: &str) -> Result<(), BrokerError> {
         let _admin = self.inner.admin.lock().await;
         let dir = self.inner.config.topics_dir().join(name);
         let topic = write(&self.inner.topics).remove(name);

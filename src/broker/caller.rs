@@ -24,6 +24,18 @@ pub struct Caller {
     broker: Broker,
     principal: Principal,
     security: Option<Arc<Security>>,
+    /// replication (issue 17): what a cluster follower does with this caller's writes.
+    routing: Routing,
+}
+
+/// replication (issue 17): what a cluster node that is not the leader does with a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// Forwards it to the leader (protocols whose clients cannot route: legacy TCP, REST).
+    #[default]
+    Forward,
+    /// Refuses it with `NotLeader` naming the leader (gRPC: clients follow it).
+    Redirect,
 }
 
 impl Broker {
@@ -59,11 +71,37 @@ impl Broker {
             broker: self.clone(),
             principal,
             security: self.security().cloned(),
+            routing: Routing::Forward,
         }
     }
 }
 
 impl Caller {
+    /// replication (issue 17): writes on a cluster follower fail with `NotLeader` instead of
+    /// being forwarded.
+    #[must_use]
+    pub fn with_routing(mut self, routing: Routing) -> Self {
+        self.routing = routing;
+        self
+    }
+
+    /// Refuses a write a follower would forward when the caller redirects instead.
+    fn route(&self) -> Result<(), BrokerError> {
+        match self.routing {
+            Routing::Forward => Ok(()),
+            Routing::Redirect => self.broker.check_leader(),
+        }
+    }
+
+    /// replication (issue 17): the cluster's nodes, leader and replicas.
+    ///
+    /// # Errors
+    /// `PermissionDenied` without Describe on the cluster.
+    pub fn cluster_metadata(&self) -> Result<super::ClusterMetadata, BrokerError> {
+        self.authorize(Operation::Describe, Resource::Cluster)?;
+        Ok(self.broker.cluster_metadata())
+    }
+
     pub fn principal(&self) -> &Principal {
         &self.principal
     }
@@ -124,6 +162,7 @@ impl Caller {
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<RecordAck>, BrokerError> {
         self.topic(Operation::Produce, topic)?;
+        self.route()?;
         self.broker.produce(topic, records).await
     }
 
@@ -133,6 +172,7 @@ impl Caller {
         records: Vec<ProduceRecord>,
     ) -> Result<PendingProduce, BrokerError> {
         self.topic(Operation::Produce, topic)?;
+        self.route()?;
         self.broker.enqueue(topic, records).await
     }
 
@@ -144,6 +184,7 @@ impl Caller {
         producer: Option<&ProducerIdentity>,
     ) -> Result<PendingProduce, BrokerError> {
         self.topic(Operation::Produce, topic)?;
+        self.route()?;
         self.broker.enqueue_from(topic, records, producer).await
     }
 

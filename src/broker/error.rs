@@ -85,6 +85,31 @@ pub enum BrokerError {
         message: String,
         expected: Option<i32>,
     },
+    /// replication (issue 17): a write reached a cluster node that is not the leader (a
+    /// redirecting caller: gRPC); `leader` is where to send it, when known.
+    #[error("{}", not_leader_message(leader.as_ref()))]
+    NotLeader { leader: Option<LeaderHint> },
+}
+
+/// replication (issue 17): where the leader of a cluster is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    pub node_id: u64,
+    /// host:port of the leader's gRPC listener.
+    pub grpc_addr: String,
+}
+
+fn not_leader_message(leader: Option<&LeaderHint>) -> String {
+    match leader {
+        Some(l) => format!(
+            "this node is not the cluster leader: send the request to node {} at {} (metadata \
+             obelisk-leader)",
+            l.node_id, l.grpc_addr
+        ),
+        None => "this node is not the cluster leader and no leader is known yet (an election \
+                 is under way); retry shortly"
+            .to_string(),
+    }
 }
 
 impl BrokerError {
@@ -109,6 +134,7 @@ impl BrokerError {
             Self::GroupExists(_) => "group_exists",
             Self::MemberNotFound { .. } => "member_not_found",
             Self::ProducerSequence { .. } => "producer_sequence",
+            Self::NotLeader { .. } => "not_leader",
         }
     }
 

@@ -34,6 +34,10 @@ struct Allocations {
     /// The current epoch of ids re-initialised at least once (others are at epoch 0).
     #[serde(default)]
     epochs: HashMap<i64, i16>,
+    /// replication (issue 17): the Raft log index of the last grant applied (a cluster node
+    /// applying grants again after a restart skips those it holds).
+    #[serde(default)]
+    applied_index: u64,
 }
 
 /// The durable allocator of producer ids.
@@ -64,7 +68,21 @@ impl ProducerIds {
     }
 
     fn grant(&self, existing: Option<i64>) -> Result<ProducerGrant, BrokerError> {
+        self.grant_at(existing, None)
+            .map(|g| g.expect("a grant outside a cluster is never skipped"))
+    }
+
+    /// A grant; in a cluster (`index` set) `None` when the grant at that log index was already
+    /// applied.
+    fn grant_at(
+        &self,
+        existing: Option<i64>,
+        index: Option<u64>,
+    ) -> Result<Option<ProducerGrant>, BrokerError> {
         let mut state = lock(&self.state);
+        if index.is_some_and(|i| i <= state.applied_index) {
+            return Ok(None);
+        }
         let grant = match existing {
             None => ProducerGrant {
                 producer_id: state.next_id,
@@ -92,6 +110,7 @@ impl ProducerIds {
         let mut next = Allocations {
             next_id: state.next_id.max(grant.producer_id + 1),
             epochs: state.epochs.clone(),
+            applied_index: index.unwrap_or(state.applied_index),
         };
         if grant.producer_epoch > 0 {
             next.epochs.insert(grant.producer_id, grant.producer_epoch);
@@ -101,7 +120,7 @@ impl ProducerIds {
             BrokerError::Unavailable("could not store the producer id allocation; see the broker log".into())
         })?;
         *state = next;
-        Ok(grant)
+        Ok(Some(grant))
     }
 
     /// The current epoch of `id`, if it was handed out (a produce with any other id is refused).
@@ -132,6 +151,10 @@ impl Broker {
     /// # Errors
     /// `InvalidArgument` for an id never handed out; `Unavailable` when it cannot be stored.
     pub async fn init_producer(&self, existing: Option<i64>) -> Result<ProducerGrant, BrokerError> {
+        // replication (issue 17): grants are commands, so every node hands out the same ids.
+        if let Some(r) = self.replicator() {
+            return r.init_producer(existing).await;
+        }
         let broker = self.clone();
         tokio::task::spawn_blocking(move || broker.inner.producer_ids.grant(existing))
             .await
@@ -165,5 +188,22 @@ impl Broker {
             )));
         }
         Ok(())
+    }
+}
+
+impl Broker {
+    /// replication (issue 17): applies a committed grant (log index `index`); `None` when it
+    /// was applied before a restart.
+    pub(crate) async fn apply_init_producer(
+        &self,
+        existing: Option<i64>,
+        index: u64,
+    ) -> Result<Option<ProducerGrant>, BrokerError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || {
+            broker.inner.producer_ids.grant_at(existing, Some(index))
+        })
+        .await
+        .map_err(|_| BrokerError::Unavailable("producer id allocation failed".into()))?
     }
 }

@@ -13,6 +13,7 @@ pub mod names;
 pub(crate) mod observe;
 mod produce;
 mod recovery;
+pub(crate) mod replication; // replication (issue 17)
 mod seek; // console (issue 18)
 pub mod shared; // shared groups (issue 14)
 mod subscription;
@@ -35,8 +36,8 @@ use observe::Observer;
 
 pub use crate::storage::batch::Compression;
 pub use admin::MAX_PARTITIONS;
-pub use caller::Caller;
-pub use error::{BrokerError, NameKind};
+pub use caller::{Caller, Routing};
+pub use error::{BrokerError, LeaderHint, NameKind};
 pub use groups::{
     GroupMembership, GroupPhase, JoinRequest, MemberDescription, MemberKind, MemberRef, MemberView,
     Membership, TopicPartition,
@@ -167,6 +168,8 @@ pub(crate) struct Inner {
     producer_ids: idempotence::ProducerIds,
     /// Shared groups: per-record settling, redelivery, dead letters (issue 14).
     shared: shared::SharedGroups,
+    /// replication (issue 17): set when this broker is one node of a cluster.
+    replicator: std::sync::OnceLock<Arc<dyn replication::Replicator>>,
 }
 
 /// A handle on the broker; clones share one broker.
@@ -264,6 +267,7 @@ impl Broker {
                 security: std::sync::OnceLock::new(),
                 producer_ids,
                 shared,
+                replicator: std::sync::OnceLock::new(),
             }),
         };
         broker.start_background();

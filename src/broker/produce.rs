@@ -110,6 +110,30 @@ impl Broker {
             });
             idx.push(i);
         }
+        // replication (issue 17): in a cluster the shares are one command, stored by every node
+        // once committed.
+        if let Some(r) = self.replicator() {
+            let mut shares = Vec::new();
+            let mut indexes = Vec::new();
+            for (p, (recs, idx)) in groups.into_iter().enumerate() {
+                if recs.is_empty() {
+                    continue;
+                }
+                let partition = p as u32;
+                let append = producer
+                    .map(|id| Self::producer_append(id, &topic.name, partition))
+                    .transpose()?;
+                shares.push((partition, recs, append));
+                indexes.push((partition, idx));
+            }
+            return Ok(PendingProduce {
+                events: self.inner.observer.events().cloned(),
+                topic: Arc::clone(&topic),
+                total,
+                waits: Vec::new(),
+                replicated: Some((r.produce(topic.name.clone(), shares), indexes)),
+            });
+        }
         // Room in every partition's queue first, then the records: a request is queued whole or
         // not at all (a read-only partition or a full queue refuses it before anything is stored).
         let mut slots = Vec::new();
@@ -118,23 +142,9 @@ impl Broker {
                 continue;
             }
             let partition = p as u32;
-            let append = match producer {
-                None => None,
-                Some(id) => {
-                    let Some(&sequence) = id.sequences.get(&partition) else {
-                        return Err(BrokerError::InvalidArgument(format!(
-                            "idempotent produce without a sequence for partition {partition} \
-                             of {:?}, which receives records of it",
-                            topic.name
-                        )));
-                    };
-                    Some(crate::storage::producers::ProducerAppend {
-                        id: id.producer_id,
-                        epoch: id.producer_epoch,
-                        sequence,
-                    })
-                }
-            };
+            let append = producer
+                .map(|id| Self::producer_append(id, &topic.name, partition))
+                .transpose()?;
             let part = topic
                 .partition(partition)
                 .expect("partition chosen within range");
@@ -161,6 +171,26 @@ impl Broker {
             topic: Arc::clone(&topic),
             total,
             waits,
+            replicated: None,
+        })
+    }
+
+    /// Where an idempotent producer's share of `partition` continues its sequence.
+    fn producer_append(
+        id: &super::ProducerIdentity,
+        topic: &str,
+        partition: u32,
+    ) -> Result<crate::storage::producers::ProducerAppend, BrokerError> {
+        let Some(&sequence) = id.sequences.get(&partition) else {
+            return Err(BrokerError::InvalidArgument(format!(
+                "idempotent produce without a sequence for partition {partition} of {topic:?}, \
+                 which receives records of it"
+            )));
+        };
+        Ok(crate::storage::producers::ProducerAppend {
+            id: id.producer_id,
+            epoch: id.producer_epoch,
+            sequence,
         })
     }
 
@@ -232,7 +262,15 @@ pub struct PendingProduce {
     topic: Arc<Topic>,
     total: usize,
     waits: Vec<PartitionWait>,
+    /// replication (issue 17): the proposal of a cluster node, and the request index of each
+    /// record of each share (`waits` is empty then).
+    replicated: Option<Replicated>,
 }
+
+type Replicated = (
+    super::replication::Proposal<Vec<u64>>,
+    Vec<(u32, Vec<usize>)>,
+);
 
 impl PendingProduce {
     /// Waits until every record is durable; returns where each landed, in request order.
@@ -296,6 +334,18 @@ impl PendingProduce {
             };
             self.total
         ];
+        if let Some((proposal, shares)) = self.replicated {
+            let firsts = proposal.await?;
+            for ((partition, idx), first) in shares.into_iter().zip(firsts) {
+                for (k, i) in idx.into_iter().enumerate() {
+                    acks[i] = RecordAck {
+                        partition,
+                        offset: first + k as u64,
+                    };
+                }
+            }
+            return Ok(acks);
+        }
         // Every partition's outcome, so a failure can say what was stored anyway.
         let (mut stored, mut failed) = (Vec::new(), None);
         for (partition, rx, idx) in self.waits {

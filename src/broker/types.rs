@@ -158,3 +158,36 @@ pub struct FailedPartition {
     pub partition: u32,
     pub reason: String,
 }
+
+// ==== replication (issue 17) ====
+/// The cluster as one node sees it (a single node: `nodes` is empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterMetadata {
+    /// This node's id (0 on a single node).
+    pub node_id: u64,
+    /// The current leader, when known. Every partition is led by it (one Raft group).
+    pub leader: Option<u64>,
+    /// The Raft term this node is in.
+    pub term: u64,
+    /// The last log index this node knows committed, and the last it applied.
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub nodes: Vec<NodeDescription>,
+    /// Times this node saw the leader change (since it started).
+    pub leader_changes: u64,
+    /// On the leader: per follower, log entries it has not acknowledged yet.
+    pub replication_lag: Vec<(u64, u64)>,
+}
+
+/// One node of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDescription {
+    pub node_id: u64,
+    /// host:port of its node-to-node listener.
+    pub cluster_addr: String,
+    /// host:port of its gRPC listener, once it told us.
+    pub grpc_addr: Option<String>,
+    /// Whether it votes (a replica of every partition); false for a learner.
+    pub voter: bool,
+}
+// ==== end replication (issue 17) ====

@@ -6,6 +6,7 @@
 //! (2 is clap's code for a command line it cannot parse).
 
 mod bench;
+mod cluster; // replication (issue 17)
 mod connect;
 mod consume;
 mod dlq;
@@ -54,6 +55,8 @@ pub enum Command {
     Groups(groups::GroupsArgs),
     /// A shared group's dead letters: list them, or re-produce them to their origin.
     Dlq(dlq::DlqArgs),
+    /// A cluster's nodes, leader and Raft state (replication, issue 17).
+    Cluster(cluster::ClusterArgs),
     /// Check a data directory offline (no server): summaries, checksums, offsets and indexes.
     Inspect(inspect::InspectArgs),
     /// Import the original Go Obelisk's data directory (offline).
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Topics(args) => topics::run(args).await,
             Command::Groups(args) => groups::run(args).await,
             Command::Dlq(args) => dlq::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
             Command::Bench(args) => bench::run(*args).await,
             Command::ImportLegacy(args) => import_legacy::run(args).await,
             Command::Acl(args) => security::run_acl(args).await,

@@ -4,6 +4,7 @@
 
 mod consumer;
 mod group;
+mod leader; // replication (issue 17)
 mod producer;
 mod secure;
 mod shared; // shared groups (issue 14)
@@ -13,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use crate::proto::broker_client::BrokerClient;
 pub use consumer::Consumer;
 pub use group::{GroupConfig, GroupConsumer, NoListener, Partition, RebalanceListener};
+pub use leader::{LEADER_METADATA, LeaderClient, NOT_LEADER_METADATA, leader_hint}; // replication (issue 17)
 pub use producer::{AckFuture, Producer, ProducerConfig};
 pub use secure::{ConnectOptions, SecureChannel, Transport};
 pub use shared::SharedConsumer; // shared groups (issue 14)

@@ -2,6 +2,7 @@
 //! reflection, served with connection, stream, size and time limits.
 
 pub mod acl;
+mod cluster; // replication (issue 17)
 mod convert;
 mod groups;
 mod h2;

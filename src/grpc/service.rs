@@ -65,7 +65,16 @@ impl BrokerService {
             .extensions()
             .get::<ConnectionInfo>()
             .and_then(|c| c.principal.as_deref());
-        self.broker.authenticate(Credentials { token, verified })
+        // replication (issue 17): on a cluster follower, produce fails with the leader's address
+        // (clients follow it) unless the client asks to be forwarded.
+        let routing = if req.metadata().contains_key("obelisk-forward") {
+            crate::broker::Routing::Forward
+        } else {
+            crate::broker::Routing::Redirect
+        };
+        self.broker
+            .authenticate(Credentials { token, verified })
+            .map(|c| c.with_routing(routing))
     }
 }
 
@@ -530,4 +539,13 @@ impl pb::broker_server::Broker for BrokerService {
         done("describe_shared_group", started, res)
     }
     // ==== end shared groups (issue 14) ====
+
+    // ==== replication (issue 17) ====
+    async fn metadata(&self, req: Request<pb::MetadataRequest>) -> RpcResult<pb::MetadataResponse> {
+        let started = Instant::now();
+        let caller = self.caller(&req);
+        let res = caller.and_then(|c| super::cluster::metadata(c, req.into_inner()));
+        done("metadata", started, res)
+    }
+    // ==== end replication (issue 17) ====
 }

@@ -25,6 +25,7 @@ pub fn code_of(err: &BrokerError) -> Code {
         BrokerError::GroupExists(_) => Code::AlreadyExists,
         BrokerError::MemberNotFound { .. } => Code::NotFound,
         BrokerError::ProducerSequence { .. } => Code::FailedPrecondition,
+        BrokerError::NotLeader { .. } => Code::Unavailable,
     }
 }
 
@@ -38,6 +39,25 @@ pub fn to_status(err: &BrokerError) -> Status {
         && let Ok(v) = n.to_string().parse()
     {
         status.metadata_mut().insert("obelisk-expected-sequence", v);
+    }
+    // replication (issue 17): "not the leader" (nothing was stored: safe to send elsewhere) and
+    // where the leader is, for clients that follow it.
+    if let BrokerError::NotLeader { .. } = err {
+        status.metadata_mut().insert(
+            "obelisk-not-leader",
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+    }
+    if let BrokerError::NotLeader {
+        leader: Some(leader),
+    } = err
+    {
+        if let Ok(v) = leader.grpc_addr.parse() {
+            status.metadata_mut().insert("obelisk-leader", v);
+        }
+        if let Ok(v) = leader.node_id.to_string().parse() {
+            status.metadata_mut().insert("obelisk-leader-id", v);
+        }
     }
     status
 }

@@ -83,6 +83,7 @@ fn broker_status(e: &BrokerError) -> StatusCode {
         | BrokerError::GroupExists(_) => StatusCode::CONFLICT,
         BrokerError::MemberNotFound { .. } => StatusCode::NOT_FOUND,
         BrokerError::ProducerSequence { .. } => StatusCode::CONFLICT,
+        BrokerError::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

@@ -33,7 +33,8 @@ pub fn for_broker_error(err: &BrokerError) -> Reply {
         | BrokerError::GroupHasMembers { .. }
         | BrokerError::GroupExists(_)
         | BrokerError::MemberNotFound { .. }
-        | BrokerError::ProducerSequence { .. } => Reply::PublishFailed,
+        | BrokerError::ProducerSequence { .. }
+        | BrokerError::NotLeader { .. } => Reply::PublishFailed,
         BrokerError::Unauthenticated(_) => Reply::Unauthenticated,
         BrokerError::PermissionDenied(_) => Reply::PermissionDenied,
     }

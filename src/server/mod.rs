@@ -42,6 +42,9 @@ pub enum ServerError {
     /// TLS, token or ACL files could not be used (security).
     #[error("{0}")]
     Security(String),
+    /// replication (issue 17): the cluster node did not start.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A server that is up; dropping it does not stop it, [`RunningServer::stop`] does.
@@ -51,6 +54,8 @@ pub struct RunningServer {
     pub http_addr: Option<SocketAddr>,
     pub broker: Broker,
     pub status: Arc<ServerStatus>,
+    /// replication (issue 17): this node's cluster, when it is one node of a cluster.
+    pub cluster: Option<crate::cluster::Cluster>,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -138,6 +143,19 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
     }
     // Before any listener serves, so the metrics count every call (with or without HTTP).
     crate::metrics::observe_broker(&broker, &status);
+    // replication (issue 17): one node of a cluster; without cluster settings nothing changes.
+    let cluster = match &config.cluster {
+        None => None,
+        Some(settings) => {
+            let me = crate::proto::cluster::NodeInfo {
+                node_id: settings.node_id,
+                grpc_addr: grpc_addr.to_string(),
+                http_addr: http_addr.map(|a| a.to_string()).unwrap_or_default(),
+                legacy_addr: tcp_addr.map(|a| a.to_string()).unwrap_or_default(),
+            };
+            Some(crate::cluster::Cluster::start(settings, &broker, me).await?)
+        }
+    };
 
     {
         let (broker, grpc, status, shutdown, tls) = (
@@ -231,6 +249,7 @@ pub async fn start(mut config: Validated) -> Result<RunningServer, ServerError> 
         http_addr,
         broker,
         status,
+        cluster,
         shutdown,
         tasks,
     })
@@ -313,6 +332,9 @@ impl RunningServer {
                 );
                 task.abort();
             }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.shutdown().await;
         }
         self.broker.shutdown().await;
     }

@@ -757,3 +757,49 @@ class DescribeSharedGroupResponse(_message.Message):
     settings: SharedGroupSettings
     partitions: _containers.RepeatedCompositeFieldContainer[SharedPartition]
     def __init__(self, settings: _Optional[_Union[SharedGroupSettings, _Mapping]] = ..., partitions: _Optional[_Iterable[_Union[SharedPartition, _Mapping]]] = ...) -> None: ...
+
+class MetadataRequest(_message.Message):
+    __slots__ = ("topics",)
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    topics: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, topics: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ClusterNode(_message.Message):
+    __slots__ = ("node_id", "grpc_addr", "cluster_addr", "voter")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDR_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    VOTER_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    grpc_addr: str
+    cluster_addr: str
+    voter: bool
+    def __init__(self, node_id: _Optional[int] = ..., grpc_addr: _Optional[str] = ..., cluster_addr: _Optional[str] = ..., voter: _Optional[bool] = ...) -> None: ...
+
+class PartitionPlacement(_message.Message):
+    __slots__ = ("topic", "partition", "leader", "replicas")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    leader: int
+    replicas: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., leader: _Optional[int] = ..., replicas: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class MetadataResponse(_message.Message):
+    __slots__ = ("node_id", "leader", "term", "applied_index", "nodes", "partitions")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    leader: int
+    term: int
+    applied_index: int
+    nodes: _containers.RepeatedCompositeFieldContainer[ClusterNode]
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionPlacement]
+    def __init__(self, node_id: _Optional[int] = ..., leader: _Optional[int] = ..., term: _Optional[int] = ..., applied_index: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[ClusterNode, _Mapping]]] = ..., partitions: _Optional[_Iterable[_Union[PartitionPlacement, _Mapping]]] = ...) -> None: ...

@@ -150,6 +150,11 @@ class BrokerStub:
                 request_serializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.SerializeToString,
                 response_deserializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.FromString,
                 _registered_method=True)
+        self.Metadata = channel.unary_unary(
+                '/obelisk.v1.Broker/Metadata',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.MetadataRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.MetadataResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -323,7 +328,18 @@ class BrokerServicer:
 
     def DescribeSharedGroup(self, request, context):
         """A shared group's settings and in-flight windows.
-        ==== end shared groups (issue 14) ====
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Metadata(self, request, context):
+        """==== end shared groups (issue 14) ====
+        ==== replication (issue 17) ====
+        The cluster as the answering node sees it: its nodes, the leader, and each partition's
+        leader and replicas. A single node (no cluster) answers node_id 0 and no nodes. Needs
+        Describe on the cluster.
+        ==== end replication (issue 17) ====
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -446,6 +462,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.DescribeSharedGroup,
                     request_deserializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.FromString,
                     response_serializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.SerializeToString,
+            ),
+            'Metadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.Metadata,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.MetadataRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.MetadataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1070,6 +1091,33 @@ class Broker:
             '/obelisk.v1.Broker/DescribeSharedGroup',
             obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.SerializeToString,
             obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Metadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.v1.Broker/Metadata',
+            obelisk_dot_v1_dot_broker__pb2.MetadataRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.MetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,495 @@
+//! replication (issue 17): three real `obelisk serve` processes (the built binary) on loopback
+//! ports form a cluster. Clients log every acknowledged record; the leader is killed with
+//! SIGKILL, produces must succeed again on a new leader, the dead node restarts and catches up;
+//! at the end a checker reads every partition on every node: each acknowledged record is there
+//! exactly once, at the offset its ack named, and every replica holds the same records in the
+//! same order.
+//!
+//! Rounds: `OBELISK_CHAOS_ROUNDS` (default 2, the CI run; `scripts/chaos.sh` runs 50).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use obelisk::client::{self, LeaderClient};
+use obelisk::proto as pb;
+
+/// Upper bound for anything these tests wait for, so a bug fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+const TOPIC: &str = "chaos";
+const PARTITIONS: u32 = 3;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node: its ports, its data directory, and its process while it runs.
+struct Node {
+    id: u64,
+    grpc: u16,
+    http: u16,
+    dir: PathBuf,
+    peers: String,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    fn start(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_obelisk"))
+            .args(["serve", "--tcp-addr", "off"])
+            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
+            .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
+            .args(["--default-partitions", &PARTITIONS.to_string()])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .env("OBELISK_LOG_LEVEL", "warn,obelisk=info")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("the obelisk binary starts");
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let raft_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let peers = raft_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<Node> = (1..=n)
+            .map(|id| {
+                let d = dir.path().join(format!("node{id}"));
+                std::fs::create_dir_all(&d).unwrap();
+                Node {
+                    id,
+                    grpc: free_port(),
+                    http: free_port(),
+                    dir: d,
+                    peers: peers.clone(),
+                    child: None,
+                }
+            })
+            .collect();
+        for node in &mut nodes {
+            node.start();
+        }
+        Self { nodes, _dir: dir }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::grpc_url).collect()
+    }
+
+    fn node_at(&mut self, url: &str) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.grpc_url() == url)
+            .expect("a node of the cluster")
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let log = std::fs::read_to_string(n.dir.join("node.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                format!(
+                    "--- node {} ---\n{}",
+                    n.id,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Every acknowledged record (its value and where the ack said it landed), and the values of
+/// requests whose outcome is unknown (the node died with the request in flight): those may be
+/// stored, at most once.
+#[derive(Default)]
+struct Ledger {
+    acked: Vec<(u32, u64, String)>,
+    maybe: Vec<String>,
+}
+
+/// Produces one batch of `n` records (values unique) through the leader, logging the acks; a
+/// batch whose outcome is unknown is logged as such and sent again under new values, until one
+/// is acknowledged (within PATIENCE).
+async fn produce(client: &mut LeaderClient, ledger: &mut Ledger, tag: &str, n: u32) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for attempt in 0.. {
+        let values: Vec<String> = (0..n).map(|i| format!("{tag}.{attempt}-{i}")).collect();
+        let req = pb::ProduceRequest {
+            topic: TOPIC.into(),
+            records: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| pb::ProducerRecord {
+                    value: Bytes::from(v.clone()),
+                    partition: Some(i as u32 % PARTITIONS),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        match client.produce(req).await {
+            Ok(resp) => {
+                assert_eq!(resp.acks.len(), values.len());
+                for (ack, v) in resp.acks.into_iter().zip(values) {
+                    ledger.acked.push((ack.partition, ack.offset, v));
+                }
+                return;
+            }
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "produce {tag} not acknowledged in time: {e}"
+                );
+                ledger.maybe.extend(values);
+            }
+        }
+    }
+}
+
+/// Every record of every partition on the node at `url`.
+async fn read_all(url: &str) -> Result<BTreeMap<u32, Vec<(u64, String)>>, String> {
+    let mut c = client::connect(url).await.map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let mut records = Vec::new();
+        loop {
+            let resp = c
+                .fetch(pb::FetchRequest {
+                    topic: TOPIC.into(),
+                    partition: p,
+                    offset: records.len() as u64,
+                    max_records: 10_000,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            if resp.records.is_empty() {
+                break;
+            }
+            for r in resp.records {
+                records.push((r.offset, String::from_utf8_lossy(&r.value).into_owned()));
+            }
+        }
+        out.insert(p, records);
+    }
+    Ok(out)
+}
+
+/// Waits until every node holds the same records, then checks them against the ledger.
+async fn check(cluster: &Cluster, ledger: &Ledger) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let urls = cluster.urls();
+    let replicas = loop {
+        let mut all = Vec::new();
+        for u in &urls {
+            match read_all(u).await {
+                Ok(r) => all.push(r),
+                Err(_) => break,
+            }
+        }
+        let acked_ends: HashMap<u32, u64> =
+            ledger
+                .acked
+                .iter()
+                .fold(HashMap::new(), |mut m, (p, o, _)| {
+                    let e = m.entry(*p).or_insert(0);
+                    *e = (*e).max(o + 1);
+                    m
+                });
+        let complete = all.len() == urls.len()
+            && all.iter().all(|r| r == &all[0])
+            && acked_ends
+                .iter()
+                .all(|(p, end)| all[0].get(p).map_or(0, |v| v.len() as u64) >= *end);
+        if complete {
+            break all;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replicas did not converge in time\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (i, replica) in replicas.iter().enumerate() {
+        let mut seen: HashMap<&str, (u32, u64)> = HashMap::new();
+        for (p, records) in replica {
+            for (k, (offset, value)) in records.iter().enumerate() {
+                assert_eq!(
+                    *offset,
+                    k as u64,
+                    "node {}: offsets of {p} are dense",
+                    i + 1
+                );
+                assert!(
+                    seen.insert(value, (*p, *offset)).is_none(),
+                    "node {}: {value:?} is stored twice",
+                    i + 1
+                );
+            }
+        }
+        let known: std::collections::HashSet<&str> = ledger
+            .acked
+            .iter()
+            .map(|(_, _, v)| v.as_str())
+            .chain(ledger.maybe.iter().map(String::as_str))
+            .collect();
+        if let Some(v) = seen.keys().find(|v| !known.contains(**v)) {
+            panic!("node {}: {v:?} was never produced", i + 1);
+        }
+        for (p, offset, value) in &ledger.acked {
+            assert_eq!(
+                seen.get(value.as_str()),
+                Some(&(*p, *offset)),
+                "node {}: acknowledged {value:?} is not at {p}/{offset}",
+                i + 1
+            );
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status code and the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn rounds() -> usize {
+    std::env::var("OBELISK_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_leader_kills_on_every_replica() {
+    let mut cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    for round in 0..rounds() {
+        for b in 0..4 {
+            produce(&mut client, &mut ledger, &format!("r{round}-b{b}"), 12).await;
+        }
+        let leader = client.current().expect("a leader answered").to_string();
+        cluster.node_at(&leader).kill9();
+        // The survivors elect a new leader and take writes again.
+        for b in 0..3 {
+            produce(&mut client, &mut ledger, &format!("r{round}-after{b}"), 12).await;
+        }
+        assert_ne!(
+            client.current(),
+            Some(leader.as_str()),
+            "a new leader took the writes"
+        );
+        cluster.node_at(&leader).start();
+    }
+    check(&cluster, &ledger).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_refuses_grpc_produce_naming_the_leader() {
+    let cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    produce(&mut client, &mut ledger, "first", 3).await;
+    let leader = client.current().unwrap().to_string();
+    let follower = cluster.urls().into_iter().find(|u| *u != leader).unwrap();
+    let mut c = client::connect(&follower).await.unwrap();
+    let err = c
+        .produce(pb::ProduceRequest {
+            topic: TOPIC.into(),
+            records: vec![pb::ProducerRecord {
+                value: Bytes::from_static(b"x"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert_eq!(
+        client::leader_hint(&err).as_deref(),
+        Some(leader.as_str()),
+        "{err:?}"
+    );
+    assert!(
+        err.message().contains("not the cluster leader"),
+        "{}",
+        err.message()
+    );
+    // Asked to forward, the follower hands the write to the leader.
+    let mut req = tonic::Request::new(pb::ProduceRequest {
+        topic: TOPIC.into(),
+        records: vec![pb::ProducerRecord {
+            value: Bytes::from_static(b"forwarded"),
+            partition: Some(0),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("obelisk-forward", "1".parse().unwrap());
+    let ack = c.produce(req).await.unwrap().into_inner().acks[0];
+    ledger
+        .acked
+        .push((ack.partition, ack.offset, "forwarded".into()));
+    // Any node describes the cluster: three voters, one leader, every partition on all three.
+    let m = c
+        .metadata(pb::MetadataRequest {
+            topics: vec![TOPIC.into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.nodes.len(), 3, "{m:?}");
+    assert!(m.nodes.iter().all(|n| n.voter), "{m:?}");
+    let leader_id = m.leader.expect("a leader");
+    let leader_node = m.nodes.iter().find(|n| n.node_id == leader_id).unwrap();
+    assert_eq!(format!("http://{}", leader_node.grpc_addr), leader);
+    assert_eq!(m.partitions.len(), PARTITIONS as usize, "{m:?}");
+    assert!(
+        m.partitions
+            .iter()
+            .all(|p| p.leader == leader_id && p.replicas.len() == 3)
+    );
+    // REST produce on a follower is forwarded to the leader.
+    let follower_node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.grpc_url() == follower)
+        .unwrap();
+    let (code, body) = http(
+        follower_node.http,
+        "POST",
+        &format!("/topics/{TOPIC}/messages"),
+        r#"{"records":[{"value":"via-rest","partition":1}]}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap_or_else(|_| {
+        // A chunked body: the JSON is between the chunk-size lines.
+        serde_json::from_str(body.lines().nth(1).unwrap_or("")).unwrap()
+    });
+    let ack = &v["acks"][0];
+    ledger.acked.push((
+        ack["partition"].as_u64().unwrap() as u32,
+        ack["offset"].as_u64().unwrap(),
+        "via-rest".into(),
+    ));
+    // The leader reports itself in the metrics.
+    let leader_node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.grpc_url() == leader)
+        .unwrap();
+    let (code, page) = http(leader_node.http, "GET", "/metrics", "");
+    assert_eq!(code, 200);
+    let line = page
+        .lines()
+        .find(|l| l.starts_with("obelisk_raft_leader{"))
+        .unwrap_or_else(|| panic!("no obelisk_raft_leader in\n{page}"));
+    assert!(line.ends_with(" 1"), "{line}");
+    assert!(page.contains("obelisk_raft_term{"), "{page}");
+    check(&cluster, &ledger).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idempotent_producer_writes_once_through_the_leader() {
+    let cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    // Finds the leader (and creates the topic).
+    produce(&mut client, &mut ledger, "plain", 3).await;
+    let leader = client.current().unwrap().to_string();
+    let producer = client::Producer::new(
+        client::connect(&leader).await.unwrap(),
+        client::ProducerConfig::default(),
+    )
+    .await
+    .expect("an idempotent producer id from the cluster");
+    let mut acks = Vec::new();
+    for i in 0..50 {
+        let value = format!("idem-{i}");
+        let ack = producer
+            .send(
+                TOPIC,
+                pb::ProducerRecord {
+                    value: Bytes::from(value.clone()),
+                    partition: Some(i % PARTITIONS),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        acks.push((value, ack));
+    }
+    for (value, ack) in acks {
+        let ack = ack.await.unwrap().unwrap();
+        ledger.acked.push((ack.partition, ack.offset, value));
+    }
+    producer.close().await;
+    check(&cluster, &ledger).await;
+}
