@@ -251,6 +251,7 @@ impl Broker {
     pub fn list_groups(&self) -> Vec<String> {
         let mut names = self.inner.offsets.group_names();
         names.extend(self.member_group_names());
+        names.extend(self.shared_group_names()); // shared groups (issue 14)
         names.sort();
         names.dedup();
         names

@@ -491,6 +491,11 @@ impl Caller {
         self.broker.settle(group, topic, member, settlements).await
     }
 
+    /// Whether `group` is a shared group (no authorization: the describe that follows checks).
+    pub fn is_shared_group(&self, group: &str) -> bool {
+        self.broker.shared_group_config(group).is_some()
+    }
+
     pub async fn shared_group_state(
         &self,
         group: &str,

@@ -411,7 +411,15 @@ impl pb::broker_server::Broker for BrokerService {
         let started = Instant::now();
         let caller = self.caller(&req);
         let group = req.into_inner().group;
+        // shared groups (issue 14) are described by their positions.
+        let shared = match &caller {
+            Ok(c) => super::shared::describe_as_group(c, &group).await,
+            Err(_) => Ok(None),
+        };
         let res = caller.and_then(|c| {
+            if let Some(resp) = shared? {
+                return Ok(resp);
+            }
             let parts = c.describe_group(&group)?;
             let mut resp = pb::DescribeGroupResponse {
                 group: group.clone(),

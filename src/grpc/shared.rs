@@ -163,6 +163,49 @@ pub async fn settle(
 ///
 /// # Errors
 /// As [`Caller::shared_group_state`].
+/// DescribeGroup of a shared group (`None`: not one): its position per partition as the
+/// committed offset, the log end and the lag, and the state "shared" (no members: workers of a
+/// shared group are not members).
+///
+/// # Errors
+/// The caller may not describe the group, or it is damaged.
+pub async fn describe_as_group(
+    caller: &Caller,
+    group: &str,
+) -> Result<Option<pb::DescribeGroupResponse>, BrokerError> {
+    if !caller.is_shared_group(group) {
+        return Ok(None);
+    }
+    let (_, parts) = caller.shared_group_state(group, None).await?;
+    let mut partitions = Vec::new();
+    for p in parts {
+        let Ok(t) = caller.describe_topic(&p.topic) else {
+            continue;
+        };
+        let end = t
+            .partitions
+            .iter()
+            .find(|x| x.partition == p.partition)
+            .map_or(p.next, |x| x.log_end);
+        partitions.push(pb::GroupPartition {
+            topic: p.topic,
+            partition: p.partition,
+            committed_offset: p.position,
+            log_end_offset: end,
+            lag: end.saturating_sub(p.position),
+        });
+    }
+    let mut topics: Vec<String> = partitions.iter().map(|p| p.topic.clone()).collect();
+    topics.dedup();
+    Ok(Some(pb::DescribeGroupResponse {
+        group: group.to_string(),
+        partitions,
+        state: "shared".into(),
+        topics,
+        ..Default::default()
+    }))
+}
+
 pub async fn describe(
     caller: Caller,
     r: pb::DescribeSharedGroupRequest,

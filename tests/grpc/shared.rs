@@ -468,3 +468,54 @@ async fn delete_group_deletes_a_shared_group_and_keeps_its_dead_letters() {
     assert_eq!(again[0].deliveries, 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn list_groups_and_describe_group_show_a_shared_group_by_its_positions() {
+    let mut s = TestServer::start().await;
+    s.create_topic("lg", Some(2)).await;
+    let records = (0..6).map(|i| record(&format!("k{i}"), "v")).collect();
+    produce(&mut s.client, "lg", records).await;
+    let c = &mut s.client;
+    let got = take(c, "lgg", "lg", "a", 10, 0).await;
+    assert_eq!(got.len(), 6);
+    // Accept everything but one record of partition 0's lowest offset.
+    let lowest = got
+        .iter()
+        .filter(|d| offset(d).0 == 0)
+        .map(offset)
+        .min()
+        .unwrap();
+    let batch = got
+        .iter()
+        .filter(|d| offset(d) != lowest)
+        .map(|d| settlement(d, pb::SettleKind::Accept, ""))
+        .collect();
+    settle(c, "lgg", "lg", "a", batch).await;
+    let groups = c
+        .list_groups(pb::ListGroupsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert!(groups.contains(&"lgg".to_string()), "{groups:?}");
+    let d = c
+        .describe_group(pb::DescribeGroupRequest {
+            group: "lgg".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.state, "shared");
+    assert_eq!(d.topics, vec!["lg".to_string()]);
+    let by_partition: BTreeMap<u32, (u64, u64, u64)> = d
+        .partitions
+        .iter()
+        .map(|p| (p.partition, (p.committed_offset, p.log_end_offset, p.lag)))
+        .collect();
+    let end0 = by_partition[&0].1;
+    assert_eq!(by_partition[&0], (lowest.1, end0, end0 - lowest.1), "{d:?}");
+    let end1 = by_partition[&1].1;
+    assert_eq!(by_partition[&1], (end1, end1, 0), "{d:?}");
+    assert_eq!(end0 + end1, 6);
+    s.stop().await;
+}

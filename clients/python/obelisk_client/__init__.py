@@ -23,12 +23,13 @@ from .consumer import Consumer, Subscription
 from .errors import ObeliskError
 from .group import GroupConsumer
 from .producer import Producer
+from .shared import Delivery, SettleResult, SharedConsumer
 from .records import Ack, Record, at_offset, at_timestamp, earliest, latest
 
 #: The gRPC health-check service name of the broker.
 HEALTH_SERVICE = "obelisk.v1.Broker"
 
 __all__ = [
-    "Ack", "Client", "Consumer", "GroupConsumer", "HEALTH_SERVICE", "ObeliskError", "Producer", "Record",
-    "Subscription", "at_offset", "at_timestamp", "earliest", "latest", "pb", "pb_grpc",
+    "Ack", "Client", "Consumer", "Delivery", "GroupConsumer", "HEALTH_SERVICE", "ObeliskError",
+    "Producer", "Record", "SettleResult", "SharedConsumer", "Subscription", "at_offset", "at_timestamp", "earliest", "latest", "pb", "pb_grpc",
 ]

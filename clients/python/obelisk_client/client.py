@@ -150,6 +150,12 @@ class Client:
         from .group import GroupConsumer
         return GroupConsumer(self, group, topics, **config)
 
+    def shared_consumer(self, topic: str, group: str, **config: Any) -> "SharedConsumer":
+        """A :class:`~obelisk_client.SharedConsumer`: a worker of the shared group ``group``
+        on ``topic`` (records locked to it one by one, settled in batches)."""
+        from .shared import SharedConsumer
+        return SharedConsumer(self, topic, group, **config)
+
     def describe_group(self, group: str) -> "pb.DescribeGroupResponse":
         """A group's committed offsets, state, epoch and members."""
         return call(self.stub.DescribeGroup, pb.DescribeGroupRequest(group=group),

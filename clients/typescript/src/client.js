@@ -166,6 +166,12 @@ class Client {
     return GroupConsumer.join(this, group, topics, config);
   }
 
+  /** A {@link SharedConsumer}: a worker of the shared group `group` on `topic` (issue 14). */
+  sharedConsumer(topic, group, config) {
+    const { SharedConsumer } = require('./shared');
+    return new SharedConsumer(this, topic, group, config);
+  }
+
   /** A group's committed offsets, state, epoch and members. */
   async describeGroup(group) {
     return unary(this.stub, 'DescribeGroup', { group }, this.timeoutMs);

@@ -92,6 +92,8 @@ export class Client {
   consumer(topic: string, group: string, config?: ConsumerConfig): Consumer;
   /** Joins `group` as a member consuming `topics`; the server assigns its partitions. */
   groupConsumer(group: string, topics: string[], config?: GroupConsumerConfig): Promise<GroupConsumer>;
+  /** A worker of the shared group `group` on `topic` (issue 14). */
+  sharedConsumer(topic: string, group: string, config?: SharedConsumerConfig): SharedConsumer;
   /** A group's offsets, state ('empty' | 'stable' | 'reconciling'), epoch and members. */
   describeGroup(group: string): Promise<Record<string, any>>;
   deleteGroup(group: string): Promise<void>;
@@ -180,6 +182,49 @@ export interface GroupConsumerConfig {
   onRevoked?: (partitions: TopicPartition[]) => void;
   /** Partitions lost without a release (fenced); the consumer rejoins. */
   onLost?: (partitions: TopicPartition[]) => void;
+}
+
+export interface SharedConsumerConfig {
+  /** Any stable id of this worker (default: a random one). */
+  memberId?: string;
+  maxRecords?: number;
+  maxWaitMs?: number;
+}
+
+/** A record handed out to a worker of a shared group, locked to it until `lockDeadlineNs`. */
+export interface SharedDelivery {
+  record: ConsumedRecord;
+  /** 1 on the first hand-out. */
+  deliveries: number;
+  /** Unix ns. */
+  lockDeadlineNs: bigint;
+}
+
+export interface SettleResult {
+  partition: number;
+  offset: bigint;
+  /** 'done' | 'available' | 'extended' | 'dead_lettered'; empty when refused. */
+  outcome: string;
+  /** Why it was refused; empty when settled. */
+  error: string;
+}
+
+/** A worker of a shared group: records locked to it one by one, settled in batches. */
+export class SharedConsumer {
+  constructor(client: Client, topic: string, group: string, config?: SharedConsumerConfig);
+  readonly topic: string;
+  readonly group: string;
+  readonly memberId: string;
+  maxRecords: number;
+  maxWaitMs: number;
+  /** Sends the pending settlements, then takes records. */
+  poll(options?: { maxRecords?: number; maxWaitMs?: number }): Promise<SharedDelivery[]>;
+  accept(d: SharedDelivery): void;
+  release(d: SharedDelivery, delayMs?: number, reason?: string): void;
+  reject(d: SharedDelivery, reason?: string): void;
+  extend(d: SharedDelivery): void;
+  /** One Settle with the pending settlements; each one's result. */
+  flush(): Promise<SettleResult[]>;
 }
 
 /** A member of a consumer group: polls only the partitions the server assigns it. */

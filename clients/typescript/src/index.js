@@ -19,5 +19,8 @@ const { Consumer, Subscription } = require('./consumer');
 const { ObeliskError } = require('./errors');
 const { GroupConsumer } = require('./group');
 const { Producer } = require('./producer');
+const { SharedConsumer } = require('./shared');
 
-module.exports = { Client, Consumer, GroupConsumer, HEALTH_SERVICE, ObeliskError, Producer, Subscription };
+module.exports = {
+  Client, Consumer, GroupConsumer, HEALTH_SERVICE, ObeliskError, Producer, SharedConsumer, Subscription,
+};

@@ -483,6 +483,11 @@ impl Broker {
         Ok(true)
     }
 
+    /// The names of the shared groups.
+    pub fn shared_group_names(&self) -> Vec<String> {
+        lock(&self.inner.shared.groups).keys().cloned().collect()
+    }
+
     /// A shared group's settings (`None`: no such shared group).
     pub fn shared_group_config(&self, group: &str) -> Option<SharedGroupConfig> {
         self.inner.shared.get(group).map(|g| g.config.clone())
