@@ -35,6 +35,7 @@ struct Node {
     id: u64,
     grpc: u16,
     http: u16,
+    tcp: u16,
     dir: PathBuf,
     peers: String,
     child: Option<Child>,
@@ -52,7 +53,7 @@ impl Node {
             .open(self.dir.join("node.log"))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_obelisk"))
-            .args(["serve", "--tcp-addr", "off"])
+            .args(["serve", "--tcp-addr", &format!("127.0.0.1:{}", self.tcp)])
             .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
             .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
             .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
@@ -105,6 +106,7 @@ impl Cluster {
                     id,
                     grpc: free_port(),
                     http: free_port(),
+                    tcp: free_port(),
                     dir: d,
                     peers: peers.clone(),
                     child: None,
@@ -491,5 +493,65 @@ async fn the_idempotent_producer_writes_once_through_the_leader() {
         ledger.acked.push((ack.partition, ack.offset, value));
     }
     producer.close().await;
+    check(&cluster, &ledger).await;
+}
+
+/// The original's producers work against any node: pipelined legacy frames sent to a follower
+/// are forwarded to the leader, each frame gets its own `OK`, and every replica stores each
+/// record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_frames_on_a_follower_are_each_acknowledged_and_stored_once() {
+    use obelisk::legacy::codec::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    // Finds the leader and creates the topic.
+    produce(&mut client, &mut ledger, "first", 3).await;
+    let leader = client.current().unwrap().to_string();
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|n| n.grpc_url() != leader)
+        .unwrap();
+    let values: Vec<String> = (0..40).map(|i| format!("legacy-{i}")).collect();
+    let mut frames = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        Message {
+            timestamp: 1_700_000_000_000 + i as i64,
+            topic: Bytes::from_static(TOPIC.as_bytes()),
+            key: Bytes::from(format!("k{i}")),
+            value: Bytes::from(v.clone()),
+        }
+        .encode_frame(&mut frames);
+    }
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", follower.tcp))
+        .await
+        .unwrap();
+    s.write_all(&frames).await.unwrap(); // one write: the frames arrive together
+    let mut replies = vec![0u8; 3 * values.len()];
+    tokio::time::timeout(PATIENCE, s.read_exact(&mut replies))
+        .await
+        .expect("replies in time")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&replies),
+        "OK\n".repeat(values.len()),
+        "every frame is acknowledged"
+    );
+    // Acknowledged: on the leader now, each once (check() then proves every replica agrees).
+    let stored = read_all(&leader).await.unwrap();
+    for v in &values {
+        let n = stored.values().flatten().filter(|(_, r)| r == v).count();
+        assert_eq!(n, 1, "{v:?} is stored once on the leader");
+    }
+    for (p, records) in &stored {
+        for (offset, value) in records {
+            if value.starts_with("legacy-") {
+                ledger.acked.push((*p, *offset, value.clone()));
+            }
+        }
+    }
     check(&cluster, &ledger).await;
 }

@@ -292,6 +292,17 @@ impl PendingProduce {
     /// whose partition stored its share is acknowledged even when another partition failed (the
     /// legacy listener answers each frame of a run queued together on its own).
     pub async fn acks_each(self) -> Vec<Result<RecordAck, Arc<BrokerError>>> {
+        if self.replicated.is_some() {
+            // A cluster stores a request as one Raft command: all of it or none of it.
+            let total = self.total;
+            return match self.acks().await {
+                Ok(acks) => acks.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    let e = Arc::new(e);
+                    (0..total).map(|_| Err(Arc::clone(&e))).collect()
+                }
+            };
+        }
         let unset = Arc::new(BrokerError::Unavailable("not acknowledged".into()));
         let mut out: Vec<Result<RecordAck, Arc<BrokerError>>> =
             (0..self.total).map(|_| Err(Arc::clone(&unset))).collect();
