@@ -515,5 +515,39 @@ impl Caller {
         let state = self.broker.shared_group_state(group, topic).await?;
         Ok((config, state))
     }
+
+    /// A shared group seen as a plain group: each partition's position (the first offset not
+    /// yet done) stands for the committed offset. `None` when `group` is not a shared group.
+    pub async fn shared_group_positions(
+        &self,
+        group: &str,
+    ) -> Result<Option<Vec<GroupPartition>>, BrokerError> {
+        if !self.is_shared_group(group) {
+            return Ok(None);
+        }
+        let (_, parts) = self.shared_group_state(group, None).await?;
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            if !self.may(Operation::Describe, &Resource::Topic(&p.topic)) {
+                continue;
+            }
+            let Ok(t) = self.broker.describe_topic(&p.topic) else {
+                continue; // deleted since
+            };
+            let log_end = t
+                .partitions
+                .iter()
+                .find(|x| x.partition == p.partition)
+                .map_or(p.next, |x| x.log_end);
+            out.push(GroupPartition {
+                topic: p.topic,
+                partition: p.partition,
+                committed: p.position,
+                log_end,
+                lag: log_end.saturating_sub(p.position),
+            });
+        }
+        Ok(Some(out))
+    }
 }
 // ==== end shared groups (issue 14) ====

@@ -173,28 +173,19 @@ pub async fn describe_as_group(
     caller: &Caller,
     group: &str,
 ) -> Result<Option<pb::DescribeGroupResponse>, BrokerError> {
-    if !caller.is_shared_group(group) {
+    let Some(parts) = caller.shared_group_positions(group).await? else {
         return Ok(None);
-    }
-    let (_, parts) = caller.shared_group_state(group, None).await?;
-    let mut partitions = Vec::new();
-    for p in parts {
-        let Ok(t) = caller.describe_topic(&p.topic) else {
-            continue;
-        };
-        let end = t
-            .partitions
-            .iter()
-            .find(|x| x.partition == p.partition)
-            .map_or(p.next, |x| x.log_end);
-        partitions.push(pb::GroupPartition {
+    };
+    let partitions: Vec<pb::GroupPartition> = parts
+        .into_iter()
+        .map(|p| pb::GroupPartition {
             topic: p.topic,
             partition: p.partition,
-            committed_offset: p.position,
-            log_end_offset: end,
-            lag: end.saturating_sub(p.position),
-        });
-    }
+            committed_offset: p.committed,
+            log_end_offset: p.log_end,
+            lag: p.lag,
+        })
+        .collect();
     let mut topics: Vec<String> = partitions.iter().map(|p| p.topic.clone()).collect();
     topics.dedup();
     Ok(Some(pb::DescribeGroupResponse {

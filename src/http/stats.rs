@@ -175,7 +175,13 @@ pub async fn describe_group(
     Authed(caller): Authed,
     Path(group): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let parts = caller.describe_group(&group)?;
+    // A shared group (issue 14) is described by its positions: the first offset not yet done.
+    let shared = caller.shared_group_positions(&group).await?;
+    let is_shared = shared.is_some();
+    let parts = match shared {
+        Some(parts) => parts,
+        None => caller.describe_group(&group)?,
+    };
     let total_lag: u64 = parts.iter().map(|p| p.lag).sum();
     let partitions: Vec<Value> = parts
         .iter()
@@ -190,6 +196,10 @@ pub async fn describe_group(
         })
         .collect();
     let mut out = json!({"group": group, "total_lag": total_lag, "partitions": partitions});
+    if is_shared {
+        out["state"] = json!("shared");
+        return Ok(axum::Json(out));
+    }
     // Groups with members (issue 13): their state, epoch and members with their partitions.
     if let Some(m) = caller.group_membership(&group)? {
         out["state"] = json!(m.phase.name());

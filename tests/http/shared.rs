@@ -66,6 +66,28 @@ async fn records_are_handed_out_and_settled_per_record() {
     assert_eq!(dlq.status, StatusCode::OK, "{}", dlq.text);
     assert!(dlq.text.contains("obelisk-origin-offset"), "{}", dlq.text);
 
+    // The group view shows a shared group by its position: 0 accepted and 1 dead-lettered are
+    // done, 2 is still locked to b.
+    let view = h.get("/groups/rest-g").await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    assert_eq!(view.json["state"], "shared", "{}", view.text);
+    let p = &view.json["partitions"][0];
+    assert_eq!(
+        (&p["topic"], &p["committed"], &p["log_end"], &p["lag"]),
+        (&json!("rest-shared"), &json!(2), &json!(3), &json!(1)),
+        "{}",
+        view.text
+    );
+    assert_eq!(view.json["total_lag"], 1, "{}", view.text);
+    let done = json!({"group": "rest-g", "member_id": "b", "acks": [
+        {"partition": 0, "offset": 2, "action": "accept"},
+    ]});
+    let r = h.post("/topics/rest-shared/acks", done).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let view = h.get("/groups/rest-g").await;
+    assert_eq!(view.json["partitions"][0]["committed"], 3, "{}", view.text);
+    assert_eq!(view.json["total_lag"], 0, "{}", view.text);
+
     // Bad input: no member id, an unknown action.
     let r = h
         .post(
