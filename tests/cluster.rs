@@ -555,3 +555,54 @@ async fn legacy_frames_on_a_follower_are_each_acknowledged_and_stored_once() {
     }
     check(&cluster, &ledger).await;
 }
+
+/// The CLI does not route: its writes to a follower are forwarded to the leader (the CLI asks
+/// with `obelisk-forward`), and what it acknowledges is on every replica once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_produces_through_a_follower() {
+    let cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    // Finds the leader and creates the topic.
+    produce(&mut client, &mut ledger, "first", 3).await;
+    let leader = client.current().unwrap().to_string();
+    let follower = cluster.urls().into_iter().find(|u| *u != leader).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_obelisk"))
+            .args([
+                "produce",
+                TOPIC,
+                "--partition",
+                "2",
+                "--value",
+                "from-the-cli",
+            ])
+            .args(["--acks", "--server", &follower])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = read_all(&leader).await.unwrap();
+    let at: Vec<(u32, u64)> = stored
+        .iter()
+        .flat_map(|(p, rs)| rs.iter().map(move |(o, v)| (*p, *o, v)))
+        .filter(|(_, _, v)| v.as_str() == "from-the-cli")
+        .map(|(p, o, _)| (p, o))
+        .collect();
+    assert_eq!(at.len(), 1, "stored once on the leader: {at:?}");
+    assert_eq!(at[0].0, 2, "in the partition asked for");
+    assert_eq!(
+        stdout.trim(),
+        format!("{} {}", at[0].0, at[0].1),
+        "the CLI printed where it landed"
+    );
+    ledger.acked.push((at[0].0, at[0].1, "from-the-cli".into()));
+    check(&cluster, &ledger).await;
+}

@@ -72,6 +72,8 @@ impl SecurityArgs {
             cert: self.cert.clone(),
             key: self.key.clone(),
             token: self.token.clone(),
+            // The CLI does not route: a cluster follower forwards its writes (issue 17).
+            forward: true,
         }
     }
 }

@@ -112,7 +112,7 @@ pub async fn connect_with(addr: &str, options: &ConnectOptions) -> Result<Client
     let authorization = options.authorization().map_err(fail)?;
     let channel = channel(addr, options).await?;
     Ok(
-        BrokerClient::new(SecureChannel::new(channel, authorization))
+        BrokerClient::new(SecureChannel::new(channel, authorization).forwarding(options.forward))
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20),
     )

@@ -38,6 +38,10 @@ pub struct ConnectOptions {
     pub key: Option<PathBuf>,
     /// Bearer token sent as `authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// replication (issue 17): ask a cluster follower to forward writes to the leader (the
+    /// `obelisk-forward` header) instead of refusing them with the leader's address. For clients
+    /// that do not route, such as the CLI; [`crate::client::LeaderClient`] routes instead.
+    pub forward: bool,
 }
 
 impl ConnectOptions {
@@ -50,6 +54,7 @@ impl ConnectOptions {
             cert: var("OBELISK_CERT").map(PathBuf::from),
             key: var("OBELISK_KEY").map(PathBuf::from),
             token: var("OBELISK_TOKEN").and_then(|t| t.into_string().ok()),
+            forward: false,
         }
     }
 
@@ -95,11 +100,13 @@ impl ConnectOptions {
     }
 }
 
-/// A channel (plain or TLS) that adds the bearer token to every request.
+/// A channel (plain or TLS) that adds the bearer token, and the forwarding request when asked,
+/// to every request.
 #[derive(Clone, Debug)]
 pub struct SecureChannel {
     channel: Channel,
     authorization: Option<http::HeaderValue>,
+    forward: bool,
 }
 
 impl SecureChannel {
@@ -107,7 +114,15 @@ impl SecureChannel {
         Self {
             channel,
             authorization,
+            forward: false,
         }
+    }
+
+    /// As [`ConnectOptions::forward`].
+    #[must_use]
+    pub fn forwarding(mut self, forward: bool) -> Self {
+        self.forward = forward;
+        self
     }
 }
 
@@ -124,6 +139,12 @@ impl tower::Service<http::Request<Body>> for SecureChannel {
         if let Some(v) = &self.authorization {
             req.headers_mut()
                 .insert(http::header::AUTHORIZATION, v.clone());
+        }
+        if self.forward {
+            req.headers_mut().insert(
+                http::HeaderName::from_static("obelisk-forward"),
+                http::HeaderValue::from_static("1"),
+            );
         }
         tower::Service::call(&mut self.channel, req)
     }

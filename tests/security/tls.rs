@@ -32,6 +32,7 @@ fn identity(s: &Secure, who: &str) -> ConnectOptions {
         cert: Some(cert),
         key: Some(key),
         token: None,
+        forward: false,
     }
 }
 
