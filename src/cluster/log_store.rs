@@ -132,16 +132,20 @@ impl LogStore {
             meta,
             committed,
         };
-        let mut cut = false;
+        let last = firsts.last().copied();
         for first in firsts {
             let path = dir.join(format!("log-{first:020}"));
-            if cut {
-                // After a damaged segment nothing can follow: the log must stay contiguous.
-                fs::remove_file(&path)?;
-                continue;
+            let (segment, whole) = files.recover_segment(first, path.clone())?;
+            if !whole && Some(first) != last {
+                // Only the segment being written when the node died can end in a torn write;
+                // entries after a cut elsewhere were acknowledged to the leader and must not be
+                // dropped.
+                return Err(damaged(
+                    &path,
+                    segment.len,
+                    "a torn write before the last segment",
+                ));
             }
-            let (segment, whole) = files.recover_segment(first, path)?;
-            cut = !whole;
             files.segments.insert(first, segment);
         }
         // Whole segments outlive a purge: what they hold up to the purge point stays forgotten.
@@ -152,6 +156,19 @@ impl LogStore {
             inner: Arc::new(Mutex::new(files)),
         })
     }
+}
+
+/// The error of a Raft log that is damaged, not torn: the node must not vote or serve with it.
+fn damaged(path: &std::path::Path, at: u64, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "Raft log {} is damaged at byte {at} ({what}); entries after it were acknowledged \
+             and cannot be dropped: move this node's data directory aside and let it catch up \
+             from the others",
+            path.display()
+        ),
+    )
 }
 
 impl LogFiles {
@@ -175,13 +192,26 @@ impl LogFiles {
                 whole = false;
                 break;
             };
-            if crc32c::crc32c(payload) != crc {
-                whole = false;
-                break;
-            }
-            let Ok(entry) = decode::<Entry>(payload) else {
-                whole = false;
-                break;
+            // A bad frame is a torn write only where a crash can leave one: the file's last
+            // frame, or zeros to the end. Anywhere else it is damage, and cutting there would
+            // drop entries this node acknowledged: refuse to open instead.
+            let torn = start + len == bytes.len() || bytes[pos..].iter().all(|&b| b == 0);
+            let good = crc32c::crc32c(payload) == crc;
+            let entry = if good {
+                decode::<Entry>(payload).ok()
+            } else {
+                None
+            };
+            let Some(entry) = entry else {
+                if torn {
+                    whole = false;
+                    break;
+                }
+                return Err(damaged(
+                    &path,
+                    pos as u64,
+                    "a frame that fails its checksum",
+                ));
             };
             let log_id = *entry.get_log_id();
             self.index.insert(
@@ -506,6 +536,23 @@ mod tests {
         drop(store);
         let store = LogStore::open(dir.path(), true).unwrap();
         assert_eq!(indexes(&lock(&store.inner)).last(), Some(&(4, 2)));
+        drop(store);
+        // A flipped byte in the first frame is damage, not a torn tail: the log refuses to open
+        // and keeps every byte (the entries after it were acknowledged).
+        let before = fs::read(&seg).unwrap();
+        let mut bytes = before.clone();
+        bytes[FRAME_HEADER + 1] ^= 0x40;
+        fs::write(&seg, &bytes).unwrap();
+        let err = LogStore::open(dir.path(), true)
+            .err()
+            .expect("a damaged log refuses to open");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("damaged at byte 0"), "{err}");
+        assert_eq!(
+            fs::read(&seg).unwrap().len(),
+            before.len(),
+            "nothing was cut"
+        );
     }
 
     #[test]
