@@ -278,10 +278,11 @@ pub struct Replayed {
 }
 
 /// Replays the log at `path` onto `windows`, skipping frames through `snapshot_seq`, and cuts
-/// off a torn or corrupt tail.
+/// off a torn tail (what a crash leaves: a short or bad last frame, or zeros to the end).
 ///
 /// # Errors
-/// I/O errors; a frame whose checksum holds but that does not decode (a bug, not a crash).
+/// I/O errors; a frame whose checksum holds but that does not decode (a bug, not a crash); a
+/// frame that fails its checksum with frames after it (damage: nothing is cut).
 pub fn replay(
     path: &Path,
     windows: &mut HashMap<(String, u32), Window>,
@@ -301,7 +302,19 @@ pub fn replay(
             break;
         };
         if crc32c::crc32c(payload) != crc {
-            break;
+            // A crash leaves a torn last frame, or zeros to the end; a bad frame with more after
+            // it is damage, and cutting there would forget settles already answered.
+            if at + FRAME_HEADER + len == bytes.len() || bytes[at..].iter().all(|&b| b == 0) {
+                break;
+            }
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "shared group state log {} is damaged at byte {at} (a frame fails its \
+                     checksum and frames follow it)",
+                    path.display()
+                ),
+            ));
         }
         let seq = apply_frame(payload, windows, snapshot_seq)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
@@ -567,5 +580,16 @@ mod tests {
         let mut skipped = HashMap::new();
         assert_eq!(replay(&p, &mut skipped, 2).unwrap().last_seq, 2);
         assert!(skipped.is_empty());
+        // A flipped byte in the first frame, with the second after it, is damage: replay refuses
+        // and cuts nothing.
+        let mut damaged = std::fs::read(&p).unwrap();
+        damaged[FRAME_HEADER + 2] ^= 0x10;
+        std::fs::write(&p, &damaged).unwrap();
+        let err = replay(&p, &mut HashMap::new(), 0)
+            .err()
+            .expect("damage is refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("damaged at byte 0"), "{err}");
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), whole as u64);
     }
 }
