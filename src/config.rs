@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{BatchConfig, BrokerConfig, Durability};
+use crate::broker::{BatchConfig, BrokerConfig, Durability, FsyncWriter};
 use crate::grpc::GrpcConfig;
 use crate::http::HttpConfig;
 use crate::telemetry::LogFormat;
@@ -35,6 +35,18 @@ impl DurabilityMode {
             Self::Interval => "interval",
         }
     }
+}
+
+/// Where each partition's batches are written in `fsync` mode (the setting; the core's enum is
+/// [`FsyncWriter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncWriterMode {
+    /// A thread per partition writes, fdatasyncs and acknowledges (lowest latency).
+    #[default]
+    Thread,
+    /// A runtime task hands each batch to the blocking pool (no thread per partition).
+    Task,
 }
 
 impl std::fmt::Display for DurabilityMode {
@@ -104,6 +116,11 @@ pub struct Config {
     /// How long a batch waits for more records before writing, in ms.
     #[arg(long, env = "OBELISK_LINGER_MS", default_value_t = 0)]
     pub linger_ms: u64,
+    /// `fsync` mode: `thread` gives each partition a writer thread (fewest hand-offs per
+    /// produce), `task` writes from a runtime task through the blocking pool (no thread per
+    /// partition).
+    #[arg(long, env = "OBELISK_FSYNC_WRITER", value_enum, default_value_t = FsyncWriterMode::Thread)]
+    pub fsync_writer: FsyncWriterMode,
     /// Largest record (key + value + headers) in bytes.
     #[arg(long, env = "OBELISK_MAX_RECORD_BYTES",
           default_value_t = BrokerConfig::default().max_record_bytes)]
@@ -622,6 +639,10 @@ impl Config {
                 max_records: self.batch_max_records,
                 max_bytes: self.batch_max_bytes,
                 linger: Duration::from_millis(self.linger_ms),
+                fsync_writer: match self.fsync_writer {
+                    FsyncWriterMode::Thread => FsyncWriter::Thread,
+                    FsyncWriterMode::Task => FsyncWriter::Task,
+                },
             },
             max_record_bytes: self.max_record_bytes,
             group_session_timeout: Duration::from_millis(self.group_session_timeout_ms),

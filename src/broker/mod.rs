@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::clock::now_ns;
-pub use crate::storage::{BatchConfig, Durability};
+pub use crate::storage::{BatchConfig, Durability, FsyncWriter};
 use crate::storage::{LogConfig, LogFiles, OffsetStore, PartitionConfig, StorageError, Topic};
 use crate::sync::{lock, read};
 use observe::Observer;

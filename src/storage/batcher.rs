@@ -5,6 +5,11 @@
 //! and hands the whole batch to a blocking thread for one write and, in `fsync` mode, one
 //! fdatasync. While that runs, new appends queue up and become the next batch: the slower the
 //! disk, the larger the batches, so durability costs latency rather than throughput.
+//!
+//! In `fsync` mode on a multi-threaded runtime the loop runs on a thread of its own
+//! ([`WriteOn::OwnThread`], started by the partition), which writes, fdatasyncs and acknowledges
+//! each batch itself: a one-record produce then crosses request → writer thread → request, instead
+//! of request → batcher task → blocking pool → batcher task and request (issue 12, goal 5).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,13 +33,26 @@ pub enum Durability {
     Interval(Duration),
 }
 
-/// When a batch closes.
+/// Where a partition's batcher runs in `fsync` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncWriter {
+    /// A thread per partition that writes, fdatasyncs and acknowledges (fewest hand-offs; on a
+    /// current-thread runtime the task is used instead).
+    #[default]
+    Thread,
+    /// A task of the runtime that sends each batch to the blocking pool (no thread per
+    /// partition: for brokers with a great many partitions).
+    Task,
+}
+
+/// When a batch closes, and where it is written.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
     pub max_records: usize,
     pub max_bytes: usize,
     /// How long the first append of a batch waits for company (zero: write at once).
     pub linger: Duration,
+    pub fsync_writer: FsyncWriter,
 }
 
 impl Default for BatchConfig {
@@ -43,6 +61,7 @@ impl Default for BatchConfig {
             max_records: 10_000,
             max_bytes: 4 << 20,
             linger: Duration::ZERO,
+            fsync_writer: FsyncWriter::Thread,
         }
     }
 }
@@ -69,6 +88,17 @@ impl AppendRequest {
     }
 }
 
+/// Where the batcher loop writes its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOn {
+    /// The loop is a task of the async runtime: a batch that must wait for the disk (any batch
+    /// in `fsync` mode, a large one in `interval` mode) goes to a blocking thread.
+    Runtime,
+    /// The loop has a thread of its own (it is driven by `Handle::block_on`): every batch is
+    /// written, synced and acknowledged right there.
+    OwnThread,
+}
+
 /// The batcher loop of one partition. Ends when `stop` fires (after writing everything queued)
 /// or when every sender is gone.
 pub async fn run(
@@ -76,6 +106,7 @@ pub async fn run(
     mut rx: mpsc::Receiver<AppendRequest>,
     config: BatchConfig,
     stop: CancellationToken,
+    write_on: WriteOn,
 ) {
     let mut stopping = false;
     loop {
@@ -121,7 +152,14 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        if matches!(core.durability(), Durability::Fsync) || bytes > INLINE_WRITE_BYTES {
+        if write_on == WriteOn::OwnThread {
+            // A panicking write drops its acks (callers see an error), as on the blocking pool;
+            // the loop goes on with the next batch.
+            let write = std::panic::AssertUnwindSafe(|| core.write_batch(batch));
+            if std::panic::catch_unwind(write).is_err() {
+                tracing::error!(partition = core.id, "batch writer panicked");
+            }
+        } else if matches!(core.durability(), Durability::Fsync) || bytes > INLINE_WRITE_BYTES {
             // fdatasync takes a millisecond or more, and so may a large write: off the async
             // threads.
             let core = Arc::clone(&core);

@@ -28,7 +28,7 @@ pub mod partition;
 pub mod producers;
 pub mod ring;
 
-pub use batcher::{BatchConfig, Durability};
+pub use batcher::{BatchConfig, Durability, FsyncWriter};
 pub use partition::{AppendError, Partition, PartitionConfig};
 pub mod offsets;
 pub mod topic;

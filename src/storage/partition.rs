@@ -16,7 +16,7 @@ use crate::sync::lock;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::batcher::{self, AppendRequest, BatchConfig, Durability};
+use super::batcher::{self, AppendRequest, BatchConfig, Durability, WriteOn};
 use super::error::{IoContext, StorageError};
 use super::events::StorageEvents;
 use super::files::LogFiles;
@@ -94,8 +94,58 @@ pub struct PartitionCore {
 pub struct Partition {
     core: Arc<PartitionCore>,
     tx: mpsc::Sender<AppendRequest>,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writer: Mutex<Option<Writer>>,
     stop: CancellationToken,
+}
+
+/// The running batcher loop, and how to wait for its end.
+enum Writer {
+    Task(tokio::task::JoinHandle<()>),
+    /// A thread of its own: the receiver completes (with an error: its sender is dropped) when
+    /// the thread's loop has ended.
+    Thread(oneshot::Receiver<()>),
+}
+
+/// Stack of a partition's writer thread: the loop and one batch write need little.
+const WRITER_STACK_BYTES: usize = 256 << 10;
+
+/// Starts the batcher loop of `core`. In `fsync` mode on a multi-threaded runtime it gets a
+/// thread of its own, which blocks in fdatasync and completes the waiting requests directly (no
+/// hop through a runtime worker and the blocking pool). On a current-thread runtime (tests, and
+/// tokio's paused clock, which only knows that blocking-pool work is running) and in `interval`
+/// mode (small writes go to the page cache inline) it stays a task, and so it does when the
+/// configuration asks for [`batcher::FsyncWriter::Task`].
+fn start_writer(
+    core: &Arc<PartitionCore>,
+    rx: mpsc::Receiver<AppendRequest>,
+    batch: BatchConfig,
+    stop: &CancellationToken,
+) -> Result<Writer, StorageError> {
+    let runtime = tokio::runtime::Handle::current();
+    let own_thread = matches!(core.durability, Durability::Fsync)
+        && batch.fsync_writer == batcher::FsyncWriter::Thread
+        && runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+    if !own_thread {
+        let run = batcher::run(Arc::clone(core), rx, batch, stop.clone(), WriteOn::Runtime);
+        return Ok(Writer::Task(tokio::spawn(run)));
+    }
+    let (done, ended) = oneshot::channel::<()>();
+    let run = batcher::run(
+        Arc::clone(core),
+        rx,
+        batch,
+        stop.clone(),
+        WriteOn::OwnThread,
+    );
+    std::thread::Builder::new()
+        .name(format!("obelisk-writer-{}", core.id))
+        .stack_size(WRITER_STACK_BYTES)
+        .spawn(move || {
+            runtime.block_on(run);
+            drop(done);
+        })
+        .context(|| "starting the partition's writer thread".into())?;
+    Ok(Writer::Thread(ended))
 }
 
 impl Partition {
@@ -135,12 +185,7 @@ impl Partition {
         });
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let stop = CancellationToken::new();
-        let writer = tokio::spawn(batcher::run(
-            Arc::clone(&core),
-            rx,
-            config.batch,
-            stop.clone(),
-        ));
+        let writer = start_writer(&core, rx, config.batch, &stop)?;
         Ok(Self {
             core,
             tx,
@@ -179,8 +224,14 @@ impl Partition {
     pub async fn close(&self) {
         self.stop.cancel();
         let writer = lock(&self.writer).take();
-        if let Some(w) = writer {
-            let _ = w.await;
+        match writer {
+            Some(Writer::Task(task)) => {
+                let _ = task.await;
+            }
+            Some(Writer::Thread(ended)) => {
+                let _ = ended.await;
+            }
+            None => {}
         }
         let core = Arc::clone(&self.core);
         let _ = tokio::task::spawn_blocking(move || core.sync()).await;
