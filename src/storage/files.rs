@@ -5,6 +5,10 @@
 //! capacity are open. So descriptors grow with the number of partitions (one each), not with the
 //! number of segments, and a broker with thousands of old segments starts under a low
 //! `RLIMIT_NOFILE`. A read in flight holds its own `Arc`, so eviction never closes a file under it.
+//!
+//! A sealed log can also be kept mapped ([`LogFiles::mapped`]; reads then slice the map instead
+//! of copying, see `super::mmap`): the map lives in the same entry, so the number of mappings is
+//! bounded like the descriptors, and a read's slices keep an evicted map alive until dropped.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,10 +16,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use crate::sync::lock;
 
 struct Entry {
     file: Arc<File>,
+    /// The whole log mapped, once a read asked for it.
+    map: Option<Bytes>,
     last_used: u64,
 }
 
@@ -48,13 +56,34 @@ impl LogFiles {
     /// # Errors
     /// The error opening the file.
     pub fn get(&self, path: &Path) -> io::Result<Arc<File>> {
+        self.entry(path, |e| Ok(Arc::clone(&e.file)))
+    }
+
+    /// The sealed log at `path` mapped whole, mapped (and opened) if it is not yet.
+    ///
+    /// # Errors
+    /// The error opening or mapping the file.
+    pub fn mapped(&self, path: &Path) -> io::Result<Bytes> {
+        self.entry(path, |e| {
+            if let Some(map) = &e.map {
+                return Ok(map.clone());
+            }
+            let len = e.file.metadata()?.len();
+            let map = super::mmap::map_log(&e.file, len)?;
+            e.map = Some(map.clone());
+            Ok(map)
+        })
+    }
+
+    /// Runs `f` on the entry of `path`, opening the file first if needed.
+    fn entry<T>(&self, path: &Path, f: impl FnOnce(&mut Entry) -> io::Result<T>) -> io::Result<T> {
         let mut guard = lock(&self.open);
         let (open, clock) = &mut *guard;
         *clock += 1;
         let now = *clock;
         if let Some(e) = open.get_mut(path) {
             e.last_used = now;
-            return Ok(Arc::clone(&e.file));
+            return f(e);
         }
         let file = Arc::new(File::open(path)?);
         if open.len() >= self.capacity
@@ -65,14 +94,12 @@ impl LogFiles {
         {
             open.remove(&oldest);
         }
-        open.insert(
-            path.to_path_buf(),
-            Entry {
-                file: Arc::clone(&file),
-                last_used: now,
-            },
-        );
-        Ok(file)
+        let e = open.entry(path.to_path_buf()).or_insert(Entry {
+            file,
+            map: None,
+            last_used: now,
+        });
+        f(e)
     }
 
     /// Closes the handle on `path`, if open (its segment is being deleted).
@@ -117,5 +144,36 @@ mod tests {
         files.forget(&paths[3]);
         assert_eq!(files.open_count(), 1);
         assert!(files.get(&dir.path().join("none.log")).is_err());
+    }
+
+    #[test]
+    fn a_mapped_log_reads_as_the_file_and_outlives_its_eviction() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.log");
+        let b = dir.path().join("b.log");
+        std::fs::write(&a, b"sealed log a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        let files = LogFiles::new(1);
+        let map = files.mapped(&a).unwrap();
+        assert_eq!(&map[..], b"sealed log a");
+        assert_eq!(
+            files.mapped(&a).unwrap().as_ptr(),
+            map.as_ptr(),
+            "mapped once"
+        );
+        files.get(&b).unwrap(); // evicts a and its map
+        assert_eq!(files.open_count(), 1);
+        assert_eq!(
+            &map.slice(7..12)[..],
+            b"log a",
+            "the slice keeps the map alive"
+        );
+        std::fs::write(dir.path().join("empty.log"), b"").unwrap();
+        assert!(
+            files
+                .mapped(&dir.path().join("empty.log"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -528,4 +528,75 @@ mod tests {
         assert_eq!(log.start_offset(), start);
         assert_eq!(log.end_offset(), 30);
     }
+
+    #[test]
+    fn the_active_segment_is_read_from_its_map_before_and_after_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 64 << 20,
+            compression: Compression::None,
+            write_v1: false,
+        };
+        let big = |i: u64, tag: &str| rec(i, 0, &format!("{tag}{i:06}").repeat(8 << 10));
+        let mut log = PartitionLog::open(dir.path(), cfg, &files()).unwrap();
+        for i in 0..40u64 {
+            log.append(&[big(i, "a")]).unwrap();
+        }
+        assert!(log.plan_read(0, 10, 1 << 20, 40).unwrap().from_map());
+        assert!(
+            !log.plan_read(39, 1, 1 << 20, 40).unwrap().from_map(),
+            "the tail past the map is read from the file"
+        );
+        let first = read_all(&log);
+        assert_eq!(first.len(), 40);
+        assert!(first.iter().all(|r| r.value == big(r.offset, "a").value));
+        // A failed write is cut back below the map: the map goes, and reads past the cut see
+        // the records written after it, never the old bytes.
+        log.truncate_to(5).unwrap();
+        for i in 5..45u64 {
+            log.append(&[big(i, "b")]).unwrap();
+        }
+        assert!(log.plan_read(0, 10, 1 << 20, 45).unwrap().from_map());
+        let check = |log: &PartitionLog| {
+            let all = read_all(log);
+            assert_eq!(all.len(), 45);
+            for r in &all {
+                let tag = if r.offset < 5 { "a" } else { "b" };
+                assert_eq!(r.value, big(r.offset, tag).value, "offset {}", r.offset);
+            }
+        };
+        check(&log);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), cfg, &files()).unwrap();
+        assert!(
+            log.plan_read(0, 10, 1 << 20, 45).unwrap().from_map(),
+            "mapped again at open"
+        );
+        check(&log);
+    }
+
+    #[test]
+    fn a_read_of_a_sealed_segment_outlives_its_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 200,
+                compression: Compression::None,
+                write_v1: false,
+            },
+            &files(),
+        )
+        .unwrap();
+        for i in 0..30u64 {
+            log.append(&[rec(i, i as i64, "xxxxxxxxxxxxxxxxxxxxxxxxx")])
+                .unwrap();
+        }
+        let plan = log.plan_read(0, 100, 1 << 20, 30).unwrap();
+        assert!(plan.from_map(), "a sealed log is read from its map");
+        let held = plan.execute().unwrap();
+        assert!(log.retain(Some(i64::MAX), None).unwrap() >= 1);
+        assert!(held.iter().all(|r| r.value == "xxxxxxxxxxxxxxxxxxxxxxxxx"));
+        assert_eq!(held[0].offset, 0);
+    }
 }

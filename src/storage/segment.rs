@@ -24,6 +24,9 @@ use super::layout::{SegmentFile, segment_path};
 use super::record::Record;
 use super::verify::{self, Damage, Role};
 
+/// The active log is mapped again once this many bytes were appended past its map.
+const REMAP_BYTES: u64 = 1 << 20;
+
 /// One segment, sealed or active.
 pub struct Segment {
     pub base: u64,
@@ -31,6 +34,9 @@ pub struct Segment {
     /// The active segment's log, open for appends; a sealed segment opens its log through `files`
     /// when a read needs it.
     active_log: Option<Arc<File>>,
+    /// The active log's first bytes mapped (empty until it holds [`REMAP_BYTES`]); reads below
+    /// its length slice it instead of copying from the file (see `super::mmap`).
+    mapped: Bytes,
     files: Arc<LogFiles>,
     log_len: u64,
     index: OffsetIndex,
@@ -71,6 +77,7 @@ impl Segment {
             base,
             dir: dir.to_path_buf(),
             active_log: Some(Arc::new(log)),
+            mapped: Bytes::new(),
             files: Arc::clone(files),
             log_len: 0,
             index: OffsetIndex::active(Vec::new()),
@@ -122,6 +129,7 @@ impl Segment {
             base,
             dir: dir.to_path_buf(),
             active_log: Some(Arc::new(log)),
+            mapped: Bytes::new(),
             files: Arc::clone(files),
             log_len: s.kept_len,
             index: OffsetIndex::active(s.positions),
@@ -140,6 +148,8 @@ impl Segment {
                 tracing::warn!(file = %path.display(), error = %e, "could not write the indexes of a damaged segment; keeping them in memory");
                 seg.active_log = None;
             }
+        } else {
+            seg.remap_if_grown();
         }
         Ok(seg)
     }
@@ -177,6 +187,7 @@ impl Segment {
             base,
             dir: dir.to_path_buf(),
             active_log: None,
+            mapped: Bytes::new(),
             files: Arc::clone(files),
             log_len,
             index: OffsetIndex::active(Vec::new()),
@@ -324,7 +335,25 @@ impl Segment {
             }
         }
         self.log_len += buf.len() as u64;
+        self.remap_if_grown();
         Ok(())
+    }
+
+    /// Maps the active log again, up to its length, once it has grown [`REMAP_BYTES`] past its
+    /// map. A failed mapping only means reads keep copying from the file.
+    fn remap_if_grown(&mut self) {
+        let Some(log) = &self.active_log else {
+            return;
+        };
+        if self.log_len < self.mapped.len() as u64 + REMAP_BYTES {
+            return;
+        }
+        match super::mmap::map_log(log, self.log_len) {
+            Ok(map) => self.mapped = map,
+            Err(e) => {
+                tracing::debug!(file = %self.path(SegmentFile::Log).display(), error = %e, "could not map the active log; reads copy from the file");
+            }
+        }
     }
 
     /// Whether the segment holds v1 records (written before format v2): the log rolls to a new
@@ -347,6 +376,10 @@ impl Segment {
             return Ok(());
         }
         let at = self.index.position(rel).map_or(self.log_len, u64::from);
+        if at < self.mapped.len() as u64 {
+            // The map must not reach past the cut (see `super::mmap`); the next append remaps.
+            self.mapped = Bytes::new();
+        }
         let path = self.path(SegmentFile::Log);
         log.set_len(at)
             .and_then(|()| log.sync_data())
@@ -414,23 +447,34 @@ impl Segment {
             }
         }
         let count = if last > first { lo } else { 0 };
-        let path = self.path(SegmentFile::Log);
-        let file = match (&self.active_log, count) {
-            (_, 0) => None,
-            (Some(f), _) => Some(Arc::clone(f)),
-            (None, _) => Some(
-                self.files
-                    .get(&path)
-                    .context(|| format!("opening {}", path.display()))?,
-            ),
-        };
         let end = if count == 0 {
             start
         } else {
             self.frame_end(first + count - 1)
         };
+        let path = self.path(SegmentFile::Log);
+        let source = if count == 0 {
+            Source::Empty
+        } else if let Some(f) = &self.active_log {
+            if end <= self.mapped.len() as u64 {
+                Source::Mapped(self.mapped.slice(start as usize..end as usize))
+            } else {
+                Source::File(Arc::clone(f))
+            }
+        } else {
+            match self.files.mapped(&path) {
+                Ok(map) if end <= map.len() as u64 => {
+                    Source::Mapped(map.slice(start as usize..end as usize))
+                }
+                _ => Source::File(
+                    self.files
+                        .get(&path)
+                        .context(|| format!("opening {}", path.display()))?,
+                ),
+            }
+        };
         Ok(ReadPlan {
-            file,
+            source,
             path,
             first_offset: offset,
             start,
@@ -487,6 +531,7 @@ impl Segment {
             .seal(&self.path(SegmentFile::Index))
             .context(|| format!("sealing index of {}", path.display()))?;
         self.active_log = None;
+        self.mapped = Bytes::new();
         Ok(())
     }
 
@@ -513,10 +558,19 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .context(|| format!("syncing directory {}", dir.display()))
 }
 
+/// Where a planned read's bytes come from.
+enum Source {
+    /// Nothing to read.
+    Empty,
+    /// Already in memory: a slice of the log's map (no copy).
+    Mapped(Bytes),
+    /// Read (copied) from the file.
+    File(Arc<File>),
+}
+
 /// A planned read: a byte range of one log file.
 pub struct ReadPlan {
-    /// `None` for an empty plan.
-    file: Option<Arc<File>>,
+    source: Source,
     path: PathBuf,
     first_offset: u64,
     start: u64,
@@ -527,6 +581,12 @@ pub struct ReadPlan {
 }
 
 impl ReadPlan {
+    /// Whether the plan slices a map rather than reading the file.
+    #[cfg(test)]
+    pub(crate) fn from_map(&self) -> bool {
+        matches!(self.source, Source::Mapped(_))
+    }
+
     /// Reads and decodes the planned records (without holding any lock). A record that fails its
     /// checksum ends the read: the good records before it are returned, and a read that starts at
     /// it fails, so damage costs only the records it hit.
@@ -534,13 +594,16 @@ impl ReadPlan {
     /// # Errors
     /// I/O errors, or `Corrupt` when the first record fails its checksum or has the wrong offset.
     pub fn execute(self) -> Result<Vec<Record>, StorageError> {
-        let Some(file) = self.file.as_ref().filter(|_| self.count > 0) else {
-            return Ok(Vec::new());
+        let buf = match &self.source {
+            Source::Empty => return Ok(Vec::new()),
+            Source::Mapped(bytes) => bytes.clone(),
+            Source::File(file) => {
+                let mut buf = vec![0u8; (self.end - self.start) as usize];
+                file.read_exact_at(&mut buf, self.start)
+                    .context(|| format!("reading {}", self.path.display()))?;
+                Bytes::from(buf)
+            }
         };
-        let mut buf = vec![0u8; (self.end - self.start) as usize];
-        file.read_exact_at(&mut buf, self.start)
-            .context(|| format!("reading {}", self.path.display()))?;
-        let buf = Bytes::from(buf);
         let mut out: Vec<Record> = Vec::with_capacity(self.count);
         let mut pos = 0usize;
         let mut next = self.first_offset;
