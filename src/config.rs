@@ -750,6 +750,22 @@ mod tests {
     }
 
     #[test]
+    fn the_fsync_writer_defaults_to_a_thread_and_the_file_can_ask_for_the_task() {
+        let v = Config::default().validate().unwrap();
+        assert_eq!(v.broker.batch.fsync_writer, FsyncWriter::Thread);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("obelisk.toml");
+        std::fs::write(&path, "fsync_writer = \"task\"\n").unwrap();
+        let v = Config::from_file(&path).unwrap().validate().unwrap();
+        assert_eq!(v.broker.batch.fsync_writer, FsyncWriter::Task);
+        std::fs::write(&path, "fsync_writer = \"pool\"\n").unwrap();
+        assert!(
+            Config::from_file(&path).is_err(),
+            "an unknown writer is refused"
+        );
+    }
+
+    #[test]
     fn connection_settings_default_to_max_connections_and_reject_zero_timeouts() {
         let v = Config {
             max_connections: 7,

@@ -542,9 +542,9 @@ mod tests {
         for i in 0..40u64 {
             log.append(&[big(i, "a")]).unwrap();
         }
-        assert!(log.plan_read(0, 10, 1 << 20, 40).unwrap().from_map());
+        assert!(log.plan_read(0, 10, 1 << 20, 40).unwrap().slices_a_map());
         assert!(
-            !log.plan_read(39, 1, 1 << 20, 40).unwrap().from_map(),
+            !log.plan_read(39, 1, 1 << 20, 40).unwrap().slices_a_map(),
             "the tail past the map is read from the file"
         );
         let first = read_all(&log);
@@ -556,7 +556,7 @@ mod tests {
         for i in 5..45u64 {
             log.append(&[big(i, "b")]).unwrap();
         }
-        assert!(log.plan_read(0, 10, 1 << 20, 45).unwrap().from_map());
+        assert!(log.plan_read(0, 10, 1 << 20, 45).unwrap().slices_a_map());
         let check = |log: &PartitionLog| {
             let all = read_all(log);
             assert_eq!(all.len(), 45);
@@ -569,7 +569,7 @@ mod tests {
         drop(log);
         let log = PartitionLog::open(dir.path(), cfg, &files()).unwrap();
         assert!(
-            log.plan_read(0, 10, 1 << 20, 45).unwrap().from_map(),
+            log.plan_read(0, 10, 1 << 20, 45).unwrap().slices_a_map(),
             "mapped again at open"
         );
         check(&log);
@@ -593,7 +593,7 @@ mod tests {
                 .unwrap();
         }
         let plan = log.plan_read(0, 100, 1 << 20, 30).unwrap();
-        assert!(plan.from_map(), "a sealed log is read from its map");
+        assert!(plan.slices_a_map(), "a sealed log is read from its map");
         let held = plan.execute().unwrap();
         assert!(log.retain(Some(i64::MAX), None).unwrap() >= 1);
         assert!(held.iter().all(|r| r.value == "xxxxxxxxxxxxxxxxxxxxxxxxx"));

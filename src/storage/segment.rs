@@ -583,7 +583,7 @@ pub struct ReadPlan {
 impl ReadPlan {
     /// Whether the plan slices a map rather than reading the file.
     #[cfg(test)]
-    pub(crate) fn from_map(&self) -> bool {
+    pub(crate) fn slices_a_map(&self) -> bool {
         matches!(self.source, Source::Mapped(_))
     }
 
