@@ -1,0 +1,232 @@
+//! The SharedConsume stream (shared groups, issue 14): a member opens it naming the group, the
+//! topic, its id and its credit; the server pushes records as they become available (the core's
+//! long-wait hand-out, woken by new records, releases and locks or delays falling due) while
+//! fewer than the credit are handed out on the stream and not settled, and answers each settle
+//! batch sent on the same stream. A dropped stream is a crashed member: nothing is released,
+//! its locks stay until they expire.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming};
+
+use super::status::to_status;
+use crate::broker::shared::{SettleOutcome, Settled, SharedPollRequest};
+use crate::broker::{BrokerError, Caller, ReadLimits};
+use crate::proto as pb;
+use crate::sync::lock;
+use pb::shared_consume_request::Kind;
+use pb::shared_consume_response::Kind as Out;
+
+pub type SharedConsumeStream = ReceiverStream<Result<pb::SharedConsumeResponse, Status>>;
+
+/// The credit when the open gives none.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1000;
+
+/// What the stream has handed out and not seen settled, against its credit.
+#[derive(Default)]
+struct Credit {
+    out: HashSet<(u32, u64)>,
+    max: usize,
+}
+
+struct Shared {
+    credit: Mutex<Credit>,
+    /// Woken when the credit has room again.
+    room: Notify,
+}
+
+impl Shared {
+    /// Records the stream may hand out now.
+    fn room(&self) -> usize {
+        let c = lock(&self.credit);
+        c.max.saturating_sub(c.out.len())
+    }
+
+    /// Forgets what a settle batch ended (everything but a successful extend).
+    fn settled(&self, keys: &[(u32, u64)], outcomes: &[SettleOutcome]) {
+        let mut c = lock(&self.credit);
+        for (k, o) in keys.iter().zip(outcomes) {
+            if !matches!(o, Ok(Settled::Extended)) {
+                c.out.remove(k);
+            }
+        }
+        drop(c);
+        self.room.notify_one();
+    }
+}
+
+/// Runs one SharedConsume stream. `limits` holds the server's longest wait and the defaults.
+///
+/// # Errors
+/// INVALID_ARGUMENT when the first message is not an open or names no member; later failures
+/// (the hand-out's or a settle's) end the stream with their status.
+pub async fn shared_consume(
+    caller: Caller,
+    shutdown: CancellationToken,
+    limits: ReadLimits,
+    mut inbound: Streaming<pb::SharedConsumeRequest>,
+) -> Result<SharedConsumeStream, Status> {
+    let first = inbound
+        .message()
+        .await?
+        .ok_or_else(|| Status::invalid_argument("SharedConsume ended before its open message"))?;
+    let Some(Kind::Open(open)) = first.kind else {
+        return Err(Status::invalid_argument(
+            "the first message of SharedConsume must be `open`",
+        ));
+    };
+    if open.member_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "SharedConsume needs a member id (any stable non-empty id of the worker)",
+        ));
+    }
+    let max = if open.max_in_flight == 0 {
+        DEFAULT_MAX_IN_FLIGHT
+    } else {
+        open.max_in_flight
+    };
+    let shared = Arc::new(Shared {
+        credit: Mutex::new(Credit {
+            out: HashSet::new(),
+            max: max as usize,
+        }),
+        room: Notify::new(),
+    });
+    let per_message = ReadLimits::from_wire(open.max_records, open.max_bytes, 0);
+    let poll = SharedPollRequest {
+        group: open.group,
+        topic: open.topic,
+        member: open.member_id,
+        limits: ReadLimits {
+            max_wait: limits.max_wait,
+            ..per_message
+        },
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let stop = shutdown.child_token();
+    tokio::spawn(hand_out(
+        caller.clone(),
+        poll.clone(),
+        Arc::clone(&shared),
+        tx.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                msg = inbound.next() => msg,
+                () = stop.cancelled() => break,
+            };
+            let Some(Ok(msg)) = msg else { break };
+            let res = match msg.kind {
+                Some(Kind::Settle(s)) => settle(&caller, &poll, &shared, s).await,
+                Some(Kind::Credit(c)) => {
+                    lock(&shared.credit).max = c.max_in_flight as usize;
+                    shared.room.notify_one();
+                    Ok(None)
+                }
+                Some(Kind::Open(_)) => Err(BrokerError::InvalidArgument(
+                    "this stream is open already; open a new stream for another group or topic"
+                        .into(),
+                )),
+                None => Err(BrokerError::InvalidArgument(
+                    "a SharedConsume message needs a kind (open, settle or credit)".into(),
+                )),
+            };
+            let sent = match res {
+                Ok(None) => true,
+                Ok(Some(answer)) => tx.send(Ok(answer)).await.is_ok(),
+                Err(e) => {
+                    let _ = tx.send(Err(to_status(&e))).await;
+                    false
+                }
+            };
+            if !sent {
+                break;
+            }
+        }
+        // The member is gone (or failed): the hand-out stops; its locks stay until they expire.
+        stop.cancel();
+    });
+    Ok(ReceiverStream::new(rx))
+}
+
+/// One settle batch through the caller, answered with its results.
+async fn settle(
+    caller: &Caller,
+    poll: &SharedPollRequest,
+    shared: &Shared,
+    s: pb::SharedConsumeSettle,
+) -> Result<Option<pb::SharedConsumeResponse>, BrokerError> {
+    let ss = super::shared::settlements(s.settlements)?;
+    let outcomes = caller
+        .settle(&poll.group, &poll.topic, &poll.member, &ss)
+        .await?;
+    let keys: Vec<_> = ss.iter().map(|s| (s.partition, s.offset)).collect();
+    shared.settled(&keys, &outcomes);
+    let results = super::shared::results(&ss, outcomes).results;
+    Ok(Some(pb::SharedConsumeResponse {
+        kind: Some(Out::Settled(pb::SharedConsumeSettled { id: s.id, results })),
+    }))
+}
+
+/// Pushes records while the credit has room, waiting (in the core) for them to become
+/// available; ends when the broker drains, the member goes, or a hand-out fails.
+async fn hand_out(
+    caller: Caller,
+    mut poll: SharedPollRequest,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Result<pb::SharedConsumeResponse, Status>>,
+    stop: CancellationToken,
+) {
+    let most = poll.limits.max_records;
+    loop {
+        let room = shared.room.notified();
+        tokio::pin!(room);
+        room.as_mut().enable();
+        let credit = shared.room();
+        if credit == 0 {
+            tokio::select! {
+                () = &mut room => continue,
+                () = stop.cancelled() => return,
+            }
+        }
+        poll.limits.max_records = credit.min(most);
+        // Cancelled in the middle, records may be locked to the member without reaching it:
+        // the same as a member that crashed after taking them (they come back after the lock).
+        let got = tokio::select! {
+            got = caller.shared_poll(poll.clone()) => got,
+            () = stop.cancelled() => return,
+        };
+        match got {
+            Err(e) => {
+                let _ = tx.send(Err(to_status(&e))).await;
+                stop.cancel();
+                return;
+            }
+            Ok(ds) if ds.is_empty() => {
+                // Draining: no more hand-outs; settles are still answered until the server stops.
+                if caller.broker().is_draining() {
+                    return;
+                }
+            }
+            Ok(ds) => {
+                lock(&shared.credit)
+                    .out
+                    .extend(ds.iter().map(|d| (d.partition, d.record.offset)));
+                let msg = pb::SharedConsumeResponse {
+                    kind: Some(Out::Deliveries(super::shared::deliveries(ds))),
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    stop.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}
