@@ -5,7 +5,7 @@
 //! batch sent on the same stream. A dropped stream is a crashed member: nothing is released,
 //! its locks stay until they expire.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
@@ -27,10 +27,12 @@ pub type SharedConsumeStream = ReceiverStream<Result<pb::SharedConsumeResponse, 
 /// The credit when the open gives none.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1000;
 
-/// What the stream has handed out and not seen settled, against its credit.
+/// What the stream has handed out and not seen settled, against its credit: (partition,
+/// offset) → the lock's deadline (unix ns). A lock past its deadline no longer counts (the
+/// record may be another member's by now; a late settle of it is refused and forgotten).
 #[derive(Default)]
 struct Credit {
-    out: HashSet<(u32, u64)>,
+    out: HashMap<(u32, u64), i64>,
     max: usize,
 }
 
@@ -41,17 +43,25 @@ struct Shared {
 }
 
 impl Shared {
-    /// Records the stream may hand out now.
-    fn room(&self) -> usize {
-        let c = lock(&self.credit);
-        c.max.saturating_sub(c.out.len())
+    /// Records the stream may hand out now, and when a lock it counts next expires.
+    fn room(&self) -> (usize, Option<i64>) {
+        let now = crate::broker::now_ns();
+        let mut c = lock(&self.credit);
+        c.out.retain(|_, until| *until > now);
+        let next = c.out.values().min().copied();
+        (c.max.saturating_sub(c.out.len()), next)
     }
 
-    /// Forgets what a settle batch ended (everything but a successful extend).
-    fn settled(&self, keys: &[(u32, u64)], outcomes: &[SettleOutcome]) {
+    /// Forgets what a settle batch ended (everything but a successful extend, whose lock now
+    /// runs to `extended_until`).
+    fn settled(&self, keys: &[(u32, u64)], outcomes: &[SettleOutcome], extended_until: i64) {
         let mut c = lock(&self.credit);
         for (k, o) in keys.iter().zip(outcomes) {
-            if !matches!(o, Ok(Settled::Extended)) {
+            if matches!(o, Ok(Settled::Extended)) {
+                if let Some(until) = c.out.get_mut(k) {
+                    *until = extended_until;
+                }
+            } else {
                 c.out.remove(k);
             }
         }
@@ -92,7 +102,7 @@ pub async fn shared_consume(
     };
     let shared = Arc::new(Shared {
         credit: Mutex::new(Credit {
-            out: HashSet::new(),
+            out: HashMap::new(),
             max: max as usize,
         }),
         room: Notify::new(),
@@ -164,11 +174,18 @@ async fn settle(
     s: pb::SharedConsumeSettle,
 ) -> Result<Option<pb::SharedConsumeResponse>, BrokerError> {
     let ss = super::shared::settlements(s.settlements)?;
+    let started = crate::broker::now_ns();
     let outcomes = caller
         .settle(&poll.group, &poll.topic, &poll.member, &ss)
         .await?;
+    let ack_timeout = caller
+        .broker()
+        .shared_group_config(&poll.group)
+        .map_or(0, |c| {
+            i64::try_from(c.ack_timeout.as_nanos()).unwrap_or(i64::MAX)
+        });
     let keys: Vec<_> = ss.iter().map(|s| (s.partition, s.offset)).collect();
-    shared.settled(&keys, &outcomes);
+    shared.settled(&keys, &outcomes, started.saturating_add(ack_timeout));
     let results = super::shared::results(&ss, outcomes).results;
     Ok(Some(pb::SharedConsumeResponse {
         kind: Some(Out::Settled(pb::SharedConsumeSettled { id: s.id, results })),
@@ -189,12 +206,19 @@ async fn hand_out(
         let room = shared.room.notified();
         tokio::pin!(room);
         room.as_mut().enable();
-        let credit = shared.room();
+        let (credit, expires) = shared.room();
         if credit == 0 {
+            // Room comes back with a settle, a larger credit, or a counted lock expiring.
+            let wait = expires.map_or(std::time::Duration::from_secs(3600), |at| {
+                let ns = at.saturating_sub(crate::broker::now_ns()).max(0);
+                std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+            });
             tokio::select! {
-                () = &mut room => continue,
+                () = &mut room => {}
+                () = tokio::time::sleep(wait) => {}
                 () = stop.cancelled() => return,
             }
+            continue;
         }
         poll.limits.max_records = credit.min(most);
         // Cancelled in the middle, records may be locked to the member without reaching it:
@@ -216,9 +240,10 @@ async fn hand_out(
                 }
             }
             Ok(ds) => {
-                lock(&shared.credit)
-                    .out
-                    .extend(ds.iter().map(|d| (d.partition, d.record.offset)));
+                lock(&shared.credit).out.extend(
+                    ds.iter()
+                        .map(|d| ((d.partition, d.record.offset), d.lock_deadline_ns)),
+                );
                 let msg = pb::SharedConsumeResponse {
                     kind: Some(Out::Deliveries(super::shared::deliveries(ds))),
                 };
