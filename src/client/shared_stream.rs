@@ -212,4 +212,33 @@ impl SharedStream {
             .await
             .map_err(|_| ClientError::Closed)
     }
+
+    /// Ends the stream cleanly: half-closes it (queued settlements not flushed are dropped) and
+    /// reads it to its end. Returns the records handed out that [`SharedStream::next`] did not
+    /// return yet: they are still locked to the member (release them with a unary Settle, e.g.
+    /// [`super::SharedConsumer`] of the same member, or let their locks expire).
+    ///
+    /// # Errors
+    /// The status the broker ended the stream with.
+    pub async fn close(self) -> Result<Vec<pb::SharedDelivery>, ClientError> {
+        let Self {
+            tx,
+            mut inbound,
+            early,
+            ..
+        } = self;
+        drop(tx);
+        let mut left: Vec<pb::SharedDelivery> = Vec::new();
+        for e in early {
+            if let SharedEvent::Deliveries(d) = e {
+                left.extend(d);
+            }
+        }
+        while let Some(msg) = inbound.message().await? {
+            if let Some(Out::Deliveries(d)) = msg.kind {
+                left.extend(d.deliveries);
+            }
+        }
+        Ok(left)
+    }
 }

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::status::to_status;
-use crate::broker::shared::{SettleOutcome, Settled, SharedPollRequest};
+use crate::broker::shared::{
+    Delivery, SettleAction, SettleOutcome, Settled, Settlement, SharedPollRequest,
+};
 use crate::broker::{BrokerError, Caller, ReadLimits};
 use crate::proto as pb;
 use crate::sync::lock;
@@ -221,12 +223,14 @@ async fn hand_out(
             continue;
         }
         poll.limits.max_records = credit.min(most);
-        // Cancelled in the middle, records may be locked to the member without reaching it:
-        // the same as a member that crashed after taking them (they come back after the lock).
-        let got = tokio::select! {
-            got = caller.shared_poll(poll.clone()) => got,
-            () = stop.cancelled() => return,
-        };
+        // Not cancelled in the middle of a pass: what it locks is sent, or given back below.
+        let got = caller.shared_poll_until(poll.clone(), &stop).await;
+        if stop.is_cancelled() {
+            if let Ok(ds) = got {
+                give_back(&caller, &poll, ds).await;
+            }
+            return;
+        }
         match got {
             Err(e) => {
                 let _ = tx.send(Err(to_status(&e))).await;
@@ -253,5 +257,29 @@ async fn hand_out(
                 }
             }
         }
+    }
+}
+
+/// Releases records locked for a stream that ended before they were sent (nobody saw them).
+async fn give_back(caller: &Caller, poll: &SharedPollRequest, ds: Vec<Delivery>) {
+    if ds.is_empty() {
+        return;
+    }
+    let ss: Vec<Settlement> = ds
+        .iter()
+        .map(|d| Settlement {
+            partition: d.partition,
+            offset: d.record.offset,
+            action: SettleAction::Release {
+                delay: Some(std::time::Duration::ZERO),
+                reason: "the stream ended before they were sent".into(),
+            },
+        })
+        .collect();
+    if let Err(e) = caller
+        .settle(&poll.group, &poll.topic, &poll.member, &ss)
+        .await
+    {
+        tracing::warn!(group = %poll.group, error = %e, "giving back records of a closed stream failed; they come back when their locks expire");
     }
 }

@@ -502,6 +502,21 @@ impl Broker {
     /// # Errors
     /// `InvalidName`, `InvalidArgument` (no member), `TopicNotFound`, `DataLoss`, `Unavailable`.
     pub async fn shared_poll(&self, req: SharedPollRequest) -> Result<Vec<Delivery>, BrokerError> {
+        self.shared_poll_until(req, &tokio_util::sync::CancellationToken::new())
+            .await
+    }
+
+    /// [`Broker::shared_poll`] whose wait also ends (with nothing) when `stop` is cancelled:
+    /// a stream's hand-out stops without dropping a pass in the middle (which would leave
+    /// records locked that nobody received).
+    ///
+    /// # Errors
+    /// As [`Broker::shared_poll`].
+    pub async fn shared_poll_until(
+        &self,
+        req: SharedPollRequest,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Vec<Delivery>, BrokerError> {
         validate_member(&req.member)?;
         let topic = self.existing_topic(&req.topic)?;
         let g = self.shared_group(&req.group).await?;
@@ -524,6 +539,7 @@ impl Broker {
                 () = tokio::time::sleep_until(wake) => {}
                 () = self.inner.drain.fired() => return Ok(out),
                 () = topic.closed() => return Ok(out),
+                () = stop.cancelled() => return Ok(out),
             }
         }
     }
