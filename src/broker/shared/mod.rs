@@ -672,7 +672,7 @@ impl Broker {
         let now = Instant::now();
         let mut out = Vec::with_capacity(settlements.len());
         let mut dead = Vec::new();
-        let mut available = false;
+        let mut wake = false;
         let mut key = (topic.to_string(), 0u32);
         for s in settlements {
             key.1 = s.partition;
@@ -680,9 +680,14 @@ impl Broker {
                 None => Err(SettleRefused::NotHandedOut(s.offset)),
                 Some(w) => w.settle(s.offset, member, &s.action, now, cfg),
             };
+            // A record available again, or one done (the position may move, opening the
+            // window's span for records never handed out): members waiting may get records.
             match res {
-                Ok(Settled::DeadLetter) => dead.push((s.partition, s.offset)),
-                Ok(Settled::Available) => available = true,
+                Ok(Settled::DeadLetter) => {
+                    dead.push((s.partition, s.offset));
+                    wake = true;
+                }
+                Ok(Settled::Available | Settled::Done) => wake = true,
                 _ => {}
             }
             out.push(res);
@@ -693,7 +698,7 @@ impl Broker {
         let seq = SharedGroups::stage(&g, &mut st)?;
         drop(st);
         self.inner.shared.durable(&g, seq).await?;
-        if available {
+        if wake {
             g.changed.notify_waiters();
         }
         Ok(out)
