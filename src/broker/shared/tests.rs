@@ -316,9 +316,16 @@ async fn an_accept_that_opens_the_window_wakes_a_waiting_member() {
         vec![Ok(Settled::Done)]
     );
     let got = waiting.await.unwrap().unwrap();
-    assert_eq!(got.len(), 1, "woken with the record behind the accepted one");
+    assert_eq!(
+        got.len(),
+        1,
+        "woken with the record behind the accepted one"
+    );
     assert_eq!(got[0].record.offset, 1);
     // Without the wake it answers only when its 20 s wait ends (then with the record).
-    assert!(started.elapsed() < Duration::from_secs(20), "woken before its wait ended");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "woken before its wait ended"
+    );
     b.shutdown().await;
 }
