@@ -480,6 +480,16 @@ impl Caller {
         self.broker.shared_poll(req).await
     }
 
+    /// [`Caller::shared_poll`] that stops waiting when `stop` is cancelled (a stream's).
+    pub async fn shared_poll_until(
+        &self,
+        req: super::shared::SharedPollRequest,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Vec<super::shared::Delivery>, BrokerError> {
+        self.topic_and_group(&req.topic, &req.group)?;
+        self.broker.shared_poll_until(req, stop).await
+    }
+
     pub async fn settle(
         &self,
         group: &str,

@@ -11,10 +11,11 @@
 //! - `--follow` keeps printing new records until interrupted (with a group, as a member that
 //!   commits as it goes; without one, by Subscribe). `--no-commit` with a group reads from the
 //!   group's position (or `--from`) without joining it or moving it.
-//! - With `--group G --shared` it is a worker of the shared group `G` (issue 14): records are
-//!   handed out to it (locked to it, shared with the other workers of `G`) and every printed
-//!   record is accepted (settled in one batch per hand-out); records taken but not printed (a
-//!   closed stdout, `--count` reached) are released for the other workers.
+//! - With `--group G --shared` it is a worker of the shared group `G` (issue 14) on a
+//!   SharedConsume stream: records are pushed to it (locked to it, shared with the other
+//!   workers of `G`) and every printed record is accepted (settled in one batch per push);
+//!   records taken but not printed (a closed stdout, `--count` reached) are released for the
+//!   other workers.
 //! - Without `--follow` it stops once no record arrived for `--wait-ms`, or after `--count`.
 
 use std::io::{self, Write};
@@ -27,7 +28,8 @@ use clap::{Args, ValueEnum};
 use super::connect::{ServerArgs, reply};
 use super::position::Position;
 use crate::client::{
-    ClientError, Consumer, GroupConfig, GroupConsumer, Partition, RebalanceListener, SharedConsumer,
+    ClientError, Consumer, GroupConfig, GroupConsumer, Partition, RebalanceListener,
+    SharedConsumer, SharedEvent, SharedStream,
 };
 use crate::proto as pb;
 
@@ -210,7 +212,8 @@ async fn member_loop(
     }
 }
 
-/// Works as a member of a shared group: prints what is handed out and accepts it.
+/// Works as a member of a shared group on its SharedConsume stream: prints what is pushed to
+/// it and accepts it (one settle batch per push); what it took but did not print is released.
 async fn shared_loop(
     client: crate::client::Client,
     args: &ConsumeArgs,
@@ -222,44 +225,62 @@ async fn shared_loop(
         std::process::id(),
         crate::broker::now_ns()
     );
-    let mut worker = SharedConsumer::new(client, &args.topic, group, &member);
-    worker.max_wait_ms = if args.follow { 1000 } else { args.wait_ms };
+    let credit = |out: &Output| out.remaining.map_or(500, |n| n.min(500) as u32);
+    let mut stream = SharedStream::open(
+        &mut client.clone(),
+        &args.topic,
+        group,
+        &member,
+        credit(out),
+    )
+    .await?;
+    let wait = Duration::from_millis(u64::from(if args.follow { 1000 } else { args.wait_ms }));
+    let mut unprinted = Vec::new();
     loop {
-        worker.max_records = out.remaining.map_or(500, |n| n.min(500) as u32);
-        let taken = tokio::select! {
-            r = worker.poll() => r?,
+        let next = tokio::select! {
+            r = tokio::time::timeout(wait, stream.next()) => r,
             _ = tokio::signal::ctrl_c() => break,
         };
-        if taken.is_empty() && !args.follow {
-            break;
-        }
+        let taken = match next {
+            Err(_) if args.follow => continue,
+            Err(_) | Ok(Ok(None)) => break,
+            Ok(Ok(Some(SharedEvent::Deliveries(d)))) => d,
+            Ok(Ok(Some(SharedEvent::Settled { results, .. }))) => {
+                warn_refused(&results);
+                continue;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+        };
         let records: Vec<pb::Record> = taken.iter().filter_map(|d| d.record.clone()).collect();
         let printed = out.print(&records)?;
-        for (i, d) in taken.iter().enumerate() {
-            if i < printed {
-                worker.accept(d);
-            } else {
-                worker.release(d, Some(0), "not printed");
-            }
+        for d in &taken[..printed] {
+            stream.accept(d);
         }
-        // Settled at once (one batch), so what was printed is not handed out again.
-        settle(&mut worker).await?;
+        unprinted.extend_from_slice(&taken[printed..]);
         if out.done() {
             break;
         }
+        stream.set_credit(credit(out)).await?;
+        // Settled at once (one batch), so what was printed is not handed out again.
+        warn_refused(&stream.settle().await?);
     }
-    settle(&mut worker).await
+    warn_refused(&stream.settle().await?);
+    unprinted.extend(stream.close().await?);
+    // Taken but not printed: given back at once for the other workers.
+    let mut worker = SharedConsumer::new(client, &args.topic, group, &member);
+    for d in &unprinted {
+        worker.release(d, Some(0), "not printed");
+    }
+    warn_refused(&worker.flush().await?);
+    Ok(())
 }
 
-async fn settle(
-    worker: &mut SharedConsumer<crate::client::SecureChannel>,
-) -> Result<(), anyhow::Error> {
-    for r in worker.flush().await? {
+fn warn_refused(results: &[pb::SettleResult]) {
+    for r in results {
         if !r.error.is_empty() {
             tracing::warn!(partition = r.partition, offset = r.offset, error = %r.error, "a settle was refused");
         }
     }
-    Ok(())
 }
 
 /// Logs the member's assignment changes (visible with `--log-level info` / RUST_LOG).

@@ -8,6 +8,7 @@ mod leader; // replication (issue 17)
 mod producer;
 mod secure;
 mod shared; // shared groups (issue 14)
+mod shared_stream; // shared groups (issue 14)
 
 use tonic::transport::{Channel, Endpoint};
 
@@ -17,7 +18,8 @@ pub use group::{GroupConfig, GroupConsumer, NoListener, Partition, RebalanceList
 pub use leader::{LEADER_METADATA, LeaderClient, NOT_LEADER_METADATA, leader_hint}; // replication (issue 17)
 pub use producer::{AckFuture, Producer, ProducerConfig};
 pub use secure::{ConnectOptions, SecureChannel, Transport};
-pub use shared::SharedConsumer; // shared groups (issue 14)
+pub use shared::{SharedConsumer, settlement}; // shared groups (issue 14)
+pub use shared_stream::{SharedEvent, SharedStream}; // shared groups (issue 14)
 
 /// A client over a [`SecureChannel`] (what [`connect_with`] returns).
 pub type Client = BrokerClient<SecureChannel>;

@@ -69,17 +69,7 @@ impl<T: Transport> SharedConsumer<T> {
         delay_ms: Option<u32>,
         reason: &str,
     ) {
-        let (partition, offset) = d
-            .record
-            .as_ref()
-            .map_or((0, 0), |r| (r.partition, r.offset));
-        self.pending.push(pb::Settlement {
-            partition,
-            offset,
-            kind: kind as i32,
-            delay_ms,
-            reason: reason.to_string(),
-        });
+        self.pending.push(settlement(d, kind, delay_ms, reason));
     }
 
     pub fn accept(&mut self, d: &pb::SharedDelivery) {
@@ -121,5 +111,25 @@ impl<T: Transport> SharedConsumer<T> {
             .await?;
         self.pending.clear();
         Ok(resp.into_inner().results)
+    }
+}
+
+/// The settlement of a handed-out record.
+pub fn settlement(
+    d: &pb::SharedDelivery,
+    kind: pb::SettleKind,
+    delay_ms: Option<u32>,
+    reason: &str,
+) -> pb::Settlement {
+    let (partition, offset) = d
+        .record
+        .as_ref()
+        .map_or((0, 0), |r| (r.partition, r.offset));
+    pb::Settlement {
+        partition,
+        offset,
+        kind: kind as i32,
+        delay_ms,
+        reason: reason.to_string(),
     }
 }

@@ -10,6 +10,7 @@ mod incoming;
 mod layers;
 mod service;
 mod shared; // shared groups (issue 14)
+mod shared_stream; // shared groups (issue 14)
 pub mod status;
 
 // formatv2: the CLI converts a topic's compression too.

@@ -546,6 +546,30 @@ impl pb::broker_server::Broker for BrokerService {
         let res = async { super::shared::describe(caller?, req.into_inner()).await }.await;
         done("describe_shared_group", started, res)
     }
+
+    type SharedConsumeStream = super::shared_stream::SharedConsumeStream;
+
+    async fn shared_consume(
+        &self,
+        req: Request<Streaming<pb::SharedConsumeRequest>>,
+    ) -> RpcResult<Self::SharedConsumeStream> {
+        let started = Instant::now();
+        let limits = self.limits(0, 0, u32::MAX);
+        let res = match self.caller(&req) {
+            Ok(caller) => {
+                super::shared_stream::shared_consume(
+                    caller,
+                    self.shutdown.clone(),
+                    limits,
+                    req.into_inner(),
+                )
+                .await
+            }
+            Err(e) => Err(to_status(&e)),
+        };
+        crate::metrics::record_request("grpc", "shared_consume", started, Ok(()));
+        res.map(Response::new)
+    }
     // ==== end shared groups (issue 14) ====
 
     // ==== replication (issue 17) ====

@@ -261,8 +261,10 @@ async fn bench_shared_mode_accepts_every_record_and_reads_them_with_subscribe() 
     assert_eq!(r["workers"], 4, "{r}");
     // Every record was accepted ("done") once: 3000 records in batches of at most 100.
     assert!(r["shared"]["settles"].as_u64().unwrap() >= 30, "{r}");
+    assert!(r["shared_stream"]["settles"].as_u64().unwrap() >= 30, "{r}");
     for rate in [
         &r["shared"]["records_accepted_per_second"],
+        &r["shared_stream"]["records_accepted_per_second"],
         &r["subscribe"]["records_per_second"],
     ] {
         assert!(rate.as_f64().is_some_and(|x| x > 0.0), "{r}");

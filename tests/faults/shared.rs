@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use obelisk::client::BrokerClient;
+use obelisk::client::{BrokerClient, SharedStream, settlement};
 use obelisk::proto as pb;
 use tonic::transport::Channel;
 
@@ -113,19 +113,30 @@ async fn delivery_counts_and_locks_survive_kill_9_without_duplicate_dead_letters
     })
     .await
     .unwrap();
-    assert_eq!(take(&mut c, "a", 1000).await.len(), 5);
-    assert_eq!(
-        settle(&mut c, "a", 0, pb::SettleKind::Release).await,
-        "available"
-    );
-    let again = take(&mut c, "a", 1000).await;
+    // Member a works on its SharedConsume stream; the broker is killed while it is open.
+    let mut a = SharedStream::open(&mut c, "t", "g", "a", 100)
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    while first.len() < 5 {
+        first.extend(a.deliveries().await.unwrap().unwrap());
+    }
+    first.sort_by_key(|d| d.record.as_ref().unwrap().offset);
+    a.push(settlement(
+        &first[0],
+        pb::SettleKind::Release,
+        None,
+        "failed",
+    ));
+    assert_eq!(a.settle().await.unwrap()[0].outcome, "available");
+    let again = a.deliveries().await.unwrap().unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].deliveries, 2);
-    assert_eq!(settle(&mut c, "a", 1, pb::SettleKind::Accept).await, "done");
-    assert_eq!(
-        settle(&mut c, "a", 4, pb::SettleKind::Reject).await,
-        "dead_lettered"
-    );
+    a.accept(&first[1]);
+    a.reject(&first[4], "failed");
+    let res = a.settle().await.unwrap();
+    let outcomes: Vec<_> = res.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, vec!["done", "dead_lettered"], "{res:?}");
     assert_eq!(dead_letter_origins(&mut c).await, vec!["4"]);
     broker.kill9();
 

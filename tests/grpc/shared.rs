@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use obelisk::client::BrokerClient;
+use obelisk::client::{BrokerClient, SharedStream};
 use obelisk::proto as pb;
 use rand::Rng;
 use tonic::transport::Channel;
@@ -117,8 +117,91 @@ fn offset(d: &pb::SharedDelivery) -> (u32, u64) {
     (r.partition, r.offset)
 }
 
+/// A worker of a shared group: unary (SharedPoll, Settle) or on its SharedConsume stream, so
+/// each test below shows the semantics on both.
+enum Member {
+    Unary {
+        c: Client,
+        group: String,
+        topic: String,
+        id: String,
+    },
+    Stream(SharedStream),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Api {
+    Unary,
+    Stream,
+}
+
+impl Member {
+    /// `credit`: the stream's max in flight (unary: the poll's max records).
+    async fn new(api: Api, c: &Client, group: &str, topic: &str, id: &str, credit: u32) -> Self {
+        match api {
+            Api::Unary => Member::Unary {
+                c: c.clone(),
+                group: group.into(),
+                topic: topic.into(),
+                id: id.into(),
+            },
+            Api::Stream => {
+                let s = SharedStream::open(&mut c.clone(), topic, group, id, credit)
+                    .await
+                    .unwrap();
+                Member::Stream(s)
+            }
+        }
+    }
+
+    /// Records handed out, waiting up to `wait_ms` for some.
+    async fn take(&mut self, max: u32, wait_ms: u32) -> Vec<pb::SharedDelivery> {
+        match self {
+            Member::Unary {
+                c,
+                group,
+                topic,
+                id,
+            } => take(c, group, topic, id, max, wait_ms).await,
+            Member::Stream(s) => {
+                let wait = Duration::from_millis(u64::from(wait_ms));
+                match tokio::time::timeout(wait, s.deliveries()).await {
+                    Err(_) => Vec::new(),
+                    Ok(got) => got.unwrap().expect("the stream ended"),
+                }
+            }
+        }
+    }
+
+    async fn settle(&mut self, settlements: Vec<pb::Settlement>) -> Vec<pb::SettleResult> {
+        match self {
+            Member::Unary {
+                c,
+                group,
+                topic,
+                id,
+            } => settle(c, group, topic, id, settlements).await,
+            Member::Stream(s) => {
+                for x in settlements {
+                    s.push(x);
+                }
+                s.settle().await.unwrap()
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn poison_record_is_dead_lettered_once_while_the_rest_flows() {
+    poison_record(Api::Unary).await;
+}
+
+#[tokio::test]
+async fn poison_record_is_dead_lettered_once_over_the_stream() {
+    poison_record(Api::Stream).await;
+}
+
+async fn poison_record(api: Api) {
     let mut s = TestServer::start().await;
     s.create_topic("jobs", Some(1)).await;
     let c = &mut s.client;
@@ -128,13 +211,15 @@ async fn poison_record_is_dead_lettered_once_while_the_rest_flows() {
     produce(c, "jobs", records).await;
 
     // Member a takes the poison record and holds it; b gets everything behind it meanwhile.
-    let first = take(c, "workers", "jobs", "a", 1, 1000).await;
+    let mut a = Member::new(api, c, "workers", "jobs", "a", 1).await;
+    let mut b = Member::new(api, c, "workers", "jobs", "b", 5).await;
+    let first = a.take(1, 1000).await;
     assert_eq!(first.len(), 1);
     assert_eq!(offset(&first[0]), (0, 0));
     assert_eq!(first[0].deliveries, 1);
     let mut accepted = Vec::new();
     while accepted.len() < 19 {
-        let got = take(c, "workers", "jobs", "b", 5, 1000).await;
+        let got = b.take(5, 1000).await;
         assert!(
             !got.is_empty(),
             "records behind a locked poison record must flow"
@@ -143,30 +228,42 @@ async fn poison_record_is_dead_lettered_once_while_the_rest_flows() {
             .iter()
             .map(|d| settlement(d, pb::SettleKind::Accept, ""))
             .collect();
-        for r in settle(c, "workers", "jobs", "b", acks).await {
+        for r in b.settle(acks).await {
             assert_eq!(r.outcome, "done", "{r:?}");
             accepted.push(r.offset);
         }
     }
     assert_eq!(accepted, (1..20).collect::<Vec<u64>>());
 
-    // The poison record: released each time, delivered max_deliveries (3) times.
+    // The poison record: released each time, delivered max_deliveries (3) times, to whichever
+    // member takes it next (a stream's member is always waiting for records).
+    let mut members = [a, b];
+    let mut holder = 0;
     let mut deliveries = vec![1];
     let mut current = first;
     loop {
         let rel = settlement(&current[0], pb::SettleKind::Release, "cannot parse");
-        let res = settle(c, "workers", "jobs", "a", vec![rel]).await;
+        let res = members[holder].settle(vec![rel]).await;
         if res[0].outcome == "dead_lettered" {
             break;
         }
         assert_eq!(res[0].outcome, "available", "{:?}", res[0]);
-        current = take(c, "workers", "jobs", "a", 10, 1000).await;
+        current = Vec::new();
+        for round in 0..20 {
+            holder = round % 2;
+            current = members[holder].take(10, 300).await;
+            if !current.is_empty() {
+                break;
+            }
+        }
         assert_eq!(current.len(), 1);
         assert_eq!(offset(&current[0]), (0, 0));
         deliveries.push(current[0].deliveries);
     }
     assert_eq!(deliveries, vec![1, 2, 3]);
-    assert!(take(c, "workers", "jobs", "a", 10, 100).await.is_empty());
+    for m in &mut members {
+        assert!(m.take(10, 100).await.is_empty());
+    }
 
     let dlq = dead_letters(c, "workers.dlq").await;
     assert_eq!(dlq.len(), 1, "{dlq:?}");
@@ -244,6 +341,16 @@ struct Ledger {
 
 #[tokio::test]
 async fn four_workers_settle_every_record_once() {
+    four_workers(Api::Unary).await;
+}
+
+/// A crash of a stream's worker drops the stream (nothing settled) and opens a new one.
+#[tokio::test]
+async fn four_workers_on_streams_settle_every_record_once() {
+    four_workers(Api::Stream).await;
+}
+
+async fn four_workers(api: Api) {
     const PARTITIONS: u32 = 3;
     const RECORDS: usize = 300;
     let mut s = TestServer::start().await;
@@ -262,9 +369,10 @@ async fn four_workers_settle_every_record_once() {
         let ledger = Arc::clone(&ledger);
         workers.push(tokio::spawn(async move {
             let member = format!("w{w}");
+            let mut m = Member::new(api, &c, "pool", "work", &member, 8).await;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
             while tokio::time::Instant::now() < deadline {
-                let got = take(&mut c, "pool", "work", &member, 8, 200).await;
+                let got = m.take(8, 200).await;
                 let now = obelisk::broker::now_ns();
                 let mut batch = Vec::new();
                 {
@@ -283,6 +391,8 @@ async fn four_workers_settle_every_record_once() {
                 // A crash: the whole batch is dropped without a settle.
                 let crash = rand::thread_rng().gen_bool(0.1);
                 if crash {
+                    drop(m);
+                    m = Member::new(api, &c, "pool", "work", &member, 8).await;
                     continue;
                 }
                 for d in &got {
@@ -303,7 +413,7 @@ async fn four_workers_settle_every_record_once() {
                     batch.push(settlement(d, kind, "random"));
                 }
                 if !batch.is_empty() {
-                    let res = settle(&mut c, "pool", "work", &member, batch).await;
+                    let res = m.settle(batch).await;
                     let mut l = ledger.lock().unwrap();
                     for r in res {
                         if r.outcome == "done" {
@@ -517,5 +627,48 @@ async fn list_groups_and_describe_group_show_a_shared_group_by_its_positions() {
     let end1 = by_partition[&1].1;
     assert_eq!(by_partition[&1], (end1, end1, 0), "{d:?}");
     assert_eq!(end0 + end1, 6);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_shared_consume_stream_refuses_bad_input_with_a_clear_status() {
+    use pb::shared_consume_request::Kind;
+    let mut s = TestServer::start().await;
+    s.create_topic("bi", Some(1)).await;
+    let c = &mut s.client;
+    produce(c, "bi", vec![record("k", "v")]).await;
+    let credit = pb::SharedConsumeRequest {
+        kind: Some(Kind::Credit(pb::SharedConsumeCredit { max_in_flight: 1 })),
+    };
+    let err = c
+        .shared_consume(tokio_stream::iter(vec![credit]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("must be `open`"), "{err:?}");
+    let err = SharedStream::open(c, "bi", "big", "", 1)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument));
+    assert!(err.to_string().contains("member id"), "{err:?}");
+    let mut gone = SharedStream::open(c, "no-such-topic", "big", "a", 1)
+        .await
+        .unwrap();
+    let err = gone.next().await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::NotFound), "{err:?}");
+
+    // A settlement without a kind ends the stream with INVALID_ARGUMENT; the lock stays a's.
+    let mut a = SharedStream::open(c, "bi", "big", "a", 1).await.unwrap();
+    let got = a.deliveries().await.unwrap().unwrap();
+    let mut none = settlement(&got[0], pb::SettleKind::Accept, "");
+    none.kind = pb::SettleKind::Unspecified as i32;
+    a.push(none);
+    let err = a.settle().await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err:?}");
+    let mut again = SharedStream::open(c, "bi", "big", "a", 1).await.unwrap();
+    again.accept(&got[0]);
+    let res = again.settle().await.unwrap();
+    assert_eq!(res[0].outcome, "done", "{res:?}");
     s.stop().await;
 }

@@ -23,7 +23,7 @@ from .consumer import Consumer, Subscription
 from .errors import ObeliskError
 from .group import GroupConsumer
 from .producer import Producer
-from .shared import Delivery, SettleResult, SharedConsumer
+from .shared import Delivery, SettleResult, SharedConsumer, SharedStream
 from .records import Ack, Record, at_offset, at_timestamp, earliest, latest
 
 #: The gRPC health-check service name of the broker.
@@ -31,5 +31,5 @@ HEALTH_SERVICE = "obelisk.v1.Broker"
 
 __all__ = [
     "Ack", "Client", "Consumer", "Delivery", "GroupConsumer", "HEALTH_SERVICE", "ObeliskError",
-    "Producer", "Record", "SettleResult", "SharedConsumer", "Subscription", "at_offset", "at_timestamp", "earliest", "latest", "pb", "pb_grpc",
+    "Producer", "Record", "SettleResult", "SharedConsumer", "SharedStream", "Subscription", "at_offset", "at_timestamp", "earliest", "latest", "pb", "pb_grpc",
 ]

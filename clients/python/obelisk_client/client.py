@@ -156,6 +156,12 @@ class Client:
         from .shared import SharedConsumer
         return SharedConsumer(self, topic, group, **config)
 
+    def shared_stream(self, topic: str, group: str, **config: Any) -> "SharedStream":
+        """A :class:`~obelisk_client.SharedStream`: a worker of the shared group ``group`` on
+        ``topic`` on one SharedConsume stream (records pushed to it, settled on the stream)."""
+        from .shared import SharedStream
+        return SharedStream(self, topic, group, **config)
+
     def describe_group(self, group: str) -> "pb.DescribeGroupResponse":
         """A group's committed offsets, state, epoch and members."""
         return call(self.stub.DescribeGroup, pb.DescribeGroupRequest(group=group),

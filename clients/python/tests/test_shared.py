@@ -47,3 +47,54 @@ def test_shared_consumers_settle_records_one_by_one(client):
     assert (int(h["obelisk-origin-partition"]), int(h["obelisk-origin-offset"])) == (
         rejected.record.partition, rejected.record.offset)
     assert h["obelisk-reason"] == b"cannot parse"
+
+
+def test_shared_streams_get_records_pushed_and_settle_on_the_stream(client):
+    """Two workers on SharedConsume streams: records are pushed to them (no poll), settled on
+    the stream; a dropped stream's locks stay, a closed one returns what it did not read."""
+    import pytest
+    from obelisk_client import ObeliskError
+    client.create_topic("ss", partitions=2)
+    client.produce("ss", [pb.ProducerRecord(value=f"v{i}".encode(), partition=i % 2)
+                          for i in range(10)])
+    keys = lambda ds: {(d.record.partition, d.record.offset) for d in ds}
+    a = client.shared_stream("ss", "ssg", member_id="a", max_in_flight=4)
+    got_a = []
+    while len(got_a) < 4:
+        got_a += a.deliveries(timeout=5)
+    assert len(got_a) == 4 and all(d.deliveries == 1 for d in got_a)
+    # a's credit is spent: the rest goes to b (whose credit is spent then too).
+    b = client.shared_stream("ss", "ssg", member_id="b", max_in_flight=6)
+    got_b = []
+    while len(got_b) < 6:
+        got_b += b.deliveries(timeout=5)
+    assert keys(got_a).isdisjoint(keys(got_b))
+    released, rejected = got_a[0], got_a[1]
+    a.release(released, delay_ms=0, reason="later")
+    a.reject(rejected, reason="cannot parse")
+    a.accept(got_a[2])
+    results = a.settle()
+    assert [r.outcome for r in results] == ["available", "dead_lettered", "done"]
+    # Credit came back: the released record is pushed again, counted.
+    again = a.deliveries(timeout=5)
+    assert keys(again) == keys([released]) and again[0].deliveries == 2
+    # a crashes: got_a[3] and the released record stay locked to it, nobody else gets them.
+    a.abort()
+    for d in got_b:
+        b.accept(d)
+    assert all(r.outcome == "done" for r in b.settle())
+    assert b.deliveries(timeout=0.3) == []
+    assert b.close() == []
+    # Still a's: a new stream of the same member settles them.
+    a2 = client.shared_stream("ss", "ssg", member_id="a", max_in_flight=4)
+    a2.accept(got_a[3])
+    a2.accept(again[0])
+    assert [r.outcome for r in a2.settle()] == ["done", "done"]
+    a2.close()
+    d = client.stub.DescribeSharedGroup(pb.DescribeSharedGroupRequest(group="ssg", topic="ss"))
+    assert sum(p.position for p in d.partitions) == 10
+    # Bad input: a clear status.
+    bad = client.shared_stream("ss", "ssg", member_id="")
+    with pytest.raises(ObeliskError) as e:
+        bad.deliveries(timeout=5)
+    assert e.value.code.name == "INVALID_ARGUMENT" and "member id" in e.value.message

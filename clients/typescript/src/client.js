@@ -172,6 +172,13 @@ class Client {
     return new SharedConsumer(this, topic, group, config);
   }
 
+  /** A {@link SharedStream}: a worker of the shared group `group` on `topic` on one
+   * SharedConsume stream (records pushed to it, settled on the stream). */
+  sharedStream(topic, group, config) {
+    const { SharedStream } = require('./shared');
+    return new SharedStream(this, topic, group, config);
+  }
+
   /** A group's committed offsets, state, epoch and members. */
   async describeGroup(group) {
     return unary(this.stub, 'DescribeGroup', { group }, this.timeoutMs);

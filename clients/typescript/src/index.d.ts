@@ -94,6 +94,8 @@ export class Client {
   groupConsumer(group: string, topics: string[], config?: GroupConsumerConfig): Promise<GroupConsumer>;
   /** A worker of the shared group `group` on `topic` (issue 14). */
   sharedConsumer(topic: string, group: string, config?: SharedConsumerConfig): SharedConsumer;
+  /** A worker of the shared group `group` on `topic` on one SharedConsume stream (issue 14). */
+  sharedStream(topic: string, group: string, config?: SharedStreamConfig): SharedStream;
   /** A group's offsets, state ('empty' | 'stable' | 'reconciling'), epoch and members. */
   describeGroup(group: string): Promise<Record<string, any>>;
   deleteGroup(group: string): Promise<void>;
@@ -225,6 +227,39 @@ export class SharedConsumer {
   extend(d: SharedDelivery): void;
   /** One Settle with the pending settlements; each one's result. */
   flush(): Promise<SettleResult[]>;
+}
+
+export interface SharedStreamConfig {
+  /** Any stable id of this worker (default: a random one). */
+  memberId?: string;
+  /** Records handed out on the stream and unsettled, at most (default 1000). */
+  maxInFlight?: number;
+  /** Records per pushed message at most (0: the broker's default). */
+  maxRecords?: number;
+}
+
+/** A worker of a shared group on one SharedConsume stream: records pushed, settled on the stream. */
+export class SharedStream {
+  constructor(client: Client, topic: string, group: string, config?: SharedStreamConfig);
+  readonly topic: string;
+  readonly group: string;
+  readonly memberId: string;
+  /** The next records pushed; [] when none came within `timeoutMs` or the stream ended. */
+  deliveries(timeoutMs?: number): Promise<SharedDelivery[]>;
+  accept(d: SharedDelivery): void;
+  release(d: SharedDelivery, delayMs?: number, reason?: string): void;
+  reject(d: SharedDelivery, reason?: string): void;
+  extend(d: SharedDelivery): void;
+  /** Sends the queued settlements without waiting; the batch's id (null: nothing queued). */
+  flush(): number | null;
+  /** Sends the queued settlements; each one's result (durable). */
+  settle(): Promise<SettleResult[]>;
+  /** Records unsettled on the stream at most (0 pauses the hand-out). */
+  setCredit(maxInFlight: number): void;
+  /** Ends the stream; the records pushed and not read (still locked to the worker). */
+  close(): Promise<SharedDelivery[]>;
+  /** Drops the stream like a crashed worker. */
+  abort(): void;
 }
 
 /** A member of a consumer group: polls only the partitions the server assigns it. */

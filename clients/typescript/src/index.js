@@ -19,8 +19,8 @@ const { Consumer, Subscription } = require('./consumer');
 const { ObeliskError } = require('./errors');
 const { GroupConsumer } = require('./group');
 const { Producer } = require('./producer');
-const { SharedConsumer } = require('./shared');
+const { SharedConsumer, SharedStream } = require('./shared');
 
 module.exports = {
-  Client, Consumer, GroupConsumer, HEALTH_SERVICE, ObeliskError, Producer, SharedConsumer, Subscription,
+  Client, Consumer, GroupConsumer, HEALTH_SERVICE, ObeliskError, Producer, SharedConsumer, SharedStream, Subscription,
 };

@@ -54,3 +54,48 @@ test('shared consumers settle records one by one', async () => {
   assert.equal(h['obelisk-origin-offset'].toString(), String(rejected.record.offset));
   assert.equal(h['obelisk-reason'].toString(), 'cannot parse');
 });
+
+test('shared streams get records pushed and settle on the stream', async () => {
+  const { client } = broker;
+  await client.createTopic('ss', { partitions: 2 });
+  const records = [];
+  for (let i = 0; i < 10; i += 1) records.push({ value: `v${i}`, partition: i % 2 });
+  await client.produce('ss', records);
+  const a = client.sharedStream('ss', 'ssg', { memberId: 'a', maxInFlight: 4 });
+  let gotA = [];
+  while (gotA.length < 4) gotA = gotA.concat(await a.deliveries(5000));
+  assert.equal(gotA.length, 4);
+  assert.ok(gotA.every((d) => d.deliveries === 1));
+  // a's credit is spent: the rest goes to b (whose credit is spent then too).
+  const b = client.sharedStream('ss', 'ssg', { memberId: 'b', maxInFlight: 6 });
+  let gotB = [];
+  while (gotB.length < 6) gotB = gotB.concat(await b.deliveries(5000));
+  const heldByA = new Set(gotA.map(id));
+  assert.ok(gotB.every((d) => !heldByA.has(id(d))), 'nothing locked to a is pushed to b');
+  const [released, rejected, accepted, kept] = gotA;
+  a.release(released, 0, 'later');
+  a.reject(rejected, 'cannot parse');
+  a.accept(accepted);
+  assert.deepEqual((await a.settle()).map((r) => r.outcome), ['available', 'dead_lettered', 'done']);
+  // Credit came back: the released record is pushed again, counted.
+  const again = await a.deliveries(5000);
+  assert.deepEqual(again.map(id), [id(released)]);
+  assert.equal(again[0].deliveries, 2);
+  // a crashes: its locks stay, nobody else gets those records.
+  a.abort();
+  for (const d of gotB) b.accept(d);
+  assert.ok((await b.settle()).every((r) => r.outcome === 'done'));
+  assert.deepEqual(await b.deliveries(300), []);
+  assert.deepEqual(await b.close(), []);
+  // Still a's: a new stream of the same member settles them.
+  const a2 = client.sharedStream('ss', 'ssg', { memberId: 'a', maxInFlight: 4 });
+  a2.accept(kept);
+  a2.accept(again[0]);
+  assert.deepEqual((await a2.settle()).map((r) => r.outcome), ['done', 'done']);
+  await a2.close();
+  const desc = await unary(client.stub, 'DescribeSharedGroup', { group: 'ssg', topic: 'ss' }, 5000);
+  assert.equal(desc.partitions.reduce((n, p) => n + Number(p.position), 0), 10);
+  // Bad input: a clear status.
+  const bad = client.sharedStream('ss', 'ssg', { memberId: '' });
+  await assert.rejects(bad.deliveries(5000), (e) => e.code === 3 && /member id/.test(e.message));
+});

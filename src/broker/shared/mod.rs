@@ -502,6 +502,21 @@ impl Broker {
     /// # Errors
     /// `InvalidName`, `InvalidArgument` (no member), `TopicNotFound`, `DataLoss`, `Unavailable`.
     pub async fn shared_poll(&self, req: SharedPollRequest) -> Result<Vec<Delivery>, BrokerError> {
+        self.shared_poll_until(req, &tokio_util::sync::CancellationToken::new())
+            .await
+    }
+
+    /// [`Broker::shared_poll`] whose wait also ends (with nothing) when `stop` is cancelled:
+    /// a stream's hand-out stops without dropping a pass in the middle (which would leave
+    /// records locked that nobody received).
+    ///
+    /// # Errors
+    /// As [`Broker::shared_poll`].
+    pub async fn shared_poll_until(
+        &self,
+        req: SharedPollRequest,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Vec<Delivery>, BrokerError> {
         validate_member(&req.member)?;
         let topic = self.existing_topic(&req.topic)?;
         let g = self.shared_group(&req.group).await?;
@@ -524,6 +539,7 @@ impl Broker {
                 () = tokio::time::sleep_until(wake) => {}
                 () = self.inner.drain.fired() => return Ok(out),
                 () = topic.closed() => return Ok(out),
+                () = stop.cancelled() => return Ok(out),
             }
         }
     }
@@ -656,7 +672,7 @@ impl Broker {
         let now = Instant::now();
         let mut out = Vec::with_capacity(settlements.len());
         let mut dead = Vec::new();
-        let mut available = false;
+        let mut wake = false;
         let mut key = (topic.to_string(), 0u32);
         for s in settlements {
             key.1 = s.partition;
@@ -664,9 +680,14 @@ impl Broker {
                 None => Err(SettleRefused::NotHandedOut(s.offset)),
                 Some(w) => w.settle(s.offset, member, &s.action, now, cfg),
             };
+            // A record available again, or one done (the position may move, opening the
+            // window's span for records never handed out): members waiting may get records.
             match res {
-                Ok(Settled::DeadLetter) => dead.push((s.partition, s.offset)),
-                Ok(Settled::Available) => available = true,
+                Ok(Settled::DeadLetter) => {
+                    dead.push((s.partition, s.offset));
+                    wake = true;
+                }
+                Ok(Settled::Available | Settled::Done) => wake = true,
                 _ => {}
             }
             out.push(res);
@@ -677,7 +698,7 @@ impl Broker {
         let seq = SharedGroups::stage(&g, &mut st)?;
         drop(st);
         self.inner.shared.durable(&g, seq).await?;
-        if available {
+        if wake {
             g.changed.notify_waiters();
         }
         Ok(out)

@@ -271,3 +271,61 @@ async fn a_compacted_log_restores_the_same_state() {
     assert_eq!(res, vec![Ok(Settled::Done)]);
     b.shutdown().await;
 }
+
+/// A member long-polling while the window's span is full (`max_in_flight`) is woken by the
+/// accept that moves the position, not left waiting for its whole wait (the stream's hand-out
+/// waits the server's longest wait: it stalled there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_that_opens_the_window_wakes_a_waiting_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let one = TopicConfig {
+        partitions: 1,
+        retention_ms: 0,
+        retention_bytes: 0,
+        compression: Default::default(),
+    };
+    b.create_topic("t", one).await.unwrap();
+    let mut cfg = SharedGroupConfig::new("g");
+    cfg.max_in_flight = 1;
+    b.create_shared_group("g", cfg).await.unwrap();
+    let rec = ProduceRecord {
+        value: Bytes::from_static(b"v"),
+        partition: Some(0),
+        ..ProduceRecord::default()
+    };
+    b.produce("t", vec![rec.clone(), rec]).await.unwrap();
+    let got = b.shared_poll(poll("a", Duration::ZERO)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let started = std::time::Instant::now();
+    let waiting = {
+        let b = b.clone();
+        tokio::spawn(async move { b.shared_poll(poll("b", Duration::from_secs(20))).await })
+    };
+    // Until b waits, the accept would not show anything (b's first pass would just take it).
+    while b.waiting_reads() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let accept = Settlement {
+        partition: 0,
+        offset: 0,
+        action: SettleAction::Accept,
+    };
+    assert_eq!(
+        b.settle("g", "t", "a", &[accept]).await.unwrap(),
+        vec![Ok(Settled::Done)]
+    );
+    let got = waiting.await.unwrap().unwrap();
+    assert_eq!(
+        got.len(),
+        1,
+        "woken with the record behind the accepted one"
+    );
+    assert_eq!(got[0].record.offset, 1);
+    // Without the wake it answers only when its 20 s wait ends (then with the record).
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "woken before its wait ended"
+    );
+    b.shutdown().await;
+}

@@ -15,6 +15,7 @@ mod producer;
 mod report;
 mod run;
 mod shared;
+mod shared_stream;
 mod suite;
 mod transport;
 

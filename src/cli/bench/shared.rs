@@ -5,7 +5,9 @@
 //! in flight per worker). The rate is records accepted (a Settle outcome "done", so durable in
 //! the group's state log) over the time from the first poll to the last accept. Then, in the
 //! same run against the same broker, one plain Subscribe stream reads the same records from
-//! the start, for the cost of per-record settling against reading without any state.
+//! the start, for the cost of per-record settling against reading without any state. Between
+//! the two, the same number of workers take the records again as another shared group on
+//! SharedConsume streams (`shared_stream`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +29,8 @@ pub struct SharedOutcome {
     pub shared_secs: f64,
     pub polls: u64,
     pub settles: u64,
+    /// The same workers on SharedConsume streams (their own group).
+    pub stream: super::shared_stream::StreamOutcome,
     pub subscribe_secs: f64,
 }
 
@@ -46,6 +50,12 @@ impl SharedOutcome {
                 "polls": self.polls,
                 "settles": self.settles,
             },
+            "shared_stream": {
+                "seconds": self.stream.secs,
+                "records_accepted_per_second": Self::rate(self.records, self.stream.secs),
+                "pushes": self.stream.pushes,
+                "settles": self.stream.settles,
+            },
             "subscribe": {
                 "seconds": self.subscribe_secs,
                 "records_per_second": Self::rate(self.records, self.subscribe_secs),
@@ -55,12 +65,15 @@ impl SharedOutcome {
 
     pub fn to_text(&self) -> String {
         let shared = Self::rate(self.records, self.shared_secs);
+        let streamed = Self::rate(self.records, self.stream.secs);
         let plain = Self::rate(self.records, self.subscribe_secs);
         format!(
-            "{}\n\nshared group, {} workers: {} records accepted in {:.3} s = {:.0} records/s \
-             ({} polls, {} settles)\n\
+            "{}\n\nshared group, {} workers, SharedPoll + Settle: {} records accepted in {:.3} s \
+             = {:.0} records/s ({} polls, {} settles)\n\
+             shared group, {} workers, SharedConsume streams: {} records accepted in {:.3} s \
+             = {:.0} records/s ({} pushes, {} settles)\n\
              plain Subscribe, one stream: {} records in {:.3} s = {:.0} records/s\n\
-             shared / Subscribe: {:.1}%\n",
+             shared / Subscribe: {:.1}% (unary), {:.1}% (stream)\n",
             self.command,
             self.workers,
             self.records,
@@ -68,10 +81,17 @@ impl SharedOutcome {
             shared,
             self.polls,
             self.settles,
+            self.workers,
+            self.records,
+            self.stream.secs,
+            streamed,
+            self.stream.pushes,
+            self.stream.settles,
             self.records,
             self.subscribe_secs,
             plain,
             100.0 * shared / plain.max(1e-9),
+            100.0 * streamed / plain.max(1e-9),
         )
     }
 }
@@ -201,6 +221,18 @@ pub async fn run(plan: &Plan, grpc: &str, command: String) -> anyhow::Result<Sha
         accepted.load(Ordering::Relaxed)
     );
 
+    // The same records by the same number of workers on SharedConsume streams (another group).
+    let stream_group = format!("{group}-stream");
+    let streamed = super::shared_stream::run(
+        grpc,
+        &topic,
+        &stream_group,
+        plan.consumers,
+        plan.consumer_batch,
+        count,
+    )
+    .await?;
+
     // The same records with one plain Subscribe stream (no group, no state).
     let started = Instant::now();
     let mut stream = c
@@ -223,17 +255,17 @@ pub async fn run(plan: &Plan, grpc: &str, command: String) -> anyhow::Result<Sha
     let subscribe_secs = started.elapsed().as_secs_f64();
     drop(stream);
     if !plan.keep_topics {
-        let _ = c
-            .delete_group(pb::DeleteGroupRequest {
-                group: group.clone(),
-            })
-            .await;
+        for g in [&group, &stream_group] {
+            let _ = c
+                .delete_group(pb::DeleteGroupRequest { group: g.clone() })
+                .await;
+            let _ = c
+                .delete_topic(pb::DeleteTopicRequest {
+                    name: format!("{g}.dlq"),
+                })
+                .await;
+        }
         let _ = c.delete_topic(pb::DeleteTopicRequest { name: topic }).await;
-        let _ = c
-            .delete_topic(pb::DeleteTopicRequest {
-                name: format!("{group}.dlq"),
-            })
-            .await;
     }
     Ok(SharedOutcome {
         command,
@@ -242,6 +274,7 @@ pub async fn run(plan: &Plan, grpc: &str, command: String) -> anyhow::Result<Sha
         shared_secs,
         polls: polls.load(Ordering::Relaxed),
         settles: settles.load(Ordering::Relaxed),
+        stream: streamed,
         subscribe_secs,
     })
 }

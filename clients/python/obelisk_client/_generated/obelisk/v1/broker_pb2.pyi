@@ -758,6 +758,62 @@ class DescribeSharedGroupResponse(_message.Message):
     partitions: _containers.RepeatedCompositeFieldContainer[SharedPartition]
     def __init__(self, settings: _Optional[_Union[SharedGroupSettings, _Mapping]] = ..., partitions: _Optional[_Iterable[_Union[SharedPartition, _Mapping]]] = ...) -> None: ...
 
+class SharedConsumeOpen(_message.Message):
+    __slots__ = ("group", "topic", "member_id", "max_in_flight", "max_records", "max_bytes")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    topic: str
+    member_id: str
+    max_in_flight: int
+    max_records: int
+    max_bytes: int
+    def __init__(self, group: _Optional[str] = ..., topic: _Optional[str] = ..., member_id: _Optional[str] = ..., max_in_flight: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class SharedConsumeSettle(_message.Message):
+    __slots__ = ("id", "settlements")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    settlements: _containers.RepeatedCompositeFieldContainer[Settlement]
+    def __init__(self, id: _Optional[int] = ..., settlements: _Optional[_Iterable[_Union[Settlement, _Mapping]]] = ...) -> None: ...
+
+class SharedConsumeCredit(_message.Message):
+    __slots__ = ("max_in_flight",)
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    max_in_flight: int
+    def __init__(self, max_in_flight: _Optional[int] = ...) -> None: ...
+
+class SharedConsumeRequest(_message.Message):
+    __slots__ = ("open", "settle", "credit")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    SETTLE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    open: SharedConsumeOpen
+    settle: SharedConsumeSettle
+    credit: SharedConsumeCredit
+    def __init__(self, open: _Optional[_Union[SharedConsumeOpen, _Mapping]] = ..., settle: _Optional[_Union[SharedConsumeSettle, _Mapping]] = ..., credit: _Optional[_Union[SharedConsumeCredit, _Mapping]] = ...) -> None: ...
+
+class SharedConsumeSettled(_message.Message):
+    __slots__ = ("id", "results")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    results: _containers.RepeatedCompositeFieldContainer[SettleResult]
+    def __init__(self, id: _Optional[int] = ..., results: _Optional[_Iterable[_Union[SettleResult, _Mapping]]] = ...) -> None: ...
+
+class SharedConsumeResponse(_message.Message):
+    __slots__ = ("deliveries", "settled")
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    deliveries: SharedPollResponse
+    settled: SharedConsumeSettled
+    def __init__(self, deliveries: _Optional[_Union[SharedPollResponse, _Mapping]] = ..., settled: _Optional[_Union[SharedConsumeSettled, _Mapping]] = ...) -> None: ...
+
 class MetadataRequest(_message.Message):
     __slots__ = ("topics",)
     TOPICS_FIELD_NUMBER: _ClassVar[int]

@@ -150,6 +150,11 @@ class BrokerStub:
                 request_serializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.SerializeToString,
                 response_deserializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.FromString,
                 _registered_method=True)
+        self.SharedConsume = channel.stream_stream(
+                '/obelisk.v1.Broker/SharedConsume',
+                request_serializer=obelisk_dot_v1_dot_broker__pb2.SharedConsumeRequest.SerializeToString,
+                response_deserializer=obelisk_dot_v1_dot_broker__pb2.SharedConsumeResponse.FromString,
+                _registered_method=True)
         self.Metadata = channel.unary_unary(
                 '/obelisk.v1.Broker/Metadata',
                 request_serializer=obelisk_dot_v1_dot_broker__pb2.MetadataRequest.SerializeToString,
@@ -333,6 +338,16 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SharedConsume(self, request_iterator, context):
+        """A member's stream: the first message opens it (group, topic, member id, credit); the server
+        then pushes records as they become available, up to the member's credit of records handed
+        out on the stream and not settled yet, and answers each settle batch sent on it with
+        per-record results. A dropped stream is a crashed member: its locks stay until they expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Metadata(self, request, context):
         """==== end shared groups (issue 14) ====
         ==== replication (issue 17) ====
@@ -462,6 +477,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.DescribeSharedGroup,
                     request_deserializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.FromString,
                     response_serializer=obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.SerializeToString,
+            ),
+            'SharedConsume': grpc.stream_stream_rpc_method_handler(
+                    servicer.SharedConsume,
+                    request_deserializer=obelisk_dot_v1_dot_broker__pb2.SharedConsumeRequest.FromString,
+                    response_serializer=obelisk_dot_v1_dot_broker__pb2.SharedConsumeResponse.SerializeToString,
             ),
             'Metadata': grpc.unary_unary_rpc_method_handler(
                     servicer.Metadata,
@@ -1091,6 +1111,33 @@ class Broker:
             '/obelisk.v1.Broker/DescribeSharedGroup',
             obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupRequest.SerializeToString,
             obelisk_dot_v1_dot_broker__pb2.DescribeSharedGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SharedConsume(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/obelisk.v1.Broker/SharedConsume',
+            obelisk_dot_v1_dot_broker__pb2.SharedConsumeRequest.SerializeToString,
+            obelisk_dot_v1_dot_broker__pb2.SharedConsumeResponse.FromString,
             options,
             channel_credentials,
             insecure,
