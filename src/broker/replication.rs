@@ -39,6 +39,9 @@ pub(crate) trait Replicator: Send + Sync {
     fn init_producer(&self, existing: Option<i64>) -> Proposal<super::ProducerGrant>;
     /// Nodes, leader and replicas.
     fn metadata(&self) -> super::ClusterMetadata;
+    /// cluster metadata: proposes an offsets, group or ACL write; resolves once this node has
+    /// applied it, to whether it changed anything on the leader.
+    fn meta(&self, write: super::meta::MetaWrite) -> Proposal<bool>;
 }
 
 impl Broker {

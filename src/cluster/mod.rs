@@ -21,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod log_store;
+pub mod meta; // cluster metadata
 pub mod network;
 pub mod service;
 pub mod settings;
@@ -57,7 +58,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const SAVE_PERIOD: Duration = Duration::from_secs(1);
 
 /// What a node answers to a forwarded proposal: the reply and the entry's log index, or why not.
-type ProposeResult = Result<(CommandReply, u64), String>;
+pub(crate) type ProposeResult = Result<(CommandReply, u64), String>;
 
 /// A running cluster node; clones share it.
 #[derive(Clone)]
@@ -249,6 +250,10 @@ impl Cluster {
         &self.inner.me
     }
 
+    pub(crate) fn broker(&self) -> &Broker {
+        self.inner.state.broker()
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.inner.id
@@ -428,7 +433,7 @@ impl Cluster {
     }
 
     /// Queues `cmd` and waits for its reply; on a follower, also until it is applied here.
-    fn submit(&self, cmd: Command, applied_here: bool) -> Proposal<CommandReply> {
+    pub(crate) fn submit(&self, cmd: Command, applied_here: bool) -> Proposal<CommandReply> {
         let (tx, rx) = oneshot::channel();
         let queued = self.inner.proposals.send((cmd, tx)).is_ok();
         let me = self.clone();
@@ -519,6 +524,10 @@ impl Replicator for Cluster {
                 ))),
             }
         })
+    }
+
+    fn meta(&self, write: crate::broker::meta::MetaWrite) -> Proposal<bool> {
+        self.propose_meta(write)
     }
 
     fn metadata(&self) -> ClusterMetadata {

@@ -50,7 +50,7 @@ impl ClusterRpc for ClusterService {
 
     async fn propose(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let cmd: Command = decode(&req.into_inner().payload).map_err(undecodable)?;
-        payload(&self.cluster.propose_here(cmd).await)
+        payload(&self.cluster.propose_forwarded(cmd).await)
     }
 
     async fn describe(&self, _req: Request<DescribeRequest>) -> Result<Response<NodeInfo>, Status> {
