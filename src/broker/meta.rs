@@ -30,7 +30,9 @@ pub enum MetaWrite {
         offsets: Vec<(u32, u64)>,
     },
     /// A group's offsets, membership and shared-group state.
-    DeleteGroup { group: String },
+    DeleteGroup {
+        group: String,
+    },
     AddAcl(AclRule),
     RemoveAcl(AclRule),
 }
