@@ -1001,4 +1001,53 @@ async fn an_acl_added_on_one_node_holds_on_all() {
     assert!(f.remove_acl(req).await.unwrap().into_inner().removed);
     wait_for(Err(tonic::Code::PermissionDenied)).await;
 }
+/// The batching producer, given a follower first, finds the leader, and follows the next one
+/// when the leader is killed: every record acknowledged, each stored once on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batching_producer_follows_the_leader_through_a_kill() {
+    let mut cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    produce(&mut client, &mut ledger, "first", 3).await; // creates the topic
+    let leader = client.current().unwrap().to_string();
+    let mut nodes: Vec<String> = cluster
+        .urls()
+        .into_iter()
+        .filter(|u| *u != leader)
+        .collect();
+    nodes.push(leader.clone()); // a follower first
+    let producer = client::Producer::for_cluster(nodes, client::ProducerConfig::default())
+        .await
+        .expect("a producer on the cluster's leader");
+    let send = |tag: &'static str| {
+        let producer = &producer;
+        async move {
+            let mut acks = Vec::new();
+            for i in 0..30u32 {
+                let value = format!("{tag}-{i}");
+                let record = pb::ProducerRecord {
+                    value: Bytes::from(value.clone()),
+                    partition: Some(i % PARTITIONS),
+                    ..Default::default()
+                };
+                acks.push((value, producer.send(TOPIC, record).await.unwrap()));
+            }
+            let mut out = Vec::new();
+            for (value, ack) in acks {
+                let ack = ack
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{value}: {e}"));
+                out.push((ack.partition, ack.offset, value));
+            }
+            out
+        }
+    };
+    ledger.acked.extend(send("before").await);
+    cluster.node_at(&leader).kill9();
+    ledger.acked.extend(send("after").await);
+    producer.close().await;
+    cluster.node_at(&leader).start();
+    check(&cluster, &ledger).await;
+}
 // ==== end cluster metadata ====

@@ -86,7 +86,10 @@ impl Caller {
     }
 
     /// Refuses a write a follower would forward when the caller redirects instead.
-    fn route(&self) -> Result<(), BrokerError> {
+    ///
+    /// # Errors
+    /// `NotLeader` on a cluster follower, for a redirecting caller.
+    pub fn route(&self) -> Result<(), BrokerError> {
         match self.routing {
             Routing::Forward => Ok(()),
             Routing::Redirect => self.broker.check_leader(),
