@@ -1050,4 +1050,67 @@ async fn the_batching_producer_follows_the_leader_through_a_kill() {
     cluster.node_at(&leader).start();
     check(&cluster, &ledger).await;
 }
+/// Readiness per node: every node of a cluster with a leader is ready and reports its role,
+/// term and leader in `/health`; a node left alone (two of three killed) knows no leader and
+/// answers 503 with the reason, until the others are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_leader_is_not_ready() {
+    let mut cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    produce(&mut client, &mut ledger, "first", 3).await;
+    let leader = client.current().unwrap().to_string();
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.http).collect();
+    let await_http = |port: u16, path: &'static str, want: u16, needle: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (code, body) = tokio::task::spawn_blocking(move || http(port, "GET", path, ""))
+                .await
+                .unwrap();
+            if code == want && body.contains(needle) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{port}{path}: {code} {body}, not {want} with {needle:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    for &port in &ports {
+        await_http(port, "/ready", 200, "ready").await;
+        let body = await_http(port, "/health", 200, "\"cluster\"").await;
+        assert!(body.contains("\"term\""), "{body}");
+    }
+    let leader_http = cluster
+        .nodes
+        .iter()
+        .find(|n| n.grpc_url() == leader)
+        .unwrap()
+        .http;
+    await_http(leader_http, "/health", 200, "\"role\":\"leader\"").await;
+    // Two of three gone: the survivor knows no leader.
+    let survivor = cluster
+        .nodes
+        .iter()
+        .position(|n| n.grpc_url() != leader)
+        .unwrap();
+    for i in 0..3 {
+        if i != survivor {
+            cluster.nodes[i].kill9();
+        }
+    }
+    let survivor_http = cluster.nodes[survivor].http;
+    let body = await_http(survivor_http, "/ready", 503, "no cluster leader").await;
+    assert!(body.contains("not_ready"), "{body}");
+    await_http(survivor_http, "/health/ready", 503, "no cluster leader").await;
+    for i in 0..3 {
+        if i != survivor {
+            cluster.nodes[i].start();
+        }
+    }
+    for &port in &ports {
+        await_http(port, "/ready", 200, "ready").await;
+    }
+}
 // ==== end cluster metadata ====

@@ -42,6 +42,23 @@ pub(crate) trait Replicator: Send + Sync {
     /// cluster metadata: proposes an offsets, group or ACL write; resolves once this node has
     /// applied it, to whether it changed anything on the leader.
     fn meta(&self, write: super::meta::MetaWrite) -> Proposal<bool>;
+    /// Readiness (issue 17): this node's role, and whether it should get traffic.
+    fn readiness(&self) -> NodeReadiness;
+}
+
+/// A cluster node's role and whether it is ready for traffic (`/health/ready`, `/health`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeReadiness {
+    pub node_id: u64,
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub role: &'static str,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub applied: Option<u64>,
+    /// The leader's commit index as this node last heard it (on the leader: what it applied).
+    pub leader_commit: Option<u64>,
+    /// Why the node is not ready, if it is not: no leader known, or behind the leader.
+    pub not_ready: Option<String>,
 }
 
 impl Broker {
@@ -69,6 +86,11 @@ impl Broker {
             Some(r) => r.metadata(),
             None => super::ClusterMetadata::default(),
         }
+    }
+
+    /// This node's place in its cluster (`None` on a single node).
+    pub fn cluster_readiness(&self) -> Option<NodeReadiness> {
+        self.replicator().map(|r| r.readiness())
     }
 
     /// Applies a committed topic creation: the single-node creation, where "exists" means

@@ -23,6 +23,7 @@
 pub mod log_store;
 pub mod meta; // cluster metadata
 pub mod network;
+pub mod readiness;
 pub mod service;
 pub mod settings;
 pub mod state_machine;
@@ -80,6 +81,8 @@ struct Node {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Leader changes seen since start (metrics).
     leader_changes: std::sync::atomic::AtomicU64,
+    /// readiness: the highest leader commit index heard in AppendEntries, plus one (0: none).
+    leader_commit: std::sync::atomic::AtomicU64,
 }
 
 /// Why a cluster node did not start.
@@ -171,6 +174,7 @@ impl Cluster {
                 stop: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 leader_changes: std::sync::atomic::AtomicU64::new(0),
+                leader_commit: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         cluster.spawn_tasks(listener, rx);
@@ -528,6 +532,10 @@ impl Replicator for Cluster {
 
     fn meta(&self, write: crate::broker::meta::MetaWrite) -> Proposal<bool> {
         self.propose_meta(write)
+    }
+
+    fn readiness(&self) -> crate::broker::replication::NodeReadiness {
+        self.node_readiness()
     }
 
     fn metadata(&self) -> ClusterMetadata {

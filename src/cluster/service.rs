@@ -30,7 +30,11 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(&req.into_inner().payload).map_err(undecodable)?;
+        let rpc: openraft::raft::AppendEntriesRequest<super::types::TypeConfig> =
+            decode(&req.into_inner().payload).map_err(undecodable)?;
+        if let Some(c) = rpc.leader_commit {
+            self.cluster.saw_leader_commit(c.index); // readiness
+        }
         payload(&self.cluster.raft().append_entries(rpc).await)
     }
 
