@@ -20,6 +20,7 @@
 // openraft's traits fix their error type (`openraft::StorageError`, over 200 bytes).
 #![allow(clippy::result_large_err)]
 
+pub mod durability;
 pub mod log_store;
 pub mod meta; // cluster metadata
 pub mod network;
@@ -156,6 +157,7 @@ impl Cluster {
             state_machine::StateMachine::open(broker.clone(), dir.clone()).map_err(storage)?;
         let network = network::Network::default();
         let clients = network.peers.clone();
+        let synced_log = log.clone();
         let raft = Raft::new(id, Arc::new(raft_config()?), network, log, state.clone())
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
@@ -178,6 +180,9 @@ impl Cluster {
             }),
         };
         cluster.spawn_tasks(listener, rx);
+        if let Durability::Interval(period) = broker.config().durability {
+            cluster.spawn_log_sync(synced_log, period);
+        }
         let members: BTreeMap<u64, BasicNode> = settings
             .peers
             .iter()
