@@ -557,9 +557,17 @@ async fn legacy_frames_on_a_follower_are_each_acknowledged_and_stored_once() {
         assert_eq!(n, 1, "{v:?} is stored once on the leader");
     }
     for (p, records) in &stored {
+        let mut last = None;
         for (offset, value) in records {
-            if value.starts_with("legacy-") {
+            if let Some(n) = value.strip_prefix("legacy-") {
                 ledger.acked.push((*p, *offset, value.clone()));
+                // Forwarded in order: each partition holds its frames in the order they were sent.
+                let n: usize = n.parse().unwrap();
+                assert!(
+                    last < Some(n),
+                    "partition {p}: legacy-{n} stored after legacy-{last:?}"
+                );
+                last = Some(n);
             }
         }
     }

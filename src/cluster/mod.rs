@@ -24,6 +24,7 @@ pub mod durability;
 pub mod log_store;
 pub mod meta; // cluster metadata
 pub mod network;
+pub mod ordering;
 pub mod readiness;
 pub mod service;
 pub mod settings;
@@ -359,6 +360,7 @@ impl Cluster {
         &self,
         mut rx: mpsc::UnboundedReceiver<(Command, oneshot::Sender<ProposeResult>)>,
     ) {
+        let forwarder = self.ordered_forwarder();
         while let Some((cmd, tx)) = rx.recv().await {
             if self.leader() == Some(self.inner.id) {
                 match self.inner.raft.client_write_ff(cmd.clone()).await {
@@ -381,10 +383,7 @@ impl Cluster {
                     }
                 }
             } else {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(me.forward(cmd).await);
-                });
+                let _ = forwarder.send((cmd, tx));
             }
         }
     }
@@ -401,7 +400,7 @@ impl Cluster {
     }
 
     /// Sends a command to the leader.
-    async fn forward(&self, cmd: Command) -> ProposeResult {
+    pub(crate) async fn forward(&self, cmd: Command) -> ProposeResult {
         let Some(leader) = self.await_leader().await else {
             return Err("no leader was elected in time".into());
         };
