@@ -85,6 +85,8 @@ struct Node {
     leader_changes: std::sync::atomic::AtomicU64,
     /// readiness: the highest leader commit index heard in AppendEntries, plus one (0: none).
     leader_commit: std::sync::atomic::AtomicU64,
+    /// back-pressure: produce proposals in flight on this node (`queue_depth` permits).
+    produce_room: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a cluster node did not start.
@@ -178,6 +180,9 @@ impl Cluster {
                 tasks: Mutex::new(Vec::new()),
                 leader_changes: std::sync::atomic::AtomicU64::new(0),
                 leader_commit: std::sync::atomic::AtomicU64::new(0),
+                produce_room: Arc::new(tokio::sync::Semaphore::new(
+                    broker.config().queue_depth.max(1),
+                )),
             }),
         };
         cluster.spawn_tasks(listener, rx);
@@ -540,6 +545,10 @@ impl Replicator for Cluster {
 
     fn readiness(&self) -> crate::broker::replication::NodeReadiness {
         self.node_readiness()
+    }
+
+    fn produce_room(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.inner.produce_room)
     }
 
     fn metadata(&self) -> ClusterMetadata {
