@@ -262,9 +262,9 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(broker.replicate_through(Arc::new(Stuck(Arc::new(
-            tokio::sync::Semaphore::new(2)
-        )))));
+        assert!(
+            broker.replicate_through(Arc::new(Stuck(Arc::new(tokio::sync::Semaphore::new(2)))))
+        );
         let record = || ProduceRecord {
             key: bytes::Bytes::new(),
             value: bytes::Bytes::from_static(b"v"),

@@ -26,10 +26,10 @@ impl Cluster {
     /// A command forwarded by a follower, checked here first when the leader's state decides
     /// (a group's members live on the leader; the follower may be behind the partitions).
     pub(crate) async fn propose_forwarded(&self, cmd: Command) -> super::ProposeResult {
-        if let Command::Meta(write) = &cmd {
-            if let Err(e) = self.broker().check_meta(write) {
-                return Ok((CommandReply::Refused(Refusal::from_broker(e)), 0));
-            }
+        if let Command::Meta(write) = &cmd
+            && let Err(e) = self.broker().check_meta(write)
+        {
+            return Ok((CommandReply::Refused(Refusal::from_broker(e)), 0));
         }
         self.propose_here(cmd).await
     }
