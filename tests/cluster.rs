@@ -38,6 +38,8 @@ struct Node {
     tcp: u16,
     dir: PathBuf,
     peers: String,
+    /// More `serve` arguments (security settings).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -58,6 +60,7 @@ impl Node {
             .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
             .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
             .args(["--default-partitions", &PARTITIONS.to_string()])
+            .args(&self.extra)
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .env("OBELISK_LOG_LEVEL", "warn,obelisk=info")
@@ -90,7 +93,13 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: u64) -> Self {
+        Self::start_with(n, |_| Vec::new())
+    }
+
+    /// A cluster whose nodes get more `serve` arguments, made from the cluster's directory.
+    fn start_with(n: u64, extra: impl Fn(&std::path::Path) -> Vec<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let extra = extra(dir.path());
         let raft_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let peers = raft_ports
             .iter()
@@ -109,6 +118,7 @@ impl Cluster {
                     tcp: free_port(),
                     dir: d,
                     peers: peers.clone(),
+                    extra: extra.clone(),
                     child: None,
                 }
             })
@@ -547,9 +557,17 @@ async fn legacy_frames_on_a_follower_are_each_acknowledged_and_stored_once() {
         assert_eq!(n, 1, "{v:?} is stored once on the leader");
     }
     for (p, records) in &stored {
+        let mut last = None;
         for (offset, value) in records {
-            if value.starts_with("legacy-") {
+            if let Some(n) = value.strip_prefix("legacy-") {
                 ledger.acked.push((*p, *offset, value.clone()));
+                // Forwarded in order: each partition holds its frames in the order they were sent.
+                let n: usize = n.parse().unwrap();
+                assert!(
+                    last < Some(n),
+                    "partition {p}: legacy-{n} stored after legacy-{last:?}"
+                );
+                last = Some(n);
             }
         }
     }
@@ -606,3 +624,501 @@ async fn the_cli_produces_through_a_follower() {
     ledger.acked.push((at[0].0, at[0].1, "from-the-cli".into()));
     check(&cluster, &ledger).await;
 }
+
+// ==== cluster metadata (issue 17, cluster-meta) ====
+
+fn tp(partition: u32, offset: u64) -> pb::PartitionOffset {
+    pb::PartitionOffset { partition, offset }
+}
+
+/// The group's committed offsets on the node at `url`, by partition.
+async fn committed(url: &str, group: &str) -> Result<BTreeMap<u32, u64>, String> {
+    let mut c = client::connect(url).await.map_err(|e| e.to_string())?;
+    let g = c
+        .describe_group(pb::DescribeGroupRequest {
+            group: group.into(),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    Ok(g.partitions
+        .into_iter()
+        .filter(|p| p.topic == TOPIC)
+        .map(|p| (p.partition, p.committed_offset))
+        .collect())
+}
+
+/// Waits until every node in `urls` returns `want` as the group's committed offsets.
+async fn await_committed(
+    cluster: &Cluster,
+    urls: &[String],
+    group: &str,
+    want: &BTreeMap<u32, u64>,
+) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for url in urls {
+        loop {
+            let got = committed(url, group).await;
+            if got.as_ref() == Ok(want) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{url}: the committed offsets of {group} are {got:?}, not {want:?}\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A request asking a follower to forward it to the leader.
+fn forwarded<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("obelisk-forward", "1".parse().unwrap());
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_a_leader_kill_on_every_node() {
+    let mut cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    for b in 0..3 {
+        produce(&mut client, &mut ledger, &format!("b{b}"), 12).await;
+    }
+    let leader = client.current().unwrap().to_string();
+    let followers: Vec<String> = cluster
+        .urls()
+        .into_iter()
+        .filter(|u| *u != leader)
+        .collect();
+    let mut c = client::connect(&leader).await.unwrap();
+    c.commit(pb::CommitRequest {
+        topic: TOPIC.into(),
+        group: "g".into(),
+        offsets: vec![tp(0, 4), tp(1, 7), tp(2, 12)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A follower redirects a commit (gRPC), or forwards it when asked.
+    let mut f = client::connect(&followers[0]).await.unwrap();
+    let err = f
+        .commit(pb::CommitRequest {
+            topic: TOPIC.into(),
+            group: "g".into(),
+            offsets: vec![tp(0, 5)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert_eq!(client::leader_hint(&err).as_deref(), Some(leader.as_str()));
+    f.commit(forwarded(pb::CommitRequest {
+        topic: TOPIC.into(),
+        group: "g".into(),
+        offsets: vec![tp(0, 6)],
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    // Forwarded, the leader still checks it: beyond the log end is refused.
+    let err = f
+        .commit(forwarded(pb::CommitRequest {
+            topic: TOPIC.into(),
+            group: "g".into(),
+            offsets: vec![tp(0, 1_000)],
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    // A reset through REST on a follower is forwarded too; a second group, deleted later.
+    let follower_http = cluster
+        .nodes
+        .iter()
+        .find(|n| n.grpc_url() == followers[1])
+        .unwrap()
+        .http;
+    let (code, body) = http(
+        follower_http,
+        "POST",
+        &format!("/topics/{TOPIC}/reset"),
+        r#"{"group":"doomed","to":"latest"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let want: BTreeMap<u32, u64> = [(0, 6), (1, 7), (2, 12)].into();
+    let latest: BTreeMap<u32, u64> = [(0, 12), (1, 12), (2, 12)].into();
+    await_committed(&cluster, &cluster.urls(), "g", &want).await;
+    await_committed(&cluster, &cluster.urls(), "doomed", &latest).await;
+
+    cluster.node_at(&leader).kill9();
+    produce(&mut client, &mut ledger, "after", 3).await;
+    let new_leader = client.current().unwrap().to_string();
+    assert_ne!(new_leader, leader, "a new leader took the writes");
+    // Deleting a group on the new leader deletes it everywhere.
+    client::connect(&new_leader)
+        .await
+        .unwrap()
+        .delete_group(pb::DeleteGroupRequest {
+            group: "doomed".into(),
+        })
+        .await
+        .unwrap();
+    cluster.node_at(&leader).start();
+    // Every node, the restarted one included, returns what was committed.
+    await_committed(&cluster, &cluster.urls(), "g", &want).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for url in cluster.urls() {
+        loop {
+            match committed(&url, "doomed").await {
+                Err(e) if e.contains("does not exist") => break,
+                other => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{url}: doomed still there: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    check(&cluster, &ledger).await;
+}
+
+/// A group consumer polls and commits through the leader; the leader is killed mid-way; it goes
+/// on with the new leader from the committed offsets. It reads every acknowledged record once,
+/// in offset order per partition (no gap, nothing twice), and nothing that was never produced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reads_through_a_failover_without_gap_or_uncommitted_record() {
+    let mut cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    for b in 0..4 {
+        produce(&mut client, &mut ledger, &format!("before{b}"), 12).await;
+    }
+    let mut next: BTreeMap<u32, u64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+    let mut read: Vec<(u32, u64, String)> = Vec::new();
+    // Polls once from the node at `url` and commits what it read; false when it failed.
+    async fn step(
+        url: &str,
+        next: &mut BTreeMap<u32, u64>,
+        read: &mut Vec<(u32, u64, String)>,
+    ) -> bool {
+        let Ok(mut c) = client::connect(url).await else {
+            return false;
+        };
+        let Ok(resp) = c
+            .poll(pb::PollRequest {
+                topic: TOPIC.into(),
+                group: "reader".into(),
+                max_records: 10,
+                ..Default::default()
+            })
+            .await
+        else {
+            return false;
+        };
+        let records = resp.into_inner().records;
+        for r in &records {
+            assert_eq!(
+                r.offset, next[&r.partition],
+                "partition {}: read from the committed offset, no gap and nothing twice",
+                r.partition
+            );
+            next.insert(r.partition, r.offset + 1);
+            read.push((
+                r.partition,
+                r.offset,
+                String::from_utf8_lossy(&r.value).into_owned(),
+            ));
+        }
+        let offsets = next.iter().map(|(p, o)| tp(*p, *o)).collect();
+        c.commit(pb::CommitRequest {
+            topic: TOPIC.into(),
+            group: "reader".into(),
+            offsets,
+            ..Default::default()
+        })
+        .await
+        .is_ok()
+    }
+    let leader = client.current().unwrap().to_string();
+    for _ in 0..2 {
+        assert!(
+            step(&leader, &mut next, &mut read).await,
+            "{}",
+            cluster.logs()
+        );
+    }
+    cluster.node_at(&leader).kill9();
+    for b in 0..2 {
+        produce(&mut client, &mut ledger, &format!("after{b}"), 12).await;
+    }
+    let new_leader = client.current().unwrap().to_string();
+    // The next poll starts where the old leader's last commit put the group.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while read.len() < ledger.acked.len() {
+        if !step(&new_leader, &mut next, &mut read).await {
+            assert!(tokio::time::Instant::now() < deadline, "{}", cluster.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let known: std::collections::HashSet<&str> = ledger
+        .acked
+        .iter()
+        .map(|(_, _, v)| v.as_str())
+        .chain(ledger.maybe.iter().map(String::as_str))
+        .collect();
+    for (p, o, v) in &read {
+        assert!(
+            known.contains(v.as_str()),
+            "{p}/{o}: {v:?} was never produced"
+        );
+    }
+    for (p, o, v) in &ledger.acked {
+        assert!(
+            read.contains(&(*p, *o, v.clone())),
+            "acknowledged {v:?} at {p}/{o} was not read"
+        );
+    }
+    cluster.node_at(&leader).start();
+    check(&cluster, &ledger).await;
+}
+
+const ROOT: &str = "root-token";
+const ALICE: &str = "alice-token";
+
+fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// An ACL added on the leader (gRPC) or on a follower (REST, forwarded) holds on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_added_on_one_node_holds_on_all() {
+    let cluster = Cluster::start_with(3, |dir| {
+        let tokens = dir.join("tokens");
+        let lines = [
+            obelisk::auth::tokens::line_for(ROOT, "root"),
+            obelisk::auth::tokens::line_for(ALICE, "alice"),
+        ];
+        std::fs::write(&tokens, lines.join("\n")).unwrap();
+        vec![
+            "--auth-token-file".into(),
+            tokens.display().to_string(),
+            "--super-users".into(),
+            "root".into(),
+        ]
+    });
+    // Find the leader as root (creating the topic).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let leader = 'found: loop {
+        for url in cluster.urls() {
+            let Ok(mut c) = client::connect(&url).await else {
+                continue;
+            };
+            let req = with_token(
+                pb::CreateTopicRequest {
+                    name: TOPIC.into(),
+                    ..Default::default()
+                },
+                ROOT,
+            );
+            match c.create_topic(req).await {
+                Ok(_) => {}
+                Err(e) if e.code() == tonic::Code::AlreadyExists => {}
+                Err(_) => continue,
+            }
+            let m = c
+                .metadata(with_token(pb::MetadataRequest::default(), ROOT))
+                .await;
+            if let Ok(m) = m {
+                let m = m.into_inner();
+                if m.leader == Some(m.node_id) {
+                    break 'found url;
+                }
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let describe = |url: String| async move {
+        let mut c = client::connect(&url).await.unwrap();
+        c.describe_topic(with_token(
+            pb::DescribeTopicRequest { name: TOPIC.into() },
+            ALICE,
+        ))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.code())
+    };
+    for url in cluster.urls() {
+        assert_eq!(
+            describe(url.clone()).await,
+            Err(tonic::Code::PermissionDenied),
+            "{url}: no ACL yet"
+        );
+    }
+    let rule = pb::AclRule {
+        principal: "alice".into(),
+        resource_type: pb::AclResourceType::Topic as i32,
+        name: TOPIC.into(),
+        pattern: pb::AclPattern::Literal as i32,
+        operation: pb::AclOperation::Describe as i32,
+        effect: pb::AclEffect::Allow as i32,
+    };
+    let mut c = client::connect(&leader).await.unwrap();
+    let added = c
+        .add_acl(with_token(
+            pb::AddAclRequest {
+                acl: Some(rule.clone()),
+            },
+            ROOT,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .added;
+    assert!(added);
+    let wait_for = |want: Result<(), tonic::Code>| {
+        let urls = cluster.urls();
+        async move {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            for url in urls {
+                while describe(url.clone()).await != want {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{url}: not {want:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
+    wait_for(Ok(())).await;
+    // Removed through a follower (gRPC, asking to be forwarded, as the CLI does): gone
+    // everywhere.
+    let follower = cluster.urls().into_iter().find(|u| *u != leader).unwrap();
+    let mut req = with_token(pb::RemoveAclRequest { acl: Some(rule) }, ROOT);
+    req.metadata_mut()
+        .insert("obelisk-forward", "1".parse().unwrap());
+    let mut f = client::connect(&follower).await.unwrap();
+    assert!(f.remove_acl(req).await.unwrap().into_inner().removed);
+    wait_for(Err(tonic::Code::PermissionDenied)).await;
+}
+/// The batching producer, given a follower first, finds the leader, and follows the next one
+/// when the leader is killed: every record acknowledged, each stored once on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batching_producer_follows_the_leader_through_a_kill() {
+    let mut cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    produce(&mut client, &mut ledger, "first", 3).await; // creates the topic
+    let leader = client.current().unwrap().to_string();
+    let mut nodes: Vec<String> = cluster
+        .urls()
+        .into_iter()
+        .filter(|u| *u != leader)
+        .collect();
+    nodes.push(leader.clone()); // a follower first
+    let producer = client::Producer::for_cluster(nodes, client::ProducerConfig::default())
+        .await
+        .expect("a producer on the cluster's leader");
+    let send = |tag: &'static str| {
+        let producer = &producer;
+        async move {
+            let mut acks = Vec::new();
+            for i in 0..30u32 {
+                let value = format!("{tag}-{i}");
+                let record = pb::ProducerRecord {
+                    value: Bytes::from(value.clone()),
+                    partition: Some(i % PARTITIONS),
+                    ..Default::default()
+                };
+                acks.push((value, producer.send(TOPIC, record).await.unwrap()));
+            }
+            let mut out = Vec::new();
+            for (value, ack) in acks {
+                let ack = ack
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{value}: {e}"));
+                out.push((ack.partition, ack.offset, value));
+            }
+            out
+        }
+    };
+    ledger.acked.extend(send("before").await);
+    cluster.node_at(&leader).kill9();
+    ledger.acked.extend(send("after").await);
+    producer.close().await;
+    cluster.node_at(&leader).start();
+    check(&cluster, &ledger).await;
+}
+/// Readiness per node: every node of a cluster with a leader is ready and reports its role,
+/// term and leader in `/health`; a node left alone (two of three killed) knows no leader and
+/// answers 503 with the reason, until the others are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_leader_is_not_ready() {
+    let mut cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    produce(&mut client, &mut ledger, "first", 3).await;
+    let leader = client.current().unwrap().to_string();
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.http).collect();
+    let await_http = |port: u16, path: &'static str, want: u16, needle: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let (code, body) = tokio::task::spawn_blocking(move || http(port, "GET", path, ""))
+                .await
+                .unwrap();
+            if code == want && body.contains(needle) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{port}{path}: {code} {body}, not {want} with {needle:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    for &port in &ports {
+        await_http(port, "/ready", 200, "ready").await;
+        let body = await_http(port, "/health", 200, "\"cluster\"").await;
+        assert!(body.contains("\"term\""), "{body}");
+    }
+    let leader_http = cluster
+        .nodes
+        .iter()
+        .find(|n| n.grpc_url() == leader)
+        .unwrap()
+        .http;
+    await_http(leader_http, "/health", 200, "\"role\":\"leader\"").await;
+    // Two of three gone: the survivor knows no leader.
+    let survivor = cluster
+        .nodes
+        .iter()
+        .position(|n| n.grpc_url() != leader)
+        .unwrap();
+    for i in 0..3 {
+        if i != survivor {
+            cluster.nodes[i].kill9();
+        }
+    }
+    let survivor_http = cluster.nodes[survivor].http;
+    let body = await_http(survivor_http, "/ready", 503, "no cluster leader").await;
+    assert!(body.contains("not_ready"), "{body}");
+    await_http(survivor_http, "/health/ready", 503, "no cluster leader").await;
+    for i in 0..3 {
+        if i != survivor {
+            cluster.nodes[i].start();
+        }
+    }
+    for &port in &ports {
+        await_http(port, "/ready", 200, "ready").await;
+    }
+}
+// ==== end cluster metadata ====

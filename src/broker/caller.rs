@@ -86,7 +86,10 @@ impl Caller {
     }
 
     /// Refuses a write a follower would forward when the caller redirects instead.
-    fn route(&self) -> Result<(), BrokerError> {
+    ///
+    /// # Errors
+    /// `NotLeader` on a cluster follower, for a redirecting caller.
+    pub fn route(&self) -> Result<(), BrokerError> {
         match self.routing {
             Routing::Forward => Ok(()),
             Routing::Redirect => self.broker.check_leader(),
@@ -221,6 +224,7 @@ impl Caller {
         offsets: &[(u32, u64)],
     ) -> Result<(), BrokerError> {
         self.topic_and_group(topic, group)?;
+        self.route()?;
         self.broker.commit(topic, group, offsets).await
     }
 
@@ -231,6 +235,7 @@ impl Caller {
         to: Position,
     ) -> Result<Vec<(u32, u64)>, BrokerError> {
         self.topic_and_group(topic, group)?;
+        self.route()?;
         self.broker.reset(topic, group, to).await
     }
 
@@ -358,6 +363,7 @@ impl Caller {
 
     pub async fn delete_group(&self, group: &str) -> Result<(), BrokerError> {
         self.authorize(Operation::Admin, Resource::Group(group))?;
+        self.route()?;
         self.broker.delete_group(group).await
     }
 
@@ -371,6 +377,7 @@ impl Caller {
         member: Option<&MemberRef>,
     ) -> Result<(), BrokerError> {
         self.topic_and_group(topic, group)?;
+        self.route()?;
         self.broker.commit_as(topic, group, offsets, member).await
     }
 
@@ -399,6 +406,14 @@ impl Caller {
         self.authorize(Operation::Admin, Resource::Cluster)?;
         rule.validate().map_err(BrokerError::InvalidArgument)?;
         let security = self.acl_store()?;
+        self.route()?;
+        // cluster metadata (issue 17): in a cluster every node applies the rule.
+        if let Some(p) = self
+            .broker
+            .replicate_meta(super::meta::MetaWrite::AddAcl(rule.clone()))
+        {
+            return p.await;
+        }
         let res = tokio::task::spawn_blocking(move || security.acls().add(rule)).await;
         acl_written(res)
     }
@@ -410,6 +425,13 @@ impl Caller {
     pub async fn remove_acl(&self, rule: AclRule) -> Result<bool, BrokerError> {
         self.authorize(Operation::Admin, Resource::Cluster)?;
         let security = self.acl_store()?;
+        self.route()?;
+        if let Some(p) = self
+            .broker
+            .replicate_meta(super::meta::MetaWrite::RemoveAcl(rule.clone()))
+        {
+            return p.await;
+        }
         let res = tokio::task::spawn_blocking(move || security.acls().remove(&rule)).await;
         acl_written(res)
     }

@@ -135,7 +135,38 @@ impl Broker {
         offsets: &[(u32, u64)],
         member: Option<&super::MemberRef>,
     ) -> Result<(), BrokerError> {
+        self.check_commit_offsets(topic, group, offsets, member)?;
+        // cluster metadata (issue 17): in a cluster the commit is a write every node applies.
+        if let Some(p) = self.replicate_meta(super::meta::MetaWrite::Commit {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            offsets: offsets.to_vec(),
+        }) {
+            return p.await.map(|_| ());
+        }
+        self.inner
+            .offsets
+            .commit(group, topic, offsets)
+            .await
+            .map_err(|e| BrokerError::from_storage(topic, 0, e))
+    }
+
+    /// Checks a commit before it is made: names, partitions, offsets within the log, and the
+    /// member's ownership (a member's commit runs on the cluster leader, which holds members).
+    ///
+    /// # Errors
+    /// As [`Broker::commit_as`].
+    pub(super) fn check_commit_offsets(
+        &self,
+        topic: &str,
+        group: &str,
+        offsets: &[(u32, u64)],
+        member: Option<&super::MemberRef>,
+    ) -> Result<(), BrokerError> {
         names::validate(NameKind::Group, group)?;
+        if member.is_some() {
+            self.check_leader()?;
+        }
         let t = self.existing_topic(topic)?;
         if offsets.is_empty() {
             return Err(BrokerError::InvalidArgument(
@@ -155,12 +186,7 @@ impl Broker {
                 });
             }
         }
-        self.check_commit(group, member, topic, offsets.iter().map(|&(p, _)| p))?;
-        self.inner
-            .offsets
-            .commit(group, topic, offsets)
-            .await
-            .map_err(|e| BrokerError::from_storage(topic, 0, e))
+        self.check_commit(group, member, topic, offsets.iter().map(|&(p, _)| p))
     }
 
     /// Sets the group's offsets in every partition to `to`; returns them.

@@ -9,6 +9,7 @@ mod drain;
 pub mod error;
 pub mod groups;
 pub mod idempotence;
+pub mod meta; // cluster metadata (issue 17)
 pub mod names;
 pub(crate) mod observe;
 mod produce;

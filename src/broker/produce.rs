@@ -113,6 +113,7 @@ impl Broker {
         // replication (issue 17): in a cluster the shares are one command, stored by every node
         // once committed.
         if let Some(r) = self.replicator() {
+            let room = self.replicated_room(r, &topic.name).await?;
             let mut shares = Vec::new();
             let mut indexes = Vec::new();
             for (p, (recs, idx)) in groups.into_iter().enumerate() {
@@ -131,7 +132,17 @@ impl Broker {
                 topic: Arc::clone(&topic),
                 total,
                 waits: Vec::new(),
-                replicated: Some((r.produce(topic.name.clone(), shares), indexes)),
+                replicated: Some((
+                    {
+                        let proposal = r.produce(topic.name.clone(), shares);
+                        Box::pin(async move {
+                            let out = proposal.await;
+                            drop(room);
+                            out
+                        })
+                    },
+                    indexes,
+                )),
             });
         }
         // Room in every partition's queue first, then the records: a request is queued whole or

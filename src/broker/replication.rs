@@ -39,6 +39,28 @@ pub(crate) trait Replicator: Send + Sync {
     fn init_producer(&self, existing: Option<i64>) -> Proposal<super::ProducerGrant>;
     /// Nodes, leader and replicas.
     fn metadata(&self) -> super::ClusterMetadata;
+    /// cluster metadata: proposes an offsets, group or ACL write; resolves once this node has
+    /// applied it, to whether it changed anything on the leader.
+    fn meta(&self, write: super::meta::MetaWrite) -> Proposal<bool>;
+    /// Readiness (issue 17): this node's role, and whether it should get traffic.
+    fn readiness(&self) -> NodeReadiness;
+    /// Back-pressure: permits for produce proposals in flight on this node (`queue_depth`).
+    fn produce_room(&self) -> Arc<tokio::sync::Semaphore>;
+}
+
+/// A cluster node's role and whether it is ready for traffic (`/health/ready`, `/health`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeReadiness {
+    pub node_id: u64,
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub role: &'static str,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub applied: Option<u64>,
+    /// The leader's commit index as this node last heard it (on the leader: what it applied).
+    pub leader_commit: Option<u64>,
+    /// Why the node is not ready, if it is not: no leader known, or behind the leader.
+    pub not_ready: Option<String>,
 }
 
 impl Broker {
@@ -66,6 +88,35 @@ impl Broker {
             Some(r) => r.metadata(),
             None => super::ClusterMetadata::default(),
         }
+    }
+
+    /// Back-pressure for a replicated produce, as a single node's queue-room check: waits up to
+    /// `enqueue_timeout` for room among this node's proposals in flight, then refuses, so the
+    /// caller gets the single node's RESOURCE_EXHAUSTED / NACK. The permit is held until the
+    /// proposal resolves.
+    ///
+    /// # Errors
+    /// `Overloaded`.
+    pub(crate) async fn replicated_room(
+        &self,
+        r: &Arc<dyn Replicator>,
+        topic: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, BrokerError> {
+        let wait = self.inner.config.enqueue_timeout;
+        match tokio::time::timeout(wait, r.produce_room().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(BrokerError::Unavailable(
+                "the cluster node is stopping".into(),
+            )),
+            Err(_) => Err(BrokerError::Overloaded(format!(
+                "the replication queue of this node is full (writing {topic})"
+            ))),
+        }
+    }
+
+    /// This node's place in its cluster (`None` on a single node).
+    pub fn cluster_readiness(&self) -> Option<NodeReadiness> {
+        self.replicator().map(|r| r.readiness())
     }
 
     /// Applies a committed topic creation: the single-node creation, where "exists" means
@@ -121,15 +172,117 @@ impl Broker {
                 "partition {partition} of {topic:?} does not exist"
             ))
         })?;
-        let slot = part
-            .reserve(self.inner.config.enqueue_timeout)
-            .await
-            .map_err(|e| match e {
-                AppendError::QueueFull => BrokerError::Overloaded(format!(
-                    "the write queue of {topic}/{partition} is full"
-                )),
-                AppendError::Storage(e) => BrokerError::from_storage(topic, partition, e),
-            })?;
+        // A committed entry must be applied: wait for room however long it takes (admission
+        // was checked before proposing, see `replicated_room`).
+        let slot = loop {
+            match part.reserve(self.inner.config.enqueue_timeout).await {
+                Ok(slot) => break slot,
+                Err(AppendError::QueueFull) => {
+                    tracing::warn!(topic, partition, "applying waits for room in a full queue");
+                }
+                Err(AppendError::Storage(e)) => {
+                    return Err(BrokerError::from_storage(topic, partition, e));
+                }
+            }
+        };
         Ok(slot.send_from(records, producer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::broker::{BrokerConfig, ProduceRecord};
+
+    /// A cluster whose proposals never commit (a leader cut off from its followers).
+    struct Stuck(Arc<tokio::sync::Semaphore>);
+
+    impl Replicator for Stuck {
+        fn check_leader(&self) -> Result<(), BrokerError> {
+            Ok(())
+        }
+        fn create_topic(&self, _: String, _: TopicConfig) -> Proposal<()> {
+            Box::pin(std::future::pending())
+        }
+        fn delete_topic(&self, _: String) -> Proposal<()> {
+            Box::pin(std::future::pending())
+        }
+        fn produce(&self, _: String, _: Vec<Share>) -> Proposal<Vec<u64>> {
+            Box::pin(std::future::pending())
+        }
+        fn init_producer(&self, _: Option<i64>) -> Proposal<super::super::ProducerGrant> {
+            Box::pin(std::future::pending())
+        }
+        fn metadata(&self) -> super::super::ClusterMetadata {
+            super::super::ClusterMetadata::default()
+        }
+        fn meta(&self, _: super::super::meta::MetaWrite) -> Proposal<bool> {
+            Box::pin(std::future::pending())
+        }
+        fn readiness(&self) -> NodeReadiness {
+            NodeReadiness {
+                node_id: 1,
+                role: "leader",
+                term: 1,
+                leader: Some(1),
+                applied: None,
+                leader_commit: None,
+                not_ready: None,
+            }
+        }
+        fn produce_room(&self) -> Arc<tokio::sync::Semaphore> {
+            Arc::clone(&self.0)
+        }
+    }
+
+    /// Replicated produce gets the single node's back-pressure: with `queue_depth` proposals in
+    /// flight the next waits `enqueue_timeout` and is refused as overloaded (RESOURCE_EXHAUSTED,
+    /// legacy NACK), instead of queueing without bound.
+    #[tokio::test]
+    async fn a_full_replication_queue_refuses_a_produce_as_overloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            queue_depth: 2,
+            enqueue_timeout: Duration::from_millis(20),
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::open(config, &tokio::runtime::Handle::current()).unwrap();
+        broker
+            .create_topic(
+                "t",
+                TopicConfig {
+                    partitions: 1,
+                    retention_ms: 0,
+                    retention_bytes: 0,
+                    compression: crate::storage::batch::Compression::None,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            broker.replicate_through(Arc::new(Stuck(Arc::new(tokio::sync::Semaphore::new(2)))))
+        );
+        let record = || ProduceRecord {
+            key: bytes::Bytes::new(),
+            value: bytes::Bytes::from_static(b"v"),
+            headers: Vec::new(),
+            timestamp: None,
+            partition: Some(0),
+        };
+        let first = broker.enqueue("t", vec![record()]).await.unwrap();
+        let second = broker.enqueue("t", vec![record()]).await.unwrap();
+        let third = broker.enqueue("t", vec![record()]).await;
+        assert!(
+            matches!(third, Err(BrokerError::Overloaded(_))),
+            "{:?}",
+            third.err()
+        );
+        // Room again once a proposal is given up.
+        drop(first);
+        assert!(broker.enqueue("t", vec![record()]).await.is_ok());
+        drop(second);
     }
 }

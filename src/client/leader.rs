@@ -18,7 +18,7 @@ pub const LEADER_METADATA: &str = "obelisk-leader";
 pub const NOT_LEADER_METADATA: &str = "obelisk-not-leader";
 
 /// Whether a failed call never reached a server (the connection could not be made).
-fn never_sent(status: &tonic::Status) -> bool {
+pub(super) fn never_sent(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::Unavailable && {
         let m = status.message().to_ascii_lowercase();
         m.contains("connect") || m.contains("connection refused")

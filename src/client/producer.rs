@@ -8,8 +8,17 @@
 //! `request_timeout`, it reconnects and sends every unacknowledged batch again, unchanged: the
 //! broker answers a retry of a batch it already stored with the original offsets, so a record is
 //! stored once however often it is sent.
+//!
+//! replication (issue 17): [`Producer::for_cluster`] is given every node of a cluster and
+//! follows its leader: a stream refused with "not the leader" is opened again where the
+//! `obelisk-leader` metadata points, an unreachable node makes it try the next one, and an
+//! idempotent batch refused as UNAVAILABLE (the leader changed under it) is sent again, unchanged,
+//! to the new leader.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -18,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::leader::{NOT_LEADER_METADATA, leader_hint, never_sent};
 use super::{BrokerClient, ClientError, Transport};
 use crate::proto as pb;
 
@@ -91,6 +101,63 @@ impl Producer {
             None
         };
         let stream = Stream::open(&mut client, config.max_in_flight).await?;
+        Ok(Self::start(client, stream, identity, config, None))
+    }
+
+    /// replication (issue 17): a producer of the cluster whose nodes listen (gRPC) at `nodes`
+    /// (`http://host:port`, any order: a follower first is fine). It writes to the leader and
+    /// follows it when it changes.
+    ///
+    /// # Errors
+    /// No node could be reached or named a leader within `max_retries` attempts; the producer
+    /// id was refused.
+    pub async fn for_cluster(
+        nodes: Vec<String>,
+        config: ProducerConfig,
+    ) -> Result<Self, ClientError> {
+        let connect: Connector<tonic::transport::Channel> =
+            Arc::new(|addr: String| Box::pin(async move { super::connect(&addr).await }));
+        let mut route = Route {
+            nodes,
+            next: 0,
+            hint: None,
+            connect,
+        };
+        let mut failures = 0u32;
+        let (mut client, stream) = loop {
+            match route.open(config.max_in_flight).await {
+                Ok(opened) => break opened,
+                Err(e) if retriable(&e) && failures < config.max_retries => {
+                    failures += 1;
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let identity = if config.idempotent {
+            let grant = client
+                .init_producer(pb::InitProducerRequest { producer_id: None })
+                .await?
+                .into_inner();
+            Some(Identity {
+                id: grant.producer_id,
+                epoch: grant.producer_epoch,
+                sequences: HashMap::new(),
+                reinit: false,
+            })
+        } else {
+            None
+        };
+        Ok(Self::start(client, stream, identity, config, Some(route)))
+    }
+
+    fn start<T: Transport>(
+        client: BrokerClient<T>,
+        stream: Stream,
+        identity: Option<Identity>,
+        config: ProducerConfig,
+        route: Option<Route<T>>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(config.batch_records.max(1) * 4);
         let state = State {
             client,
@@ -100,9 +167,10 @@ impl Producer {
             round_robin: 0,
             waiting: VecDeque::new(),
             sequence: 0,
+            route,
         };
         let task = tokio::spawn(run(rx, stream, state));
-        Ok(Self { tx, task })
+        Self { tx, task }
     }
 
     /// Queues a record; the returned future resolves with its ack.
@@ -154,6 +222,14 @@ impl Stream {
         client: &mut BrokerClient<T>,
         in_flight: usize,
     ) -> Result<Self, ClientError> {
+        Ok(Self::open_status(client, in_flight).await?)
+    }
+
+    /// As [`Stream::open`], with the broker's status as it came (its metadata included).
+    async fn open_status<T: Transport>(
+        client: &mut BrokerClient<T>,
+        in_flight: usize,
+    ) -> Result<Self, tonic::Status> {
         let (out, out_rx) = mpsc::channel(in_flight.max(1));
         let inbound = client
             .produce_stream(ReceiverStream::new(out_rx))
@@ -161,6 +237,70 @@ impl Stream {
             .into_inner();
         Ok(Self { out, inbound })
     }
+}
+
+/// replication (issue 17): connects to a node's gRPC address.
+type Connector<T> = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<BrokerClient<T>, ClientError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// replication (issue 17): where a cluster producer's stream goes: the leader, found from the
+/// nodes it was given.
+struct Route<T: Transport> {
+    nodes: Vec<String>,
+    /// The node to try when no leader is named.
+    next: usize,
+    /// The leader a not-leader answer named.
+    hint: Option<String>,
+    connect: Connector<T>,
+}
+
+impl<T: Transport> Route<T> {
+    /// A stream on the leader: tries the named leader or the next node, follows not-leader
+    /// answers, and moves on from a node that cannot be reached (each node once per call).
+    async fn open(&mut self, in_flight: usize) -> Result<(BrokerClient<T>, Stream), ClientError> {
+        let mut last = ClientError::Closed;
+        for _ in 0..self.nodes.len() * 2 {
+            let target = match self.hint.take() {
+                Some(h) => h,
+                None => {
+                    self.next += 1;
+                    self.nodes[(self.next - 1) % self.nodes.len()].clone()
+                }
+            };
+            let mut client = match (self.connect)(target).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match Stream::open_status(&mut client, in_flight).await {
+                Ok(stream) => {
+                    // Next time start from here (the leader) before trying the others.
+                    self.next = self.next.saturating_sub(1);
+                    return Ok((client, stream));
+                }
+                Err(status) if status.metadata().contains_key(NOT_LEADER_METADATA) => {
+                    self.hint = leader_hint(&status);
+                    last = status.into();
+                    if self.hint.is_none() {
+                        return Err(last); // an election: the caller waits and retries
+                    }
+                }
+                Err(status) if never_sent(&status) => last = status.into(),
+                Err(status) => return Err(status.into()),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The wait before reconnection attempt number `failures`.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64 << failures.min(5)).min(Duration::from_secs(2))
 }
 
 struct Batch {
@@ -185,6 +325,8 @@ struct State<T: Transport> {
     round_robin: u32,
     waiting: VecDeque<Sent>,
     sequence: u64,
+    /// replication (issue 17): set for a producer that follows a cluster's leader.
+    route: Option<Route<T>>,
 }
 
 /// Whether an error means the batch may or may not have been stored and can be sent again.
@@ -241,11 +383,14 @@ async fn run<T: Transport>(mut rx: mpsc::Receiver<Pending>, mut stream: Stream, 
                 None
             }
             ack = stream.inbound.next(), if !st.waiting.is_empty() => match ack {
-                Some(Ok(ack)) => {
-                    failures = 0;
-                    resolve(&mut st, ack);
-                    None
-                }
+                Some(Ok(ack)) => match leader_changed(&st, &ack) {
+                    Some(err) => Some(err),
+                    None => {
+                        failures = 0;
+                        resolve(&mut st, ack);
+                        None
+                    }
+                },
                 Some(Err(status)) => Some(ClientError::from(status)),
                 None => Some(ClientError::Closed),
             },
@@ -276,21 +421,42 @@ async fn run<T: Transport>(mut rx: mpsc::Receiver<Pending>, mut stream: Stream, 
     }
 }
 
+/// replication (issue 17): for a cluster producer, an UNAVAILABLE refusal of an idempotent
+/// batch (the node it reached is no longer the leader, or the write was not replicated): the
+/// stream counts as broken, and the batch is sent again, unchanged, to the leader.
+fn leader_changed<T: Transport>(st: &State<T>, ack: &pb::ProduceStreamAck) -> Option<ClientError> {
+    let e = ack.error.as_ref()?;
+    let idempotent = st
+        .waiting
+        .front()
+        .is_some_and(|s| s.req.idempotence.is_some());
+    (st.route.is_some() && idempotent && e.code == tonic::Code::Unavailable as i32).then(|| {
+        ClientError::Status {
+            code: tonic::Code::Unavailable,
+            message: e.message.clone(),
+        }
+    })
+}
+
 /// Opens a new stream (after a backoff) and sends every unacknowledged batch on it again, in
-/// order; gives up after `max_retries` attempts in a row.
+/// order; gives up after `max_retries` attempts in a row. A cluster producer opens it on the
+/// leader, wherever that is now.
 async fn reconnect<T: Transport>(
     st: &mut State<T>,
     mut failures: u32,
 ) -> Result<Stream, ClientError> {
     loop {
-        let backoff = Duration::from_millis(100u64 << failures.min(5)).min(Duration::from_secs(2));
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(backoff(failures)).await;
         let attempt = async {
-            let s = Stream::open(
-                &mut st.client,
-                st.config.max_in_flight.max(st.waiting.len()),
-            )
-            .await?;
+            let in_flight = st.config.max_in_flight.max(st.waiting.len());
+            let s = match st.route.as_mut() {
+                Some(route) => {
+                    let (client, s) = route.open(in_flight).await?;
+                    st.client = client;
+                    s
+                }
+                None => Stream::open(&mut st.client, in_flight).await?,
+            };
             for sent in &mut st.waiting {
                 s.out
                     .send(sent.req.clone())

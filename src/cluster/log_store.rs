@@ -271,6 +271,13 @@ impl LogFiles {
             .last_key_value()
             .is_none_or(|(_, s)| s.len >= SEGMENT_BYTES);
         if roll {
+            // interval durability: the segment left behind is synced before a new one starts
+            // (the periodic sync only syncs the last one).
+            if !self.fsync
+                && let Some((_, s)) = self.segments.last_key_value()
+            {
+                s.file.sync_data()?;
+            }
             let path = self.dir.join(format!("log-{first:020}"));
             let file = OpenOptions::new()
                 .read(true)
@@ -386,6 +393,23 @@ impl LogStore {
         tokio::task::spawn_blocking(move || f(&mut lock(&inner)))
             .await
             .map_err(|e| io_write(io::Error::other(e.to_string())))?
+    }
+
+    /// interval durability (issue 17): fdatasyncs the last segment, for a log opened without
+    /// `fsync` (called on the partitions' sync interval). The file is synced outside the lock,
+    /// so appends go on meanwhile.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn sync(&self) -> io::Result<()> {
+        let file = {
+            let files = lock(&self.inner);
+            match files.segments.last_key_value() {
+                Some((_, s)) => s.file.try_clone()?,
+                None => return Ok(()),
+            }
+        };
+        file.sync_data()
     }
 
     /// The index of the last entry (tests and metrics).

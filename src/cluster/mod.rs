@@ -20,8 +20,12 @@
 // openraft's traits fix their error type (`openraft::StorageError`, over 200 bytes).
 #![allow(clippy::result_large_err)]
 
+pub mod durability;
 pub mod log_store;
+pub mod meta; // cluster metadata
 pub mod network;
+pub mod ordering;
+pub mod readiness;
 pub mod service;
 pub mod settings;
 pub mod state_machine;
@@ -57,7 +61,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const SAVE_PERIOD: Duration = Duration::from_secs(1);
 
 /// What a node answers to a forwarded proposal: the reply and the entry's log index, or why not.
-type ProposeResult = Result<(CommandReply, u64), String>;
+pub(crate) type ProposeResult = Result<(CommandReply, u64), String>;
 
 /// A running cluster node; clones share it.
 #[derive(Clone)]
@@ -79,6 +83,10 @@ struct Node {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Leader changes seen since start (metrics).
     leader_changes: std::sync::atomic::AtomicU64,
+    /// readiness: the highest leader commit index heard in AppendEntries, plus one (0: none).
+    leader_commit: std::sync::atomic::AtomicU64,
+    /// back-pressure: produce proposals in flight on this node (`queue_depth` permits).
+    produce_room: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a cluster node did not start.
@@ -152,6 +160,7 @@ impl Cluster {
             state_machine::StateMachine::open(broker.clone(), dir.clone()).map_err(storage)?;
         let network = network::Network::default();
         let clients = network.peers.clone();
+        let synced_log = log.clone();
         let raft = Raft::new(id, Arc::new(raft_config()?), network, log, state.clone())
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
@@ -170,9 +179,16 @@ impl Cluster {
                 stop: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 leader_changes: std::sync::atomic::AtomicU64::new(0),
+                leader_commit: std::sync::atomic::AtomicU64::new(0),
+                produce_room: Arc::new(tokio::sync::Semaphore::new(
+                    broker.config().queue_depth.max(1),
+                )),
             }),
         };
         cluster.spawn_tasks(listener, rx);
+        if let Durability::Interval(period) = broker.config().durability {
+            cluster.spawn_log_sync(synced_log, period);
+        }
         let members: BTreeMap<u64, BasicNode> = settings
             .peers
             .iter()
@@ -247,6 +263,10 @@ impl Cluster {
 
     pub(crate) fn me(&self) -> &NodeInfo {
         &self.inner.me
+    }
+
+    pub(crate) fn broker(&self) -> &Broker {
+        self.inner.state.broker()
     }
 
     /// This node's id.
@@ -345,6 +365,7 @@ impl Cluster {
         &self,
         mut rx: mpsc::UnboundedReceiver<(Command, oneshot::Sender<ProposeResult>)>,
     ) {
+        let forwarder = self.ordered_forwarder();
         while let Some((cmd, tx)) = rx.recv().await {
             if self.leader() == Some(self.inner.id) {
                 match self.inner.raft.client_write_ff(cmd.clone()).await {
@@ -367,10 +388,7 @@ impl Cluster {
                     }
                 }
             } else {
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(me.forward(cmd).await);
-                });
+                let _ = forwarder.send((cmd, tx));
             }
         }
     }
@@ -387,7 +405,7 @@ impl Cluster {
     }
 
     /// Sends a command to the leader.
-    async fn forward(&self, cmd: Command) -> ProposeResult {
+    pub(crate) async fn forward(&self, cmd: Command) -> ProposeResult {
         let Some(leader) = self.await_leader().await else {
             return Err("no leader was elected in time".into());
         };
@@ -428,7 +446,7 @@ impl Cluster {
     }
 
     /// Queues `cmd` and waits for its reply; on a follower, also until it is applied here.
-    fn submit(&self, cmd: Command, applied_here: bool) -> Proposal<CommandReply> {
+    pub(crate) fn submit(&self, cmd: Command, applied_here: bool) -> Proposal<CommandReply> {
         let (tx, rx) = oneshot::channel();
         let queued = self.inner.proposals.send((cmd, tx)).is_ok();
         let me = self.clone();
@@ -519,6 +537,18 @@ impl Replicator for Cluster {
                 ))),
             }
         })
+    }
+
+    fn meta(&self, write: crate::broker::meta::MetaWrite) -> Proposal<bool> {
+        self.propose_meta(write)
+    }
+
+    fn readiness(&self) -> crate::broker::replication::NodeReadiness {
+        self.node_readiness()
+    }
+
+    fn produce_room(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.inner.produce_room)
     }
 
     fn metadata(&self) -> ClusterMetadata {

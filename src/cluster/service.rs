@@ -30,7 +30,11 @@ impl ClusterRpc for ClusterService {
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = decode(&req.into_inner().payload).map_err(undecodable)?;
+        let rpc: openraft::raft::AppendEntriesRequest<super::types::TypeConfig> =
+            decode(&req.into_inner().payload).map_err(undecodable)?;
+        if let Some(c) = rpc.leader_commit {
+            self.cluster.saw_leader_commit(c.index); // readiness
+        }
         payload(&self.cluster.raft().append_entries(rpc).await)
     }
 
@@ -50,7 +54,7 @@ impl ClusterRpc for ClusterService {
 
     async fn propose(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let cmd: Command = decode(&req.into_inner().payload).map_err(undecodable)?;
-        payload(&self.cluster.propose_here(cmd).await)
+        payload(&self.cluster.propose_forwarded(cmd).await)
     }
 
     async fn describe(&self, _req: Request<DescribeRequest>) -> Result<Response<NodeInfo>, Status> {

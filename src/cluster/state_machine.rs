@@ -111,6 +111,11 @@ impl StateMachine {
         Ok(())
     }
 
+    /// The broker it applies to.
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
     /// The last applied log index.
     pub fn last_applied(&self) -> Option<u64> {
         lock(&self.state).last_applied.map(|l| l.index)
@@ -177,6 +182,13 @@ impl StateMachine {
                     Err(e) => Err(fatal(e)),
                 }
             }
+            // cluster metadata: offsets, groups, ACLs (their own files; no partition waits).
+            Command::Meta(write) => self
+                .broker
+                .apply_meta(write)
+                .await
+                .map(CommandReply::Changed)
+                .map_err(fatal),
             Command::Produce { topic, shares } => {
                 if let Some(share) = shares
                     .iter()

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::BrokerError;
+pub use crate::broker::meta::MetaWrite;
 use crate::storage::{Record, TopicConfig};
 
 pub type NodeId = u64;
@@ -48,6 +49,10 @@ pub enum Command {
     InitProducer {
         existing: Option<i64>,
     },
+    // ==== cluster metadata (issue 17, cluster-meta) ====
+    /// A change of committed offsets, groups or ACLs (`broker::meta`).
+    Meta(MetaWrite),
+    // ==== end cluster metadata ====
 }
 
 /// One partition's records of a `Produce`.
@@ -69,6 +74,8 @@ pub enum CommandReply {
     Granted(i64, i16),
     /// The command did not apply (the same on every node), and why.
     Refused(Refusal),
+    /// cluster metadata: whether a `Meta` write changed anything (on the leader).
+    Changed(bool),
 }
 
 /// Why a command did not apply: what the proposer's caller gets back.
@@ -82,6 +89,25 @@ pub enum Refusal {
         message: String,
         expected: Option<i32>,
     },
+    // ==== cluster metadata (issue 17, cluster-meta) ====
+    /// Refused by the leader's check of a forwarded `Meta` write.
+    GroupNotFound(String),
+    GroupHasMembers {
+        group: String,
+        what: String,
+    },
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        start: u64,
+        end: u64,
+    },
+    Fenced {
+        group: String,
+        reason: String,
+    },
+    // ==== end cluster metadata ====
 }
 
 impl From<Refusal> for BrokerError {
@@ -94,6 +120,53 @@ impl From<Refusal> for BrokerError {
             Refusal::ProducerSequence { message, expected } => {
                 Self::ProducerSequence { message, expected }
             }
+            Refusal::GroupNotFound(g) => Self::GroupNotFound(g),
+            Refusal::GroupHasMembers { group, what } => Self::GroupHasMembers { group, what },
+            Refusal::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                start,
+                end,
+            } => Self::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                start,
+                end,
+            },
+            Refusal::Fenced { group, reason } => Self::Fenced { group, reason },
+        }
+    }
+}
+
+impl Refusal {
+    /// cluster metadata: the refusal a leader sends back for a check of a forwarded write
+    /// that failed (kinds without their own variant travel as their message).
+    pub fn from_broker(e: BrokerError) -> Self {
+        match e {
+            BrokerError::TopicNotFound(t) => Self::TopicNotFound(t),
+            BrokerError::GroupNotFound(g) => Self::GroupNotFound(g),
+            BrokerError::GroupHasMembers { group, what } => Self::GroupHasMembers { group, what },
+            BrokerError::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                start,
+                end,
+            } => Self::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                start,
+                end,
+            },
+            BrokerError::Fenced { group, reason } => Self::Fenced { group, reason },
+            BrokerError::InvalidArgument(m) => Self::InvalidArgument(m),
+            other @ (BrokerError::InvalidName { .. } | BrokerError::PermissionDenied(_)) => {
+                Self::InvalidArgument(other.to_string())
+            }
+            other => Self::Unavailable(other.to_string()),
         }
     }
 }

@@ -117,10 +117,15 @@ impl pb::broker_server::Broker for BrokerService {
         &self,
         req: Request<Streaming<pb::ProduceStreamRequest>>,
     ) -> RpcResult<Self::ProduceStreamStream> {
-        let broker = self.caller(&req).map_err(|e| {
-            crate::metrics::record_request("grpc", "produce_stream", Instant::now(), Err(&e));
-            to_status(&e)
-        })?;
+        // replication (issue 17): a stream opened on a follower is refused at once with the
+        // leader's address (its batches would each be refused), so a producer follows it.
+        let broker = self
+            .caller(&req)
+            .and_then(|c| c.route().map(|()| c))
+            .map_err(|e| {
+                crate::metrics::record_request("grpc", "produce_stream", Instant::now(), Err(&e));
+                to_status(&e)
+            })?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
         let shutdown = self.shutdown.clone();

@@ -159,6 +159,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(health::health))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/ready", get(health::ready)) // replication (issue 17): the usual probe path
         .route("/metrics", get(health::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

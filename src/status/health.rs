@@ -73,6 +73,18 @@ pub fn evaluate(broker: &Broker, status: &ServerStatus) -> HealthReport {
     components.insert("grpc_server", component(listener(&status.grpc)));
     components.insert("tcp_server", component(listener(&status.legacy)));
     components.insert("http_server", component(listener(&status.http)));
+    // replication (issue 17): role, term and leader; degraded while not ready.
+    if let Some(r) = broker.cluster_readiness() {
+        let health = if r.not_ready.is_some() {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        };
+        components.insert(
+            "cluster",
+            component((health, serde_json::to_value(&r).unwrap_or_default())),
+        );
+    }
     let mut summary = Summary {
         total_components: components.len(),
         ..Summary::default()
@@ -118,6 +130,10 @@ pub fn readiness(broker: &Broker, status: &ServerStatus) -> Result<(), String> {
             "partition {}/{} is read-only after a storage failure",
             f.topic, f.partition
         ));
+    }
+    // replication (issue 17): a cluster node without a leader, or behind it, is not ready.
+    if let Some(why) = broker.cluster_readiness().and_then(|r| r.not_ready) {
+        return Err(why);
     }
     for (name, l) in [
         ("grpc", &status.grpc),

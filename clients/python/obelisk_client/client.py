@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, List, Optional, TypeVar, Union
+import time
+from typing import Any, Callable, Iterable, List, Optional, Sequence, TypeVar, Union
 
 import grpc
 
@@ -85,9 +86,16 @@ class Client:
     ``authorization: Bearer <token>``. Each defaults to ``$OBELISK_CA``, ``$OBELISK_CERT``,
     ``$OBELISK_KEY``, ``$OBELISK_TOKEN``. ``server_name`` overrides the name checked in the
     broker's certificate.
+
+    Cluster (issue 17): ``addr`` may name several nodes (``"a:1,b:2,c:3"`` or a list, a follower
+    first is fine). Writes then go to the leader: a not-leader answer points the client at the
+    leader it names, an unreachable node at the next one (:meth:`follow`), and
+    :meth:`produce`, :meth:`create_topic`, :meth:`delete_group` (and :meth:`unary` for any
+    call) send the call again; the :class:`~obelisk_client.Producer` reconnects its stream there.
     """
 
-    def __init__(self, addr: str = "127.0.0.1:50051", *, timeout: float = 30.0,
+    def __init__(self, addr: Union[str, Sequence[str]] = "127.0.0.1:50051", *,
+                 timeout: float = 30.0,
                  options: Optional[List[tuple]] = None, ca: Optional[PathOrPem] = None,
                  cert: Optional[PathOrPem] = None, key: Optional[PathOrPem] = None,
                  token: Optional[str] = None, server_name: Optional[str] = None,
@@ -96,15 +104,21 @@ class Client:
         cert = cert if cert is not None else os.environ.get("OBELISK_CERT")
         key = key if key is not None else os.environ.get("OBELISK_KEY")
         token = token if token is not None else os.environ.get("OBELISK_TOKEN")
-        tls = addr.startswith("https://") or ca is not None or cert is not None
-        target = addr.removeprefix("http://").removeprefix("https://")
+        # replication (issue 17): several nodes of a cluster ("a,b,c" or a list): calls go to
+        # the leader, following not-leader answers and moving on from unreachable nodes.
+        addrs = [a.strip() for a in (addr.split(",") if isinstance(addr, str) else addr)
+                 if a.strip()]
+        if not addrs:
+            raise ValueError("no broker address given")
+        tls = any(a.startswith("https://") for a in addrs) or ca is not None or cert is not None
+        self.nodes = [a.removeprefix("http://").removeprefix("https://") for a in addrs]
+        self._next_node = 1
         opts = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ] + list(options or [])
         if server_name:
             opts.append(("grpc.ssl_target_name_override", server_name))
-        self.addr = target
         self.timeout = timeout
         if (cert is None) != (key is None):
             raise ValueError("a client certificate needs its key (cert= with key=)")
@@ -113,18 +127,59 @@ class Client:
         codecs = {None: None, "gzip": grpc.Compression.Gzip}
         if compression not in codecs:
             raise ValueError(f"compression must be None or 'gzip', not {compression!r}")
+        creds = None
         if tls:
             creds = grpc.ssl_channel_credentials(root_certificates=_pem(ca),
                                                  private_key=_pem(key),
                                                  certificate_chain=_pem(cert))
-            channel = grpc.secure_channel(target, creds, options=opts,
-                                          compression=codecs[compression])
+        self._channel_args = (creds, opts, codecs[compression], token)
+        self._old_channels: List[grpc.Channel] = []
+        self._open(self.nodes[0])
+
+    def _open(self, target: str) -> None:
+        """Points the client's channel and stub at the node ``target`` (host:port)."""
+        creds, opts, compression, token = self._channel_args
+        if creds is not None:
+            channel = grpc.secure_channel(target, creds, options=opts, compression=compression)
         else:
-            channel = grpc.insecure_channel(target, options=opts,
-                                            compression=codecs[compression])
+            channel = grpc.insecure_channel(target, options=opts, compression=compression)
+        old = getattr(self, "_raw_channel", None)
+        self.addr = target
         self._raw_channel = channel
         self.channel = grpc.intercept_channel(channel, _Token(token)) if token else channel
         self.stub = pb_grpc.BrokerStub(self.channel)
+        if old is not None:
+            self._old_channels.append(old)  # calls still on it finish; closed with the client
+
+    def follow(self, err: "ObeliskError") -> bool:
+        """replication (issue 17): after ``err``, points the client at the cluster's leader (the
+        one a not-leader error names) or, when the node could not be reached, at the next node
+        given. Returns whether the next call should be sent again (nothing was stored)."""
+        if err.not_leader:
+            if err.leader and err.leader != self.addr:
+                self._open(err.leader)
+            return True  # no leader named yet (an election): retry after a pause
+        if err.never_sent() and len(self.nodes) > 1:
+            self._open(self.nodes[self._next_node % len(self.nodes)])
+            self._next_node += 1
+            return True
+        return False
+
+    def unary(self, method: str, request: Any, patience: Optional[float] = None) -> Any:
+        """Calls ``method`` of the stub on the leader: follows not-leader answers and, while no
+        node can be reached, tries the others, for up to ``patience`` seconds (default: the
+        client's timeout). Any other error is raised at once: a call that reached a broker and
+        failed may have been stored."""
+        deadline = time.monotonic() + (self.timeout if patience is None else patience)
+        pause = 0.02
+        while True:
+            try:
+                return call(getattr(self.stub, method), request, timeout=self.timeout)
+            except ObeliskError as e:
+                if time.monotonic() + pause > deadline or not self.follow(e):
+                    raise
+            time.sleep(pause)
+            pause = min(0.2, pause * 2)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Blocks until the channel is connected; raises ObeliskError(UNAVAILABLE) on timeout."""
@@ -169,12 +224,11 @@ class Client:
 
     def delete_group(self, group: str) -> None:
         """Deletes a group (refused with FAILED_PRECONDITION while members are connected)."""
-        call(self.stub.DeleteGroup, pb.DeleteGroupRequest(group=group), timeout=self.timeout)
+        self.unary("DeleteGroup", pb.DeleteGroupRequest(group=group))
 
     def produce(self, topic: str, records: Iterable["pb.ProducerRecord"]) -> List[Ack]:
         """Appends records in one unary call; returns once all are durable (one ack per record)."""
-        resp = call(self.stub.Produce, pb.ProduceRequest(topic=topic, records=list(records)),
-                    timeout=self.timeout)
+        resp = self.unary("Produce", pb.ProduceRequest(topic=topic, records=list(records)))
         return [Ack(a.partition, a.offset) for a in resp.acks]
 
     def create_topic(self, name: str, partitions: int = 0, retention_ms: int = 0,
@@ -182,8 +236,7 @@ class Client:
         """Creates a topic (0 = the server's default for each setting)."""
         cfg = pb.TopicConfig(partitions=partitions, retention_ms=retention_ms,
                              retention_bytes=retention_bytes)
-        return call(self.stub.CreateTopic, pb.CreateTopicRequest(name=name, config=cfg),
-                    timeout=self.timeout).topic
+        return self.unary("CreateTopic", pb.CreateTopicRequest(name=name, config=cfg)).topic
 
     def describe_topic(self, name: str) -> "pb.TopicDescription":
         """A topic's config and its partitions' offsets."""
@@ -201,6 +254,8 @@ class Client:
     def close(self) -> None:
         """Closes the channel (calls in progress are cancelled)."""
         self._raw_channel.close()
+        for c in self._old_channels:
+            c.close()
 
     def __enter__(self) -> "Client":
         return self

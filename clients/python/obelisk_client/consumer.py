@@ -68,16 +68,15 @@ class Consumer:
         """Stores ``partition -> next offset to read`` for the group, durably."""
         req = pb.CommitRequest(topic=self.topic, group=self.group, offsets=[
             pb.PartitionOffset(partition=p, offset=o) for p, o in sorted(offsets.items())])
-        call(self._client.stub.Commit, req, timeout=self._client.timeout)
+        self._client.unary("Commit", req)
 
     def reset(self, to: PositionLike) -> Dict[int, int]:
         """Moves the group's committed offsets; ``to`` as in :meth:`subscribe`. Returns them."""
         pos = to_position(to)
         if pos is None:
             raise ValueError("reset needs a position")
-        resp = call(self._client.stub.Reset,
-                    pb.ResetRequest(topic=self.topic, group=self.group, to=pos),
-                    timeout=self._client.timeout)
+        resp = self._client.unary("Reset",
+                                  pb.ResetRequest(topic=self.topic, group=self.group, to=pos))
         return {o.partition: o.offset for o in resp.offsets}
 
     def subscribe(self, start: PositionLike = None, *, max_records_per_message: int = 0,

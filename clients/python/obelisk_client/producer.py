@@ -248,12 +248,19 @@ class Producer:
                     with self._cond:
                         if not self._waiting:
                             continue  # an ack for nothing we sent: ignore it
+                        if self._leader_changed(ack):
+                            # replication (issue 17): sent again, unchanged, to the leader.
+                            error = ObeliskError.from_number(ack.error.code, ack.error.message)
+                            stream.cancel()
+                            break
                         sent = self._waiting.popleft()
                         failures = 0
                         self._cond.notify_all()
                     self._resolve(sent, ack)
             except grpc.RpcError as e:
                 error = ObeliskError.from_rpc(e)
+            # replication (issue 17): the next stream goes to the leader, wherever it is now.
+            self._client.follow(error)
             with self._cond:
                 if self._timed_out:
                     error = ObeliskError(grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -282,6 +289,14 @@ class Producer:
             time.sleep(min(2.0, 0.1 * (1 << min(failures, 5))))
         for f in leftover:
             f.set_exception(error)
+
+    def _leader_changed(self, ack: "pb.ProduceStreamAck") -> bool:
+        """Called with the lock held. replication (issue 17): an idempotent batch refused as
+        UNAVAILABLE by a cluster node (no longer the leader, or not replicated) counts as a broken
+        stream, for a client given several nodes."""
+        return (len(self._client.nodes) > 1 and ack.HasField("error")
+                and ack.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+                and self._waiting[0].req.HasField("idempotence"))
 
     def _fail_all(self, error: ObeliskError) -> List[Future]:
         """Called with the lock held: the producer stops; returns every record's future not

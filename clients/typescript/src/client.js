@@ -98,7 +98,16 @@ class Client {
    *   which grpc-js does not offer).
    */
   constructor(addr = '127.0.0.1:50051', options = {}) {
-    this.addr = addr.replace(/^https?:\/\//, '');
+    // replication (issue 17): several nodes of a cluster ('a,b,c' or an array): calls go to the
+    // leader, following not-leader answers and moving on from unreachable nodes.
+    const addrs = (Array.isArray(addr) ? addr : addr.split(',')).map((a) => a.trim()).filter((a) => a);
+    if (addrs.length === 0) throw new TypeError('no broker address given');
+    addr = addrs.find((a) => a.startsWith('https://')) ?? addrs[0];
+    /** Every node given, as host:port. */
+    this.nodes = addrs.map((a) => a.replace(/^https?:\/\//, ''));
+    this._nextNode = 1;
+    this._oldStubs = [];
+    this.addr = this.nodes[0];
     this.timeoutMs = options.timeoutMs ?? 30_000;
     const protoDir = options.protoDir ?? process.env.OBELISK_PROTO_DIR ?? DEFAULT_PROTO_DIR;
     /** The loaded obelisk.v1 package (message constructors are not needed: pass plain objects). */
@@ -124,7 +133,53 @@ class Client {
         start(metadata, listener, nxt) { metadata.merge(md); nxt(metadata, listener); },
       })];
     }
+    this._channelOptions = channelOptions;
     this.stub = new this.proto.Broker(this.addr, creds.channel, channelOptions);
+  }
+
+  /** Points the client's stub at the node `target` (host:port). */
+  _open(target) {
+    this._oldStubs.push(this.stub); // calls still on it finish; closed with the client
+    this.addr = target;
+    this._health = undefined;
+    this.stub = new this.proto.Broker(target, this._credentials, this._channelOptions);
+  }
+
+  /**
+   * replication (issue 17): after `err`, points the client at the cluster's leader (the one a
+   * not-leader error names) or, when the node could not be reached, at the next node given.
+   * Returns whether the call should be sent again (nothing was stored).
+   */
+  follow(err) {
+    if (err.notLeader) {
+      if (err.leader && err.leader !== this.addr) this._open(err.leader);
+      return true; // no leader named yet (an election): retry after a pause
+    }
+    if (typeof err.neverSent === 'function' && err.neverSent() && this.nodes.length > 1) {
+      this._open(this.nodes[this._nextNode % this.nodes.length]);
+      this._nextNode += 1;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Calls `method` of the stub on the leader: follows not-leader answers and, while no node can
+   * be reached, tries the others, for up to `patienceMs` (default: the client's timeout). Any
+   * other error rejects at once: a call that reached a broker and failed may have been stored.
+   */
+  async call(method, request, patienceMs = this.timeoutMs) {
+    const deadline = Date.now() + patienceMs;
+    let pause = 20;
+    for (;;) {
+      try {
+        return await unary(this.stub, method, request, this.timeoutMs);
+      } catch (e) {
+        if (Date.now() + pause > deadline || !this.follow(e)) throw e;
+      }
+      await new Promise((r) => setTimeout(r, pause));
+      pause = Math.min(200, pause * 2);
+    }
   }
 
   /** Resolves once the channel is connected; rejects with UNAVAILABLE after `timeoutMs`. */
@@ -186,19 +241,19 @@ class Client {
 
   /** Deletes a group (FAILED_PRECONDITION while members are connected). */
   async deleteGroup(group) {
-    await unary(this.stub, 'DeleteGroup', { group }, this.timeoutMs);
+    await this.call('DeleteGroup', { group });
   }
 
   /** Appends records in one unary call; resolves once all are durable, with one ack per record. */
   async produce(topic, records) {
-    const resp = await unary(this.stub, 'Produce', { topic, records: records.map(toProducerRecord) }, this.timeoutMs);
+    const resp = await this.call('Produce', { topic, records: records.map(toProducerRecord) });
     return resp.acks.map((a) => ({ partition: a.partition, offset: BigInt(a.offset) }));
   }
 
   /** Creates a topic (0 or unset = the server's default for each setting). */
   async createTopic(name, { partitions = 0, retentionMs = 0, retentionBytes = 0 } = {}) {
     const config = { partitions, retentionMs: String(retentionMs), retentionBytes: String(retentionBytes) };
-    return (await unary(this.stub, 'CreateTopic', { name, config }, this.timeoutMs)).topic;
+    return (await this.call('CreateTopic', { name, config })).topic;
   }
 
   /** A topic's config and its partitions' offsets (64-bit numbers as decimal strings). */
@@ -219,6 +274,7 @@ class Client {
   /** Closes the channel. */
   close() {
     this.stub.close();
+    for (const s of this._oldStubs) s.close();
   }
 }
 

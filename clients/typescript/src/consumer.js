@@ -57,13 +57,12 @@ class Consumer {
   /** Stores `{partition: nextOffset}` for the group, durably. */
   async commitOffsets(offsets) {
     const list = Object.entries(offsets).map(([p, o]) => ({ partition: Number(p), offset: BigInt(o).toString() }));
-    await unary(this._client.stub, 'Commit', { topic: this.topic, group: this.group, offsets: list }, this._client.timeoutMs);
+    await this._client.call('Commit', { topic: this.topic, group: this.group, offsets: list });
   }
 
   /** Moves the group's committed offsets (`to` as in `subscribe`); resolves with `{partition: bigint}`. */
   async reset(to) {
-    const resp = await unary(this._client.stub, 'Reset', { topic: this.topic, group: this.group, to: toPosition(to) },
-      this._client.timeoutMs);
+    const resp = await this._client.call('Reset', { topic: this.topic, group: this.group, to: toPosition(to) });
     return Object.fromEntries(resp.offsets.map((o) => [o.partition, BigInt(o.offset)]));
   }
 

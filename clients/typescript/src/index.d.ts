@@ -37,9 +37,15 @@ export type Position = 'earliest' | 'latest' | { offset: bigint | number } | { t
 
 /** An error from the broker: `code` is the gRPC status number, `codeName` its name. */
 export class ObeliskError extends Error {
-  constructor(code: number, message: string);
+  constructor(code: number, message: string, cluster?: { notLeader?: boolean; leader?: string | null });
   readonly code: number;
   readonly codeName: string;
+  /** The cluster node is not the leader (it stored nothing): send the call elsewhere. */
+  readonly notLeader: boolean;
+  /** The leader's gRPC address (host:port) a not-leader error names, when known. */
+  readonly leader: string | null;
+  /** Whether the call never reached a broker (no connection could be made). */
+  neverSent(): boolean;
   static from(err: unknown): ObeliskError;
 }
 
@@ -80,8 +86,16 @@ export const HEALTH_SERVICE: 'obelisk.v1.Broker';
 
 /** A channel to one broker. */
 export class Client {
-  constructor(addr?: string, options?: ClientOptions);
+  /** `addr`: one broker, or several nodes of a cluster ('a:1,b:2' or an array; writes follow the leader). */
+  constructor(addr?: string | string[], options?: ClientOptions);
+  /** The node calls go to now (host:port). */
   readonly addr: string;
+  /** Every node given (host:port). */
+  readonly nodes: string[];
+  /** Points the client at the leader `err` names, or the next node when unreachable; whether to send again. */
+  follow(err: ObeliskError): boolean;
+  /** A unary call of the stub, sent to the leader (not-leader answers followed, unreachable nodes skipped). */
+  call(method: string, request: object, patienceMs?: number): Promise<any>;
   readonly timeoutMs: number;
   /** The generated obelisk.v1.Broker client (grpc-js), for calls this layer does not wrap. */
   readonly stub: GrpcClient & Record<string, any>;

@@ -247,8 +247,15 @@ class Producer {
   }
 
   _onAck(ack) {
+    if (!this._waiting[0]) return; // an ack for nothing we sent: ignore it
+    // replication (issue 17): an idempotent batch refused as UNAVAILABLE by a cluster node (no
+    // longer the leader, or not replicated) is sent again, unchanged, to the leader.
+    if (ack.error && ack.error.code === status.UNAVAILABLE && this._waiting[0].req.idempotence
+        && this._client.nodes.length > 1) {
+      this._broken(new ObeliskError(ack.error.code, ack.error.message));
+      return;
+    }
     const sent = this._waiting.shift();
-    if (!sent) return; // an ack for nothing we sent: ignore it
     this._failures = 0;
     const { settlers } = sent;
     if (ack.error) {
@@ -287,6 +294,7 @@ class Producer {
     }
     this._call = null; // the old stream's events are ignored from now on
     old?.cancel();
+    this._client.follow(err); // replication (issue 17): the next stream goes to the leader
     clearTimeout(this._ackTimer);
     if (this._waiting.length === 0) return; // idle: the next batch opens a new stream
     this._failures += 1;

@@ -228,6 +228,7 @@ impl Broker {
     /// # Errors
     /// `InvalidName`, `TopicNotFound`, `InvalidArgument` (no topics), `Unavailable`.
     pub async fn join_group(&self, req: JoinRequest) -> Result<Membership, BrokerError> {
+        self.check_leader()?; // cluster metadata (issue 17): members live on the leader
         names::validate(NameKind::Group, &req.group)?;
         self.not_shared(&req.group)?; // shared groups (issue 14)
         let topics = self.member_topics(&req.topics)?;
@@ -316,6 +317,7 @@ impl Broker {
         group: &str,
         topics: &[String],
     ) -> Result<GroupMembership, BrokerError> {
+        self.check_leader()?; // cluster metadata (issue 17): members live on the leader
         names::validate(NameKind::Group, group)?;
         self.not_shared(group)?; // shared groups (issue 14)
         let topics = self.member_topics(topics)?;
@@ -353,6 +355,7 @@ impl Broker {
         group: &str,
         member_id: &str,
     ) -> Result<GroupMembership, BrokerError> {
+        self.check_leader()?; // cluster metadata (issue 17): members live on the leader
         names::validate(NameKind::Group, group)?;
         if member_id.is_empty() || member_id.len() > 249 {
             return Err(BrokerError::InvalidArgument(
@@ -389,6 +392,7 @@ impl Broker {
         group: &str,
         member_id: &str,
     ) -> Result<GroupMembership, BrokerError> {
+        self.check_leader()?; // cluster metadata (issue 17): members live on the leader
         names::validate(NameKind::Group, group)?;
         let counts = self.partition_counts();
         self.inner
@@ -481,6 +485,26 @@ impl Broker {
     /// # Errors
     /// `InvalidName`, `GroupNotFound`, `GroupHasMembers`, `Unavailable`.
     pub async fn delete_group(&self, group: &str) -> Result<(), BrokerError> {
+        self.check_group_deletable(group)?;
+        // cluster metadata (issue 17): in a cluster the deletion is a write every node applies.
+        let existed = match self.replicate_meta(super::meta::MetaWrite::DeleteGroup {
+            group: group.to_string(),
+        }) {
+            Some(p) => p.await?,
+            None => self.delete_group_here(group).await?,
+        };
+        if !existed {
+            return Err(BrokerError::GroupNotFound(group.to_string()));
+        }
+        tracing::info!(group, "group deleted");
+        Ok(())
+    }
+
+    /// Whether a group may be deleted now: not while members are connected.
+    ///
+    /// # Errors
+    /// `InvalidName`, `GroupHasMembers`.
+    pub(crate) fn check_group_deletable(&self, group: &str) -> Result<(), BrokerError> {
         names::validate(NameKind::Group, group)?;
         let connected = self
             .inner
@@ -497,6 +521,15 @@ impl Broker {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Deletes a group's membership, offsets and shared-group state on this node; returns
+    /// whether it had any.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub(crate) async fn delete_group_here(&self, group: &str) -> Result<bool, BrokerError> {
         let had_members = self.inner.groups.delete(group).await?;
         let had_offsets = self
             .inner
@@ -505,11 +538,7 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::from_storage(group, 0, e))?;
         let had_shared = self.delete_shared_group(group).await?; // shared groups (issue 14)
-        if !had_members && !had_offsets && !had_shared {
-            return Err(BrokerError::GroupNotFound(group.to_string()));
-        }
-        tracing::info!(group, "group deleted");
-        Ok(())
+        Ok(had_members || had_offsets || had_shared)
     }
 
     /// The partitions of `topic` a poll or subscribe may read: every partition for a memberless

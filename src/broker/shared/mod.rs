@@ -363,6 +363,7 @@ impl Broker {
         group: &str,
         config: SharedGroupConfig,
     ) -> Result<SharedGroupConfig, BrokerError> {
+        self.check_leader()?; // cluster metadata (issue 17): shared groups live on the leader
         names::validate(NameKind::Group, group)?;
         validate_config(&config)?;
         let damaged = lock(&self.inner.shared.damaged).contains_key(group);
@@ -517,6 +518,7 @@ impl Broker {
         req: SharedPollRequest,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<Vec<Delivery>, BrokerError> {
+        self.check_leader()?; // cluster metadata (issue 17): shared groups live on the leader
         validate_member(&req.member)?;
         let topic = self.existing_topic(&req.topic)?;
         let g = self.shared_group(&req.group).await?;
@@ -649,6 +651,7 @@ impl Broker {
         member: &str,
         settlements: &[Settlement],
     ) -> Result<Vec<SettleOutcome>, BrokerError> {
+        self.check_leader()?; // cluster metadata (issue 17): shared groups live on the leader
         names::validate(NameKind::Group, group)?;
         validate_member(member)?;
         let t = self.existing_topic(topic)?;

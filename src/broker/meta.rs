@@ -1,0 +1,112 @@
+//! cluster metadata (issue 17): the writes to committed offsets, groups and ACLs that every node
+//! of a cluster must agree on.
+//!
+//! On a single node each write is done here, as before. On a cluster node it becomes one
+//! [`MetaWrite`] the replicator proposes; every node applies the committed ones in log order
+//! ([`Broker::apply_meta`]) to its own files in the data directory (`groups/` for offsets,
+//! `acls.json` for the default ACL file), so a copy of a node's data directory carries them.
+//!
+//! What is replicated and what stays on the leader:
+//! - **replicated**: committed offsets (commit and reset on every protocol), group deletion
+//!   (its offsets; the membership and shared-group state the node holds), ACL rules;
+//! - **leader only**: groups with members (joins, heartbeats, generations, assignments) and
+//!   shared groups (deliveries, settlements). Their calls on a follower fail with `NotLeader`
+//!   naming the leader on every protocol (they are sessions, not single writes); after a
+//!   failover members rejoin the new leader, which assigns afresh from the replicated offsets.
+
+use serde::{Deserialize, Serialize};
+
+use super::replication::Proposal;
+use super::{Broker, BrokerError};
+use crate::auth::AclRule;
+
+/// A metadata write every cluster node applies in log order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaWrite {
+    /// A group's next offsets in some partitions of a topic.
+    Commit {
+        group: String,
+        topic: String,
+        offsets: Vec<(u32, u64)>,
+    },
+    /// A group's offsets, membership and shared-group state.
+    DeleteGroup {
+        group: String,
+    },
+    AddAcl(AclRule),
+    RemoveAcl(AclRule),
+}
+
+impl Broker {
+    /// The proposal of `write` on a cluster node; `None` on a single node (do it here).
+    pub(crate) fn replicate_meta(&self, write: MetaWrite) -> Option<Proposal<bool>> {
+        self.replicator().map(|r| r.meta(write))
+    }
+
+    /// Applies a committed metadata write on this node; returns whether it changed anything.
+    /// Applying one again (after a restart) changes nothing more.
+    ///
+    /// # Errors
+    /// `Unavailable` when a file cannot be written (the node cannot go on applying).
+    pub(crate) async fn apply_meta(&self, write: MetaWrite) -> Result<bool, BrokerError> {
+        match write {
+            MetaWrite::Commit {
+                group,
+                topic,
+                offsets,
+            } => {
+                // Deleted meanwhile (the same on every node).
+                if !self.has_topic(&topic) {
+                    return Ok(false);
+                }
+                self.inner
+                    .offsets
+                    .commit(&group, &topic, &offsets)
+                    .await
+                    .map_err(|e| BrokerError::from_storage(&topic, 0, e))?;
+                Ok(true)
+            }
+            MetaWrite::DeleteGroup { group } => self.delete_group_here(&group).await,
+            MetaWrite::AddAcl(rule) => self.change_acls(move |s| s.acls().add(rule)).await,
+            MetaWrite::RemoveAcl(rule) => self.change_acls(move |s| s.acls().remove(&rule)).await,
+        }
+    }
+
+    /// The leader's check of a write a follower forwarded (the follower checked it against its
+    /// own state, which may be older, and knows no members).
+    ///
+    /// # Errors
+    /// What the write would have failed with on the leader.
+    pub(crate) fn check_meta(&self, write: &MetaWrite) -> Result<(), BrokerError> {
+        match write {
+            MetaWrite::Commit {
+                group,
+                topic,
+                offsets,
+            } => self.check_commit_offsets(topic, group, offsets, None),
+            MetaWrite::DeleteGroup { group } => self.check_group_deletable(group),
+            MetaWrite::AddAcl(_) | MetaWrite::RemoveAcl(_) => Ok(()),
+        }
+    }
+
+    /// Changes the ACL file, when security is on here (a node without it has no rules to keep).
+    async fn change_acls(
+        &self,
+        edit: impl FnOnce(&crate::auth::Security) -> Result<bool, crate::auth::StoreError>
+        + Send
+        + 'static,
+    ) -> Result<bool, BrokerError> {
+        let Some(security) = self.security().filter(|s| s.is_enabled()).cloned() else {
+            return Ok(false);
+        };
+        match tokio::task::spawn_blocking(move || edit(&security)).await {
+            Ok(Ok(changed)) => Ok(changed),
+            Ok(Err(e)) => Err(BrokerError::Unavailable(format!(
+                "the ACL change could not be saved: {e}"
+            ))),
+            Err(e) => Err(BrokerError::Unavailable(format!(
+                "the ACL change stopped unexpectedly: {e}"
+            ))),
+        }
+    }
+}
