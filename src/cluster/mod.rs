@@ -21,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod service;
 pub mod settings;
@@ -68,7 +69,7 @@ pub struct Cluster {
 struct Node {
     id: NodeId,
     raft: Raft,
-    peers: BTreeMap<u64, SocketAddr>,
+    settings: ClusterSettings,
     me: NodeInfo,
     /// The client addresses of the other nodes, as they told us (`Describe`).
     infos: Mutex<HashMap<u64, NodeInfo>>,
@@ -79,6 +80,8 @@ struct Node {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Leader changes seen since start (metrics).
     leader_changes: std::sync::atomic::AtomicU64,
+    /// Whether this node, leading, heard from a majority lately (see [`membership::Quorum`]).
+    quorum: membership::Quorum,
 }
 
 /// Why a cluster node did not start.
@@ -131,7 +134,10 @@ impl Cluster {
         me: NodeInfo,
     ) -> Result<Self, ClusterError> {
         let id = settings.node_id;
-        let addr = *settings.peers.get(&id).ok_or(ClusterError::NotAPeer(id))?;
+        if !settings.peers.contains_key(&id) {
+            return Err(ClusterError::NotAPeer(id));
+        }
+        let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ClusterError::Bind { addr, source })?;
@@ -150,7 +156,7 @@ impl Cluster {
         };
         let state =
             state_machine::StateMachine::open(broker.clone(), dir.clone()).map_err(storage)?;
-        let network = network::Network::default();
+        let network = network::Network::new(settings.via.clone());
         let clients = network.peers.clone();
         let raft = Raft::new(id, Arc::new(raft_config()?), network, log, state.clone())
             .await
@@ -161,7 +167,7 @@ impl Cluster {
             inner: Arc::new(Node {
                 id,
                 raft,
-                peers: settings.peers.clone(),
+                settings: settings.clone(),
                 me,
                 infos: Mutex::new(HashMap::new()),
                 clients,
@@ -170,6 +176,7 @@ impl Cluster {
                 stop: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 leader_changes: std::sync::atomic::AtomicU64::new(0),
+                quorum: membership::Quorum::default(),
             }),
         };
         cluster.spawn_tasks(listener, rx);
@@ -181,6 +188,8 @@ impl Cluster {
         // Every node initializes with the same membership (safe in openraft); one that already
         // holds a log refuses, which is what a restart wants.
         match cluster.inner.raft.is_initialized().await {
+            // A joining node waits for the leader to add it (`obelisk cluster add-node`).
+            Ok(false) if settings.join => {}
             Ok(false) => {
                 if let Err(e) = cluster.inner.raft.initialize(members).await {
                     tracing::info!(error = %e, "cluster already initialized");
@@ -225,6 +234,8 @@ impl Cluster {
         tasks.push(tokio::spawn(async move { me.learn_nodes().await }));
         let me = self.clone();
         tasks.push(tokio::spawn(async move { me.count_leader_changes().await }));
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move { me.watch_quorum().await }));
         let me = self.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(SAVE_PERIOD);
@@ -285,20 +296,17 @@ impl Cluster {
                 _ = tick.tick() => {}
                 () = self.inner.stop.cancelled() => return,
             }
-            let missing: Vec<(u64, SocketAddr)> = {
+            // The members, as the Raft membership has them (nodes come and go).
+            let missing: Vec<(u64, String)> = {
+                let members = self.members();
                 let infos = lock(&self.inner.infos);
-                self.inner
-                    .peers
-                    .iter()
-                    .filter(|(id, _)| **id != self.inner.id && !infos.contains_key(id))
-                    .map(|(id, a)| (*id, *a))
+                members
+                    .into_iter()
+                    .filter(|(id, _)| *id != self.inner.id && !infos.contains_key(id))
                     .collect()
             };
-            if missing.is_empty() {
-                return;
-            }
             for (id, addr) in missing {
-                let Ok(mut client) = self.inner.clients.client(&addr.to_string()) else {
+                let Ok(mut client) = self.inner.clients.client(&addr) else {
                     continue;
                 };
                 let mut req = tonic::Request::new(crate::proto::cluster::DescribeRequest {});
@@ -394,7 +402,9 @@ impl Cluster {
         if leader == self.inner.id {
             return self.propose_here(cmd).await;
         }
-        let addr = self.inner.peers[&leader].to_string();
+        let Some(addr) = self.route_to(leader) else {
+            return Err(format!("the leader (node {leader}) is not a known member"));
+        };
         let payload = encode(&cmd).map_err(|e| e.to_string())?;
         let mut client = self
             .inner
@@ -464,6 +474,11 @@ impl Replicator for Cluster {
     fn check_leader(&self) -> Result<(), BrokerError> {
         let leader = self.leader();
         if leader == Some(self.inner.id) {
+            // A leader cut off from the majority cannot commit: refuse instead of hanging (its
+            // successor, elected by the majority, takes the writes).
+            if !self.inner.quorum.fresh() {
+                return Err(BrokerError::NotLeader { leader: None });
+            }
             return Ok(());
         }
         Err(BrokerError::NotLeader {
