@@ -85,6 +85,16 @@ impl Cluster {
         }
     }
 
+    /// Resolves once this node leads but has not heard from a majority within the lease.
+    pub(super) async fn lost_quorum(&self) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if self.leader() == Some(self.inner.id) && !self.inner.quorum.fresh() {
+                return;
+            }
+        }
+    }
+
     /// Every member (voters and learners) and where this node reaches it: its own route
     /// (`--raft-via`) or the address in the membership.
     pub(super) fn members(&self) -> BTreeMap<u64, String> {

@@ -448,8 +448,16 @@ impl Cluster {
                     "the cluster node is stopping".into(),
                 ));
             }
-            let (reply, index) = rx
-                .await
+            // A leader cut off from its majority cannot commit: the caller hears so (the
+            // outcome is unknown: the entry may still commit if contact returns in time).
+            let outcome = tokio::select! {
+                o = rx => o,
+                () = me.lost_quorum() => return Err(BrokerError::Unavailable(
+                    "this node lost contact with the majority before the write was committed; \
+                     its outcome is unknown: retry on the new leader".into(),
+                )),
+            };
+            let (reply, index) = outcome
                 .map_err(|_| BrokerError::Unavailable("the cluster node is stopping".into()))?
                 .map_err(|why| {
                     BrokerError::Unavailable(format!("the write was not replicated: {why}; retry"))
