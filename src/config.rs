@@ -229,6 +229,10 @@ pub struct Config {
     #[arg(long, env = "OBELISK_JOIN", action = ArgAction::Set, default_value_t = false,
           num_args = 0..=1, default_missing_value = "true")]
     pub join: bool,
+    /// Take a snapshot of the state machine every this many Raft log entries and purge the log
+    /// behind it (keeping as many again for followers a little behind); 0: never.
+    #[arg(long, env = "OBELISK_RAFT_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    pub raft_snapshot_every: u64,
     // ==== end replication (issue 17) ====
     // ==== formatv2 ====
     /// Write the on-disk format v1 (a frame per record) instead of v2 batches: only to compare
@@ -477,6 +481,7 @@ impl Config {
             listen: self.raft_listen,
             via,
             join: self.join,
+            snapshot_every: self.raft_snapshot_every,
         }))
     }
 

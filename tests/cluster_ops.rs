@@ -232,3 +232,32 @@ async fn a_node_added_to_a_running_cluster_catches_up_and_a_removed_one_no_longe
     cluster.node(3).start();
     check(&cluster, &ledger).await;
 }
+
+/// With a snapshot every 20 log entries, a follower that was down while the others wrote far
+/// more (and purged their Raft logs behind their snapshots) is caught up by the leader from a
+/// snapshot and then holds every record, at the same offsets as the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_while_the_log_was_purged_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start_with(3, &["--raft-snapshot-every", "20"]).await;
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    for b in 0..5 {
+        produce(&mut client, &mut ledger, &format!("before{b}"), 12).await;
+    }
+    let leader = client.current().expect("a leader answered").to_string();
+    let down = cluster.node_at(&leader).id % 3 + 1;
+    cluster.node(down).kill9();
+    for b in 0..70 {
+        produce(&mut client, &mut ledger, &format!("while-down{b}"), 12).await;
+    }
+    cluster.node(down).start();
+    for b in 0..2 {
+        produce(&mut client, &mut ledger, &format!("after{b}"), 12).await;
+    }
+    check(&cluster, &ledger).await;
+    let log = std::fs::read_to_string(cluster.node(down).dir.join("node.log")).unwrap();
+    assert!(
+        log.contains("installed a snapshot"),
+        "node {down} caught up by a snapshot:\n{log}"
+    );
+}

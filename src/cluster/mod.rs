@@ -25,6 +25,7 @@ pub mod membership;
 pub mod network;
 pub mod service;
 pub mod settings;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
@@ -106,15 +107,19 @@ pub enum ClusterError {
 }
 
 /// The openraft settings: elections within about a second of a leader's death.
-fn raft_config() -> Result<openraft::Config, ClusterError> {
+fn raft_config(settings: &ClusterSettings) -> Result<openraft::Config, ClusterError> {
+    let (snapshot_policy, keep) = match settings.snapshot_every {
+        0 => (SnapshotPolicy::Never, u64::MAX),
+        n => (SnapshotPolicy::LogsSinceLast(n), n),
+    };
     openraft::Config {
         cluster_name: "obelisk".into(),
         heartbeat_interval: 100,
         election_timeout_min: 400,
         election_timeout_max: 800,
-        // The log is the only copy of the commands until a snapshot of partition data exists.
-        snapshot_policy: SnapshotPolicy::Never,
-        max_in_snapshot_log_to_keep: u64::MAX,
+        // A snapshot of the partitions (see `snapshot`), the log purged behind it.
+        snapshot_policy,
+        max_in_snapshot_log_to_keep: keep,
         max_payload_entries: 256,
         ..Default::default()
     }
@@ -158,9 +163,15 @@ impl Cluster {
             state_machine::StateMachine::open(broker.clone(), dir.clone()).map_err(storage)?;
         let network = network::Network::new(settings.via.clone());
         let clients = network.peers.clone();
-        let raft = Raft::new(id, Arc::new(raft_config()?), network, log, state.clone())
-            .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config(settings)?),
+            network,
+            log,
+            state.clone(),
+        )
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let me = NodeInfo { node_id: id, ..me };
         let cluster = Self {

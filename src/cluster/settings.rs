@@ -21,6 +21,8 @@ pub struct ClusterSettings {
     pub via: BTreeMap<u64, SocketAddr>,
     /// A new node of a running cluster: it waits to be added instead of initializing one.
     pub join: bool,
+    /// A snapshot every this many log entries, the log purged behind it (0: never).
+    pub snapshot_every: u64,
 }
 
 impl ClusterSettings {

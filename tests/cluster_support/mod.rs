@@ -44,6 +44,8 @@ pub struct Node {
     /// Started with `--join` (added to a running cluster).
     pub join: bool,
     pub raft: u16,
+    /// More `serve` arguments.
+    pub extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -70,6 +72,7 @@ impl Node {
                 vec!["--raft-via".to_string(), self.via.clone()]
             })
             .args(if self.join { &["--join"][..] } else { &[] })
+            .args(&self.extra)
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .env("OBELISK_LOG_LEVEL", "warn,obelisk=info")
@@ -109,15 +112,20 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes talking directly.
     pub async fn start(n: u64) -> Self {
-        Self::launch(n, false).await
+        Self::launch(n, false, &[]).await
+    }
+
+    /// `n` nodes talking directly, each started with `extra` `serve` arguments too.
+    pub async fn start_with(n: u64, extra: &[&str]) -> Self {
+        Self::launch(n, false, extra).await
     }
 
     /// `n` nodes, every node-to-node link through the fault-injecting proxy.
     pub async fn start_proxied(n: u64) -> Self {
-        Self::launch(n, true).await
+        Self::launch(n, true, &[]).await
     }
 
-    async fn launch(n: u64, proxied: bool) -> Self {
+    async fn launch(n: u64, proxied: bool, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let raft_ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
         let peers = raft_ports
@@ -142,11 +150,15 @@ impl Cluster {
         for (id, raft) in raft_ports {
             let via = cluster.net.as_ref().map(|n| n.via(id)).unwrap_or_default();
             cluster.add(id, raft, peers.clone(), via, false);
+            cluster.node(id).extra = extra.iter().map(ToString::to_string).collect();
+        }
+        for node in &mut cluster.nodes {
+            node.start();
         }
         cluster
     }
 
-    /// Starts one more node process (`join`: to be added to the running cluster).
+    /// One more node (`join`: started now, to be added to the running cluster).
     pub fn add(&mut self, id: u64, raft: u16, peers: String, via: String, join: bool) {
         let d = self.dir.path().join(format!("node{id}"));
         std::fs::create_dir_all(&d).unwrap();
@@ -160,9 +172,12 @@ impl Cluster {
             via,
             join,
             raft,
+            extra: Vec::new(),
             child: None,
         };
-        node.start();
+        if join {
+            node.start();
+        }
         self.nodes.push(node);
     }
 
