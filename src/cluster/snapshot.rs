@@ -35,7 +35,7 @@ const INSTALL_STEP: usize = 1_000;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Image {
     /// Each partition's applied end, by (topic, partition).
-    pub ends: Vec<((String, u32), u64)>,
+    pub ends: Ends,
     pub topics: Vec<TopicImage>,
 }
 
@@ -48,6 +48,12 @@ pub struct TopicImage {
 }
 
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+
+/// Each partition's applied end, by (topic, partition).
+pub type Ends = Vec<((String, u32), u64)>;
+
+/// What the state machine has applied: last log id, membership, partition ends.
+pub type Applied = (Option<LogId>, Membership, Ends);
 
 /// What `build_snapshot` hands openraft: taken in `get_snapshot_builder`.
 pub struct Builder {
@@ -100,7 +106,7 @@ impl StateMachine {
     /// Takes a snapshot of what is applied now (called between applies).
     pub(super) fn take(
         &self,
-        applied: (Option<LogId>, Membership, Vec<((String, u32), u64)>),
+        applied: Applied,
     ) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (last_applied, membership, ends) = applied;
         let end_of = |t: &str, p: u32| {
@@ -153,7 +159,7 @@ impl StateMachine {
         &self,
         meta: &Meta,
         data: &[u8],
-    ) -> Result<Vec<((String, u32), u64)>, StorageError> {
+    ) -> Result<Ends, StorageError> {
         let fail = |e: &dyn std::fmt::Display| snapshot_error(Some(meta), e);
         let image: Image = decode(data).map_err(|e| fail(&e))?;
         let broker = self.broker();
