@@ -104,10 +104,7 @@ pub fn load(dir: &Path) -> io::Result<Option<Snapshot<TypeConfig>>> {
 
 impl StateMachine {
     /// Takes a snapshot of what is applied now (called between applies).
-    pub(super) fn take(
-        &self,
-        applied: Applied,
-    ) -> Result<Snapshot<TypeConfig>, StorageError> {
+    pub(super) fn take(&self, applied: Applied) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (last_applied, membership, ends) = applied;
         let end_of = |t: &str, p: u32| {
             ends.iter()
@@ -155,11 +152,7 @@ impl StateMachine {
 
     /// Replaces this node's topics by the snapshot's image; returns the partition ends it
     /// covers.
-    pub(super) async fn install(
-        &self,
-        meta: &Meta,
-        data: &[u8],
-    ) -> Result<Ends, StorageError> {
+    pub(super) async fn install(&self, meta: &Meta, data: &[u8]) -> Result<Ends, StorageError> {
         let fail = |e: &dyn std::fmt::Display| snapshot_error(Some(meta), e);
         let image: Image = decode(data).map_err(|e| fail(&e))?;
         let broker = self.broker();
