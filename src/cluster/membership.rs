@@ -97,23 +97,27 @@ impl Cluster {
 
     /// Every member (voters and learners) and where this node reaches it: its own route
     /// (`--raft-via`) or the address in the membership.
+    /// The configured `--peers` count too, until the membership (replicated after start) has
+    /// them: a node learns the others' client addresses from its first moments.
     pub(super) fn members(&self) -> BTreeMap<u64, String> {
+        let settings = &self.inner.settings;
+        let mut out: BTreeMap<u64, String> = settings
+            .peers
+            .iter()
+            .map(|(id, a)| (*id, settings.route(*id, &a.to_string())))
+            .collect();
         let m = self.inner.raft.metrics().borrow().membership_config.clone();
-        m.membership()
-            .nodes()
-            .map(|(id, node)| (*id, self.inner.settings.route(*id, &node.addr)))
-            .collect()
+        out.extend(
+            m.membership()
+                .nodes()
+                .map(|(id, node)| (*id, settings.route(*id, &node.addr))),
+        );
+        out
     }
 
     /// Where this node reaches member `id`.
     pub(super) fn route_to(&self, id: u64) -> Option<String> {
-        self.members().remove(&id).or_else(|| {
-            self.inner
-                .settings
-                .peers
-                .get(&id)
-                .map(|a| self.inner.settings.route(id, &a.to_string()))
-        })
+        self.members().remove(&id)
     }
 
     /// Makes a membership change on the leader (forwarding it there from a follower).
