@@ -233,6 +233,23 @@ pub struct Config {
     /// `1=IP:PORT,2=IP:PORT,...` (this node listens on its own entry).
     #[arg(long, env = "OBELISK_PEERS", default_value = "")]
     pub peers: String,
+    /// Where this node listens for node-to-node traffic, when not on its own `peers` entry
+    /// (which is then only the address the others are told, e.g. behind a proxy or NAT).
+    #[arg(long, env = "OBELISK_RAFT_LISTEN")]
+    pub raft_listen: Option<SocketAddr>,
+    /// How this node reaches some others, when not at their `peers` address:
+    /// `2=IP:PORT,3=IP:PORT` (a proxy in between; the fault tests put theirs there).
+    #[arg(long, env = "OBELISK_RAFT_VIA", default_value = "")]
+    pub raft_via: String,
+    /// Start as a new node of a running cluster: do not initialize a cluster of `peers`, wait
+    /// to be added (`obelisk cluster add-node`) and catch up from the leader.
+    #[arg(long, env = "OBELISK_JOIN", action = ArgAction::Set, default_value_t = false,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub join: bool,
+    /// Take a snapshot of the state machine every this many Raft log entries and purge the log
+    /// behind it (keeping as many again for followers a little behind); 0: never.
+    #[arg(long, env = "OBELISK_RAFT_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    pub raft_snapshot_every: u64,
     // ==== end replication (issue 17) ====
     // ==== formatv2 ====
     /// Write the on-disk format v1 (a frame per record) instead of v2 batches: only to compare
@@ -455,6 +472,7 @@ impl Config {
         }
         let off_loopback: Vec<String> = peers
             .iter()
+            .chain(self.raft_listen.as_ref().map(|a| (&node_id, a)))
             .filter(|(_, a)| !a.ip().is_loopback())
             .map(|(id, a)| format!("cluster node {id} on {a}"))
             .collect();
@@ -468,7 +486,20 @@ impl Config {
             }
             security.insecure_listeners.extend(off_loopback);
         }
-        Ok(Some(crate::cluster::ClusterSettings { node_id, peers }))
+        let via = crate::cluster::settings::parse_peers(&self.raft_via).map_err(|reason| {
+            ConfigError::Cluster(format!(
+                "invalid setting raft_via = {:?}: {reason}",
+                self.raft_via
+            ))
+        })?;
+        Ok(Some(crate::cluster::ClusterSettings {
+            node_id,
+            peers,
+            listen: self.raft_listen,
+            via,
+            join: self.join,
+            snapshot_every: self.raft_snapshot_every,
+        }))
     }
 
     /// Reads a TOML file over the defaults.
@@ -706,6 +737,26 @@ mod tests {
         };
         let cluster = c.validate().unwrap().cluster.unwrap();
         assert_eq!((cluster.node_id, cluster.peers.len()), (2, 3));
+        assert_eq!(cluster.listen_addr().to_string(), "127.0.0.1:7002");
+        assert_eq!(cluster.route(3, "127.0.0.1:7003"), "127.0.0.1:7003");
+        let c = Config {
+            node_id: Some(2),
+            peers: peers.clone(),
+            raft_listen: Some("127.0.0.1:9002".parse().unwrap()),
+            raft_via: "3=127.0.0.1:9103".into(),
+            ..Config::default()
+        };
+        let cluster = c.validate().unwrap().cluster.unwrap();
+        assert_eq!(cluster.listen_addr().to_string(), "127.0.0.1:9002");
+        assert_eq!(cluster.route(3, "127.0.0.1:7003"), "127.0.0.1:9103");
+        assert_eq!(cluster.route(1, "127.0.0.1:7001"), "127.0.0.1:7001");
+        let bad = Config {
+            node_id: Some(2),
+            peers: peers.clone(),
+            raft_via: "3=nowhere".into(),
+            ..Config::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("raft_via"));
         for (node_id, peers, why) in [
             (None, peers.clone(), "node_id is not"),
             (Some(1), String::new(), "peers is not"),

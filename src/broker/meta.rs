@@ -110,3 +110,84 @@ impl Broker {
         }
     }
 }
+
+/// A node's replicated metadata as the writes that rebuild it (a Raft snapshot's part, so a
+/// node caught up by snapshot has the offsets and ACL rules the purged log entries wrote).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct MetaImage {
+    /// Each group's committed offsets, one `Commit` per group and topic.
+    pub commits: Vec<MetaWrite>,
+    /// The ACL rules (empty on a node without security).
+    pub acls: Vec<AclRule>,
+}
+
+impl Broker {
+    /// This node's replicated metadata now (taken between applies).
+    pub(crate) fn meta_image(&self) -> MetaImage {
+        let offsets = &self.inner.offsets;
+        let mut commits = Vec::new();
+        for group in offsets.group_names() {
+            // A group whose file was found damaged has nothing readable to carry.
+            let Ok(Some(topics)) = offsets.group(&group) else {
+                continue;
+            };
+            for (topic, parts) in topics {
+                commits.push(MetaWrite::Commit {
+                    group: group.clone(),
+                    topic,
+                    offsets: parts.into_iter().collect(),
+                });
+            }
+        }
+        let acls = self
+            .security()
+            .filter(|s| s.is_enabled())
+            .map(|s| s.acls().snapshot().to_vec())
+            .unwrap_or_default();
+        MetaImage { commits, acls }
+    }
+
+    /// Makes this node's replicated metadata that of `image` (installing a snapshot, after its
+    /// topics): offsets of groups the image does not hold are forgotten, the image's are set,
+    /// and the ACL rules become the image's.
+    ///
+    /// # Errors
+    /// `Unavailable` when a file cannot be written.
+    pub(crate) async fn install_meta(&self, image: MetaImage) -> Result<(), BrokerError> {
+        let keep: std::collections::BTreeSet<&str> = image
+            .commits
+            .iter()
+            .filter_map(|w| match w {
+                MetaWrite::Commit { group, .. } => Some(group.as_str()),
+                _ => None,
+            })
+            .collect();
+        for group in self.inner.offsets.group_names() {
+            if !keep.contains(group.as_str()) {
+                self.inner
+                    .offsets
+                    .delete_group(&group)
+                    .await
+                    .map_err(|e| BrokerError::Unavailable(format!("group {group}: {e}")))?;
+            }
+        }
+        for write in image.commits {
+            self.apply_meta(write).await?;
+        }
+        let wanted = image.acls;
+        self.change_acls(move |s| {
+            let mut changed = false;
+            for rule in s.acls().snapshot().iter() {
+                if !wanted.contains(rule) {
+                    changed |= s.acls().remove(rule)?;
+                }
+            }
+            for rule in wanted {
+                changed |= s.acls().add(rule)?;
+            }
+            Ok(changed)
+        })
+        .await?;
+        Ok(())
+    }
+}

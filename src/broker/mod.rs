@@ -17,6 +17,7 @@ mod recovery;
 pub(crate) mod replication; // replication (issue 17)
 mod seek; // console (issue 18)
 pub mod shared; // shared groups (issue 14)
+pub(crate) mod snapshot_image; // replication (issue 17, snapshots)
 mod subscription;
 pub mod types;
 

@@ -24,6 +24,10 @@ pub struct ClusterArgs {
 pub enum ClusterCommand {
     /// The nodes, the leader, the Raft term and what the node asked has applied.
     Status,
+    /// Adds a node (started with `--join`): a learner until it has caught up, then a voter.
+    AddNode(super::cluster_membership::AddNodeArgs),
+    /// Removes a node from the cluster (it stops taking part; stop its process after).
+    RemoveNode(super::cluster_membership::RemoveNodeArgs),
 }
 
 /// Runs a cluster subcommand.
@@ -32,7 +36,14 @@ pub enum ClusterCommand {
 /// The broker cannot be reached or refuses the call.
 pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.server.connect().await?;
-    let ClusterCommand::Status = args.command;
+    let change = match args.command {
+        ClusterCommand::Status => None,
+        ClusterCommand::AddNode(a) => Some(a.change()),
+        ClusterCommand::RemoveNode(a) => Some(a.change()),
+    };
+    if let Some((change, raft_server)) = change {
+        return super::cluster_membership::run(&mut client, change, raft_server, args.json).await;
+    }
     let m = reply(
         client
             .metadata(pb::MetadataRequest { topics: Vec::new() })

@@ -6,7 +6,8 @@
 //! (2 is clap's code for a command line it cannot parse).
 
 mod bench;
-mod cluster; // replication (issue 17)
+mod cluster;
+mod cluster_membership; // replication (issue 17)
 mod connect;
 mod consume;
 mod dlq;

@@ -22,12 +22,14 @@
 
 pub mod durability;
 pub mod log_store;
+pub mod membership;
 pub mod meta; // cluster metadata
 pub mod network;
 pub mod ordering;
 pub mod readiness;
 pub mod service;
 pub mod settings;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
@@ -72,7 +74,7 @@ pub struct Cluster {
 struct Node {
     id: NodeId,
     raft: Raft,
-    peers: BTreeMap<u64, SocketAddr>,
+    settings: ClusterSettings,
     me: NodeInfo,
     /// The client addresses of the other nodes, as they told us (`Describe`).
     infos: Mutex<HashMap<u64, NodeInfo>>,
@@ -87,6 +89,8 @@ struct Node {
     leader_commit: std::sync::atomic::AtomicU64,
     /// back-pressure: produce proposals in flight on this node (`queue_depth` permits).
     produce_room: Arc<tokio::sync::Semaphore>,
+    /// Whether this node, leading, heard from a majority lately (see [`membership::Quorum`]).
+    quorum: membership::Quorum,
 }
 
 /// Why a cluster node did not start.
@@ -111,15 +115,19 @@ pub enum ClusterError {
 }
 
 /// The openraft settings: elections within about a second of a leader's death.
-fn raft_config() -> Result<openraft::Config, ClusterError> {
+fn raft_config(settings: &ClusterSettings) -> Result<openraft::Config, ClusterError> {
+    let (snapshot_policy, keep) = match settings.snapshot_every {
+        0 => (SnapshotPolicy::Never, u64::MAX),
+        n => (SnapshotPolicy::LogsSinceLast(n), n),
+    };
     openraft::Config {
         cluster_name: "obelisk".into(),
         heartbeat_interval: 100,
         election_timeout_min: 400,
         election_timeout_max: 800,
-        // The log is the only copy of the commands until a snapshot of partition data exists.
-        snapshot_policy: SnapshotPolicy::Never,
-        max_in_snapshot_log_to_keep: u64::MAX,
+        // A snapshot of the partitions (see `snapshot`), the log purged behind it.
+        snapshot_policy,
+        max_in_snapshot_log_to_keep: keep,
         max_payload_entries: 256,
         ..Default::default()
     }
@@ -139,7 +147,10 @@ impl Cluster {
         me: NodeInfo,
     ) -> Result<Self, ClusterError> {
         let id = settings.node_id;
-        let addr = *settings.peers.get(&id).ok_or(ClusterError::NotAPeer(id))?;
+        if !settings.peers.contains_key(&id) {
+            return Err(ClusterError::NotAPeer(id));
+        }
+        let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ClusterError::Bind { addr, source })?;
@@ -158,19 +169,25 @@ impl Cluster {
         };
         let state =
             state_machine::StateMachine::open(broker.clone(), dir.clone()).map_err(storage)?;
-        let network = network::Network::default();
+        let network = network::Network::new(settings.via.clone());
         let clients = network.peers.clone();
         let synced_log = log.clone();
-        let raft = Raft::new(id, Arc::new(raft_config()?), network, log, state.clone())
-            .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config(settings)?),
+            network,
+            log,
+            state.clone(),
+        )
+        .await
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let me = NodeInfo { node_id: id, ..me };
         let cluster = Self {
             inner: Arc::new(Node {
                 id,
                 raft,
-                peers: settings.peers.clone(),
+                settings: settings.clone(),
                 me,
                 infos: Mutex::new(HashMap::new()),
                 clients,
@@ -183,6 +200,7 @@ impl Cluster {
                 produce_room: Arc::new(tokio::sync::Semaphore::new(
                     broker.config().queue_depth.max(1),
                 )),
+                quorum: membership::Quorum::default(),
             }),
         };
         cluster.spawn_tasks(listener, rx);
@@ -197,6 +215,8 @@ impl Cluster {
         // Every node initializes with the same membership (safe in openraft); one that already
         // holds a log refuses, which is what a restart wants.
         match cluster.inner.raft.is_initialized().await {
+            // A joining node waits for the leader to add it (`obelisk cluster add-node`).
+            Ok(false) if settings.join => {}
             Ok(false) => {
                 if let Err(e) = cluster.inner.raft.initialize(members).await {
                     tracing::info!(error = %e, "cluster already initialized");
@@ -241,6 +261,8 @@ impl Cluster {
         tasks.push(tokio::spawn(async move { me.learn_nodes().await }));
         let me = self.clone();
         tasks.push(tokio::spawn(async move { me.count_leader_changes().await }));
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move { me.watch_quorum().await }));
         let me = self.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(SAVE_PERIOD);
@@ -305,20 +327,17 @@ impl Cluster {
                 _ = tick.tick() => {}
                 () = self.inner.stop.cancelled() => return,
             }
-            let missing: Vec<(u64, SocketAddr)> = {
+            // The members, as the Raft membership has them (nodes come and go).
+            let missing: Vec<(u64, String)> = {
+                let members = self.members();
                 let infos = lock(&self.inner.infos);
-                self.inner
-                    .peers
-                    .iter()
-                    .filter(|(id, _)| **id != self.inner.id && !infos.contains_key(id))
-                    .map(|(id, a)| (*id, *a))
+                members
+                    .into_iter()
+                    .filter(|(id, _)| *id != self.inner.id && !infos.contains_key(id))
                     .collect()
             };
-            if missing.is_empty() {
-                return;
-            }
             for (id, addr) in missing {
-                let Ok(mut client) = self.inner.clients.client(&addr.to_string()) else {
+                let Ok(mut client) = self.inner.clients.client(&addr) else {
                     continue;
                 };
                 let mut req = tonic::Request::new(crate::proto::cluster::DescribeRequest {});
@@ -412,7 +431,9 @@ impl Cluster {
         if leader == self.inner.id {
             return self.propose_here(cmd).await;
         }
-        let addr = self.inner.peers[&leader].to_string();
+        let Some(addr) = self.route_to(leader) else {
+            return Err(format!("the leader (node {leader}) is not a known member"));
+        };
         let payload = encode(&cmd).map_err(|e| e.to_string())?;
         let mut client = self
             .inner
@@ -456,8 +477,16 @@ impl Cluster {
                     "the cluster node is stopping".into(),
                 ));
             }
-            let (reply, index) = rx
-                .await
+            // A leader cut off from its majority cannot commit: the caller hears so (the
+            // outcome is unknown: the entry may still commit if contact returns in time).
+            let outcome = tokio::select! {
+                o = rx => o,
+                () = me.lost_quorum() => return Err(BrokerError::Unavailable(
+                    "this node lost contact with the majority before the write was committed; \
+                     its outcome is unknown: retry on the new leader".into(),
+                )),
+            };
+            let (reply, index) = outcome
                 .map_err(|_| BrokerError::Unavailable("the cluster node is stopping".into()))?
                 .map_err(|why| {
                     BrokerError::Unavailable(format!("the write was not replicated: {why}; retry"))
@@ -482,6 +511,11 @@ impl Replicator for Cluster {
     fn check_leader(&self) -> Result<(), BrokerError> {
         let leader = self.leader();
         if leader == Some(self.inner.id) {
+            // A leader cut off from the majority cannot commit: refuse instead of hanging (its
+            // successor, elected by the majority, takes the writes).
+            if !self.inner.quorum.fresh() {
+                return Err(BrokerError::NotLeader { leader: None });
+            }
             return Ok(());
         }
         Err(BrokerError::NotLeader {

@@ -56,6 +56,18 @@ impl Peers {
 #[derive(Clone, Default)]
 pub struct Network {
     pub peers: Peers,
+    /// This node's own routes to some nodes (`--raft-via`), instead of their advertised
+    /// (membership) address.
+    via: Arc<std::collections::BTreeMap<u64, std::net::SocketAddr>>,
+}
+
+impl Network {
+    pub fn new(via: std::collections::BTreeMap<u64, std::net::SocketAddr>) -> Self {
+        Self {
+            peers: Peers::default(),
+            via: Arc::new(via),
+        }
+    }
 }
 
 pub struct Connection {
@@ -70,7 +82,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
         Connection {
             target,
-            addr: node.addr.clone(),
+            addr: self
+                .via
+                .get(&target)
+                .map_or_else(|| node.addr.clone(), ToString::to_string),
             peers: self.peers.clone(),
         }
     }

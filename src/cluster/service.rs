@@ -57,6 +57,15 @@ impl ClusterRpc for ClusterService {
         payload(&self.cluster.propose_forwarded(cmd).await)
     }
 
+    async fn change_membership(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let change: super::membership::MembershipChange =
+            decode(&req.into_inner().payload).map_err(undecodable)?;
+        payload(&self.cluster.change_membership(change).await)
+    }
+
     async fn describe(&self, _req: Request<DescribeRequest>) -> Result<Response<NodeInfo>, Status> {
         Ok(Response::new(self.cluster.me().clone()))
     }

@@ -1,4 +1,10 @@
-//! Cluster settings: this node's id and every node's node-to-node address.
+//! Cluster settings: this node's id, every node's node-to-node address, and where this node
+//! listens and reaches the others when that differs (a proxy or NAT in between).
+//!
+//! `peers` are the *advertised* addresses: the same list on every node, they go into the Raft
+//! membership. `listen` is what this node binds (default: its own `peers` entry); `via` are
+//! this node's own routes to some others (default: their `peers` entry). The fault tests run
+//! every link through a proxy of theirs this way.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,8 +13,33 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
     pub node_id: u64,
-    /// Every node's node-to-node address, this one's included (it listens there).
+    /// Every node's advertised node-to-node address, this one's included.
     pub peers: BTreeMap<u64, SocketAddr>,
+    /// Where this node listens, if not on its `peers` entry (`--raft-listen`).
+    pub listen: Option<SocketAddr>,
+    /// How this node reaches some others, if not at their advertised address (`--raft-via`).
+    pub via: BTreeMap<u64, SocketAddr>,
+    /// A new node of a running cluster: it waits to be added instead of initializing one.
+    pub join: bool,
+    /// A snapshot every this many log entries, the log purged behind it (0: never).
+    pub snapshot_every: u64,
+}
+
+impl ClusterSettings {
+    /// The address this node binds for node-to-node traffic.
+    ///
+    /// # Panics
+    /// Never on validated settings (the node is in `peers`).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| self.peers[&self.node_id])
+    }
+
+    /// Where this node connects to reach node `id`, whose advertised address is `advertised`.
+    pub fn route(&self, id: u64, advertised: &str) -> String {
+        self.via
+            .get(&id)
+            .map_or_else(|| advertised.to_string(), ToString::to_string)
+    }
 }
 
 /// Parses `1=host:port,2=host:port,...`.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError};
+use openraft::{EntryPayload, Snapshot, SnapshotMeta, StorageIOError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -114,6 +114,10 @@ impl StateMachine {
     /// The broker it applies to.
     pub(crate) fn broker(&self) -> &Broker {
         &self.broker
+    }
+
+    pub(super) fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// The last applied log index.
@@ -266,7 +270,7 @@ impl StateMachine {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = Self;
+    type SnapshotBuilder = super::snapshot::Builder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
         let st = lock(&self.state);
@@ -312,7 +316,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
+        // Called between applies: the image is of exactly what is applied (see `snapshot`).
+        let applied = {
+            let st = lock(&self.state);
+            (
+                st.last_applied,
+                st.membership.clone(),
+                st.ends.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            )
+        };
+        super::snapshot::Builder {
+            taken: self.take(applied),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
@@ -322,28 +337,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        // The log is never purged in this version (no snapshot is ever taken), so no leader
-        // sends one; a node that needs one cannot be caught up by this version.
-        Err(StorageIOError::write_snapshot(
-            Some(meta.signature()),
-            &io::Error::other("installing snapshots of partition data is not implemented"),
-        )
-        .into())
+        let ends = self.install(meta, snapshot.get_ref()).await?;
+        {
+            let mut st = lock(&self.state);
+            st.last_applied = meta.last_log_id;
+            st.membership = meta.last_membership.clone();
+            st.ends = ends.into_iter().collect();
+        }
+        self.save()
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e).into())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(None)
-    }
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        Err(StorageIOError::write_snapshot(
-            None,
-            &io::Error::other("snapshots are not implemented (the log is kept whole)"),
-        )
-        .into())
+        super::snapshot::load(&self.dir).map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 }
