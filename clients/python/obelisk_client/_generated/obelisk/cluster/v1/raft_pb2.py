@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dobelisk/cluster/v1/raft.proto\x12\x12obelisk.cluster.v1\"-\n\x0bRaftPayload\x12\r\n\x05group\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x11\n\x0f\x44\x65scribeRequest\"V\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x11\n\tgrpc_addr\x18\x02 \x01(\t\x12\x11\n\thttp_addr\x18\x03 \x01(\t\x12\x13\n\x0blegacy_addr\x18\x04 \x01(\t2\x97\x03\n\x07\x43luster\x12Q\n\rAppendEntries\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayload\x12H\n\x04Vote\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayload\x12S\n\x0fInstallSnapshot\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayload\x12K\n\x07Propose\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayload\x12M\n\x08\x44\x65scribe\x12#.obelisk.cluster.v1.DescribeRequest\x1a\x1c.obelisk.cluster.v1.NodeInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dobelisk/cluster/v1/raft.proto\x12\x12obelisk.cluster.v1\"-\n\x0bRaftPayload\x12\r\n\x05group\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x11\n\x0f\x44\x65scribeRequest\"V\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\x04\x12\x11\n\tgrpc_addr\x18\x02 \x01(\t\x12\x11\n\thttp_addr\x18\x03 \x01(\t\x12\x13\n\x0blegacy_addr\x18\x04 \x01(\t2\xed\x03\n\x07\x43luster\x12Q\n\rAppendEntries\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayload\x12H\n\x04Vote\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayload\x12S\n\x0fInstallSnapshot\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayload\x12K\n\x07Propose\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayload\x12M\n\x08\x44\x65scribe\x12#.obelisk.cluster.v1.DescribeRequest\x1a\x1c.obelisk.cluster.v1.NodeInfo\x12T\n\x10\x43hangeMembership\x12\x1f.obelisk.cluster.v1.RaftPayload\x1a\x1f.obelisk.cluster.v1.RaftPayloadb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,5 +38,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEINFO']._serialized_start=119
   _globals['_NODEINFO']._serialized_end=205
   _globals['_CLUSTER']._serialized_start=208
-  _globals['_CLUSTER']._serialized_end=615
+  _globals['_CLUSTER']._serialized_end=701
 # @@protoc_insertion_point(module_scope)

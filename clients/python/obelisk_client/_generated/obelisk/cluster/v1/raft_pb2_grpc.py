@@ -59,6 +59,11 @@ class ClusterStub:
                 request_serializer=obelisk_dot_cluster_dot_v1_dot_raft__pb2.DescribeRequest.SerializeToString,
                 response_deserializer=obelisk_dot_cluster_dot_v1_dot_raft__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.ChangeMembership = channel.unary_unary(
+                '/obelisk.cluster.v1.Cluster/ChangeMembership',
+                request_serializer=obelisk_dot_cluster_dot_v1_dot_raft__pb2.RaftPayload.SerializeToString,
+                response_deserializer=obelisk_dot_cluster_dot_v1_dot_raft__pb2.RaftPayload.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -101,6 +106,16 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangeMembership(self, request, context):
+        """==== issue 17 cluster B (operations) ====
+        A membership change (add or remove a node), taken by any node and forwarded to the leader:
+        MembershipChange -> Result<Vec<(id, addr, voter)>, String> (`obelisk cluster add-node`).
+        ==== end issue 17 cluster B (operations) ====
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +143,11 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.Describe,
                     request_deserializer=obelisk_dot_cluster_dot_v1_dot_raft__pb2.DescribeRequest.FromString,
                     response_serializer=obelisk_dot_cluster_dot_v1_dot_raft__pb2.NodeInfo.SerializeToString,
+            ),
+            'ChangeMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeMembership,
+                    request_deserializer=obelisk_dot_cluster_dot_v1_dot_raft__pb2.RaftPayload.FromString,
+                    response_serializer=obelisk_dot_cluster_dot_v1_dot_raft__pb2.RaftPayload.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +285,33 @@ class Cluster:
             '/obelisk.cluster.v1.Cluster/Describe',
             obelisk_dot_cluster_dot_v1_dot_raft__pb2.DescribeRequest.SerializeToString,
             obelisk_dot_cluster_dot_v1_dot_raft__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obelisk.cluster.v1.Cluster/ChangeMembership',
+            obelisk_dot_cluster_dot_v1_dot_raft__pb2.RaftPayload.SerializeToString,
+            obelisk_dot_cluster_dot_v1_dot_raft__pb2.RaftPayload.FromString,
             options,
             channel_credentials,
             insecure,
