@@ -34,7 +34,37 @@ class SettleResult:
     error: str
 
 
-class SharedConsumer:
+class _Settling:
+    """Queues settlements for the next batch (``flush``); shared by both kinds of member."""
+
+    _pending: List[Any]
+
+    def _push(self, d: Delivery, kind: int, delay_ms: Optional[int] = None,
+              reason: str = "") -> None:
+        s = pb.Settlement(partition=d.record.partition, offset=d.record.offset, kind=kind,
+                          reason=reason)
+        if delay_ms is not None:
+            s.delay_ms = delay_ms
+        self._pending.append(s)
+
+    def accept(self, d: Delivery) -> None:
+        """Done with the record."""
+        self._push(d, pb.SETTLE_KIND_ACCEPT)
+
+    def release(self, d: Delivery, delay_ms: Optional[int] = None, reason: str = "") -> None:
+        """Gives the record back, available after ``delay_ms`` (None: the group's backoff)."""
+        self._push(d, pb.SETTLE_KIND_RELEASE, delay_ms, reason)
+
+    def reject(self, d: Delivery, reason: str = "") -> None:
+        """Sends the record to the group's dead-letter topic."""
+        self._push(d, pb.SETTLE_KIND_REJECT, None, reason)
+
+    def extend(self, d: Delivery) -> None:
+        """Keeps the record locked for another ack timeout."""
+        self._push(d, pb.SETTLE_KIND_EXTEND)
+
+
+class SharedConsumer(_Settling):
     """A worker of the shared group ``group`` on ``topic``.
 
     :meth:`accept`, :meth:`release`, :meth:`reject` and :meth:`extend` queue a settlement;
@@ -73,30 +103,6 @@ class SharedConsumer:
         return [Delivery(Record.from_pb(d.record), d.deliveries, d.lock_deadline_ns)
                 for d in resp.deliveries]
 
-    def _push(self, d: Delivery, kind: int, delay_ms: Optional[int] = None,
-              reason: str = "") -> None:
-        s = pb.Settlement(partition=d.record.partition, offset=d.record.offset, kind=kind,
-                          reason=reason)
-        if delay_ms is not None:
-            s.delay_ms = delay_ms
-        self._pending.append(s)
-
-    def accept(self, d: Delivery) -> None:
-        """Done with the record."""
-        self._push(d, pb.SETTLE_KIND_ACCEPT)
-
-    def release(self, d: Delivery, delay_ms: Optional[int] = None, reason: str = "") -> None:
-        """Gives the record back, available after ``delay_ms`` (None: the group's backoff)."""
-        self._push(d, pb.SETTLE_KIND_RELEASE, delay_ms, reason)
-
-    def reject(self, d: Delivery, reason: str = "") -> None:
-        """Sends the record to the group's dead-letter topic."""
-        self._push(d, pb.SETTLE_KIND_REJECT, None, reason)
-
-    def extend(self, d: Delivery) -> None:
-        """Keeps the record locked for another ack timeout."""
-        self._push(d, pb.SETTLE_KIND_EXTEND)
-
     def flush(self) -> List[SettleResult]:
         """Sends the pending settlements as one batch; returns each one's result. On an error
         they stay pending (settle them again: one already stored is then refused as done)."""
@@ -109,7 +115,7 @@ class SharedConsumer:
         return [SettleResult(r.partition, r.offset, r.outcome, r.error) for r in resp.results]
 
 
-class SharedStream:
+class SharedStream(_Settling):
     """A worker of the shared group ``group`` on one SharedConsume stream: the broker pushes
     records while fewer than ``max_in_flight`` handed out on the stream are unsettled (no polling
     loop), and answers each settle batch on the same stream.
@@ -193,26 +199,6 @@ class SharedStream:
                 return []
             if ev[0] == "deliveries":
                 return ev[1]
-
-    def _push(self, d: Delivery, kind: int, delay_ms: Optional[int] = None,
-              reason: str = "") -> None:
-        s = pb.Settlement(partition=d.record.partition, offset=d.record.offset, kind=kind,
-                          reason=reason)
-        if delay_ms is not None:
-            s.delay_ms = delay_ms
-        self._pending.append(s)
-
-    def accept(self, d: Delivery) -> None:
-        self._push(d, pb.SETTLE_KIND_ACCEPT)
-
-    def release(self, d: Delivery, delay_ms: Optional[int] = None, reason: str = "") -> None:
-        self._push(d, pb.SETTLE_KIND_RELEASE, delay_ms, reason)
-
-    def reject(self, d: Delivery, reason: str = "") -> None:
-        self._push(d, pb.SETTLE_KIND_REJECT, None, reason)
-
-    def extend(self, d: Delivery) -> None:
-        self._push(d, pb.SETTLE_KIND_EXTEND)
 
     def flush(self) -> Optional[int]:
         """Sends the queued settlements as one batch without waiting; returns its id."""
