@@ -7,22 +7,339 @@
 //!
 //! Rounds: `OBELISK_CHAOS_ROUNDS` (default 2, the CI run; `scripts/chaos.sh` runs 50).
 
-mod cluster_support;
-
-use std::collections::BTreeMap;
-use std::process::Command;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_support::{
-    Cluster, Ledger, PARTITIONS, PATIENCE, TOPIC, check, http, produce, read_all, rounds,
-};
 use obelisk::client::{self, LeaderClient};
 use obelisk::proto as pb;
 
+/// Upper bound for anything these tests wait for, so a bug fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+const TOPIC: &str = "chaos";
+const PARTITIONS: u32 = 3;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node: its ports, its data directory, and its process while it runs.
+struct Node {
+    id: u64,
+    grpc: u16,
+    http: u16,
+    tcp: u16,
+    dir: PathBuf,
+    peers: String,
+    /// More `serve` arguments (security settings).
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    fn start(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_obelisk"))
+            .args(["serve", "--tcp-addr", &format!("127.0.0.1:{}", self.tcp)])
+            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
+            .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
+            .args(["--default-partitions", &PARTITIONS.to_string()])
+            .args(&self.extra)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .env("OBELISK_LOG_LEVEL", "warn,obelisk=info")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("the obelisk binary starts");
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(n: u64) -> Self {
+        Self::start_with(n, |_| Vec::new())
+    }
+
+    /// A cluster whose nodes get more `serve` arguments, made from the cluster's directory.
+    fn start_with(n: u64, extra: impl Fn(&std::path::Path) -> Vec<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = extra(dir.path());
+        let raft_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let peers = raft_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<Node> = (1..=n)
+            .map(|id| {
+                let d = dir.path().join(format!("node{id}"));
+                std::fs::create_dir_all(&d).unwrap();
+                Node {
+                    id,
+                    grpc: free_port(),
+                    http: free_port(),
+                    tcp: free_port(),
+                    dir: d,
+                    peers: peers.clone(),
+                    extra: extra.clone(),
+                    child: None,
+                }
+            })
+            .collect();
+        for node in &mut nodes {
+            node.start();
+        }
+        Self { nodes, _dir: dir }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::grpc_url).collect()
+    }
+
+    fn node_at(&mut self, url: &str) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.grpc_url() == url)
+            .expect("a node of the cluster")
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let log = std::fs::read_to_string(n.dir.join("node.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                format!(
+                    "--- node {} ---\n{}",
+                    n.id,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Every acknowledged record (its value and where the ack said it landed), and the values of
+/// requests whose outcome is unknown (the node died with the request in flight): those may be
+/// stored, at most once.
+#[derive(Default)]
+struct Ledger {
+    acked: Vec<(u32, u64, String)>,
+    maybe: Vec<String>,
+}
+
+/// Produces one batch of `n` records (values unique) through the leader, logging the acks; a
+/// batch whose outcome is unknown is logged as such and sent again under new values, until one
+/// is acknowledged (within PATIENCE).
+async fn produce(client: &mut LeaderClient, ledger: &mut Ledger, tag: &str, n: u32) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for attempt in 0.. {
+        let values: Vec<String> = (0..n).map(|i| format!("{tag}.{attempt}-{i}")).collect();
+        let req = pb::ProduceRequest {
+            topic: TOPIC.into(),
+            records: values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| pb::ProducerRecord {
+                    value: Bytes::from(v.clone()),
+                    partition: Some(i as u32 % PARTITIONS),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        match client.produce(req).await {
+            Ok(resp) => {
+                assert_eq!(resp.acks.len(), values.len());
+                for (ack, v) in resp.acks.into_iter().zip(values) {
+                    ledger.acked.push((ack.partition, ack.offset, v));
+                }
+                return;
+            }
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "produce {tag} not acknowledged in time: {e}"
+                );
+                ledger.maybe.extend(values);
+            }
+        }
+    }
+}
+
+/// Every record of every partition on the node at `url`.
+async fn read_all(url: &str) -> Result<BTreeMap<u32, Vec<(u64, String)>>, String> {
+    let mut c = client::connect(url).await.map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let mut records = Vec::new();
+        loop {
+            let resp = c
+                .fetch(pb::FetchRequest {
+                    topic: TOPIC.into(),
+                    partition: p,
+                    offset: records.len() as u64,
+                    max_records: 10_000,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            if resp.records.is_empty() {
+                break;
+            }
+            for r in resp.records {
+                records.push((r.offset, String::from_utf8_lossy(&r.value).into_owned()));
+            }
+        }
+        out.insert(p, records);
+    }
+    Ok(out)
+}
+
+/// Waits until every node holds the same records, then checks them against the ledger.
+async fn check(cluster: &Cluster, ledger: &Ledger) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let urls = cluster.urls();
+    let replicas = loop {
+        let mut all = Vec::new();
+        for u in &urls {
+            match read_all(u).await {
+                Ok(r) => all.push(r),
+                Err(_) => break,
+            }
+        }
+        let acked_ends: HashMap<u32, u64> =
+            ledger
+                .acked
+                .iter()
+                .fold(HashMap::new(), |mut m, (p, o, _)| {
+                    let e = m.entry(*p).or_insert(0);
+                    *e = (*e).max(o + 1);
+                    m
+                });
+        let complete = all.len() == urls.len()
+            && all.iter().all(|r| r == &all[0])
+            && acked_ends
+                .iter()
+                .all(|(p, end)| all[0].get(p).map_or(0, |v| v.len() as u64) >= *end);
+        if complete {
+            break all;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replicas did not converge in time\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (i, replica) in replicas.iter().enumerate() {
+        let mut seen: HashMap<&str, (u32, u64)> = HashMap::new();
+        for (p, records) in replica {
+            for (k, (offset, value)) in records.iter().enumerate() {
+                assert_eq!(
+                    *offset,
+                    k as u64,
+                    "node {}: offsets of {p} are dense",
+                    i + 1
+                );
+                assert!(
+                    seen.insert(value, (*p, *offset)).is_none(),
+                    "node {}: {value:?} is stored twice",
+                    i + 1
+                );
+            }
+        }
+        let known: std::collections::HashSet<&str> = ledger
+            .acked
+            .iter()
+            .map(|(_, _, v)| v.as_str())
+            .chain(ledger.maybe.iter().map(String::as_str))
+            .collect();
+        if let Some(v) = seen.keys().find(|v| !known.contains(**v)) {
+            panic!("node {}: {v:?} was never produced", i + 1);
+        }
+        for (p, offset, value) in &ledger.acked {
+            assert_eq!(
+                seen.get(value.as_str()),
+                Some(&(*p, *offset)),
+                "node {}: acknowledged {value:?} is not at {p}/{offset}",
+                i + 1
+            );
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status code and the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn rounds() -> usize {
+    std::env::var("OBELISK_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_leader_kills_on_every_replica() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     for round in 0..rounds() {
@@ -47,33 +364,24 @@ async fn acknowledged_records_survive_leader_kills_on_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_refuses_grpc_produce_naming_the_leader() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     produce(&mut client, &mut ledger, "first", 3).await;
     let leader = client.current().unwrap().to_string();
     let follower = cluster.urls().into_iter().find(|u| *u != leader).unwrap();
     let mut c = client::connect(&follower).await.unwrap();
-    // A follower learns of a new leader with its first AppendEntries: until then it answers
-    // "no leader is known yet", which is right, so wait for it to know one.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let err = loop {
-        let err = c
-            .produce(pb::ProduceRequest {
-                topic: TOPIC.into(),
-                records: vec![pb::ProducerRecord {
-                    value: Bytes::from_static(b"x"),
-                    ..Default::default()
-                }],
+    let err = c
+        .produce(pb::ProduceRequest {
+            topic: TOPIC.into(),
+            records: vec![pb::ProducerRecord {
+                value: Bytes::from_static(b"x"),
                 ..Default::default()
-            })
-            .await
-            .unwrap_err();
-        if client::leader_hint(&err).is_some() || tokio::time::Instant::now() > deadline {
-            break err;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     assert_eq!(
         client::leader_hint(&err).as_deref(),
@@ -162,7 +470,7 @@ async fn a_follower_refuses_grpc_produce_naming_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_idempotent_producer_writes_once_through_the_leader() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     // Finds the leader (and creates the topic).
@@ -206,7 +514,7 @@ async fn legacy_frames_on_a_follower_are_each_acknowledged_and_stored_once() {
     use obelisk::legacy::codec::Message;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     // Finds the leader and creates the topic.
@@ -270,7 +578,7 @@ async fn legacy_frames_on_a_follower_are_each_acknowledged_and_stored_once() {
 /// with `obelisk-forward`), and what it acknowledges is on every replica once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_produces_through_a_follower() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     // Finds the leader and creates the topic.
@@ -374,7 +682,7 @@ fn forwarded<T>(msg: T) -> tonic::Request<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_a_leader_kill_on_every_node() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     for b in 0..3 {
@@ -483,7 +791,7 @@ async fn committed_offsets_survive_a_leader_kill_on_every_node() {
 /// in offset order per partition (no gap, nothing twice), and nothing that was never produced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_reads_through_a_failover_without_gap_or_uncommitted_record() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     for b in 0..4 {
@@ -591,7 +899,7 @@ fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
 /// An ACL added on the leader (gRPC) or on a follower (REST, forwarded) holds on every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acl_added_on_one_node_holds_on_all() {
-    let cluster = Cluster::start_with_args(3, |dir| {
+    let cluster = Cluster::start_with(3, |dir| {
         let tokens = dir.join("tokens");
         let lines = [
             obelisk::auth::tokens::line_for(ROOT, "root"),
@@ -604,8 +912,7 @@ async fn an_acl_added_on_one_node_holds_on_all() {
             "--super-users".into(),
             "root".into(),
         ]
-    })
-    .await;
+    });
     // Find the leader as root (creating the topic).
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let leader = 'found: loop {
@@ -706,7 +1013,7 @@ async fn an_acl_added_on_one_node_holds_on_all() {
 /// when the leader is killed: every record acknowledged, each stored once on every replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_batching_producer_follows_the_leader_through_a_kill() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     produce(&mut client, &mut ledger, "first", 3).await; // creates the topic
@@ -756,7 +1063,7 @@ async fn the_batching_producer_follows_the_leader_through_a_kill() {
 /// answers 503 with the reason, until the others are back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_a_leader_is_not_ready() {
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start(3);
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     produce(&mut client, &mut ledger, "first", 3).await;

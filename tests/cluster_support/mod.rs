@@ -1,8 +1,8 @@
-//! The cluster harness of tests/cluster.rs and tests/cluster_ops.rs (issue 17): real `obelisk serve`
+//! The cluster harness of tests/cluster_ops.rs (issue 17, operations): real `obelisk serve`
 //! processes on loopback ports, optionally with every node-to-node link through the
 //! fault-injecting [`proxy`]; the ledger of acknowledged records and the Jepsen-style checker
 //! (every acknowledged record exactly once, at its acknowledged offset, the same on every
-//! replica). tests/cluster.rs uses it too.
+//! replica). The same harness as tests/cluster.rs, plus the proxy, `--join` and removed nodes.
 #![allow(dead_code)]
 
 pub mod proxy;
@@ -112,33 +112,21 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes talking directly.
     pub async fn start(n: u64) -> Self {
-        Self::launch(n, false, &|_| Vec::new()).await
+        Self::launch(n, false, &[]).await
     }
 
     /// `n` nodes talking directly, each started with `extra` `serve` arguments too.
     pub async fn start_with(n: u64, extra: &[&str]) -> Self {
-        let extra: Vec<String> = extra.iter().map(ToString::to_string).collect();
-        Self::launch(n, false, &|_| extra.clone()).await
-    }
-
-    /// `n` nodes talking directly, with `serve` arguments made from the cluster's directory
-    /// (files such as token and ACL files written there).
-    pub async fn start_with_args(n: u64, extra: impl Fn(&std::path::Path) -> Vec<String>) -> Self {
-        Self::launch(n, false, &extra).await
+        Self::launch(n, false, extra).await
     }
 
     /// `n` nodes, every node-to-node link through the fault-injecting proxy.
     pub async fn start_proxied(n: u64) -> Self {
-        Self::launch(n, true, &|_| Vec::new()).await
+        Self::launch(n, true, &[]).await
     }
 
-    async fn launch(
-        n: u64,
-        proxied: bool,
-        extra: &dyn Fn(&std::path::Path) -> Vec<String>,
-    ) -> Self {
+    async fn launch(n: u64, proxied: bool, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let extra = extra(dir.path());
         let raft_ports: BTreeMap<u64, u16> = (1..=n).map(|id| (id, free_port())).collect();
         let peers = raft_ports
             .iter()
@@ -162,7 +150,7 @@ impl Cluster {
         for (id, raft) in raft_ports {
             let via = cluster.net.as_ref().map(|n| n.via(id)).unwrap_or_default();
             cluster.add(id, raft, peers.clone(), via, false);
-            cluster.node(id).extra = extra.clone();
+            cluster.node(id).extra = extra.iter().map(ToString::to_string).collect();
         }
         for node in &mut cluster.nodes {
             node.start();
