@@ -7,6 +7,8 @@
 //!
 //! Rounds: `OBELISK_CHAOS_ROUNDS` (default 2, the CI run; `scripts/chaos.sh` runs 50).
 
+mod ports;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::PathBuf;
@@ -16,19 +18,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use obelisk::client::{self, LeaderClient};
 use obelisk::proto as pb;
+use ports::free_port;
 
 /// Upper bound for anything these tests wait for, so a bug fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(60);
 const TOPIC: &str = "chaos";
 const PARTITIONS: u32 = 3;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One node: its ports, its data directory, and its process while it runs.
 struct Node {
@@ -138,6 +133,33 @@ impl Cluster {
             .iter_mut()
             .find(|n| n.grpc_url() == url)
             .expect("a node of the cluster")
+    }
+
+    /// Waits until every node is ready (`/health/ready` 200): it knows the leader and is not
+    /// behind it. A follower learns of a new leader with its first AppendEntries; until then it
+    /// rightly answers "no leader is known yet", so a test that checks what a follower names
+    /// waits for this first.
+    async fn await_ready(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        for node in &self.nodes {
+            loop {
+                let port = node.http;
+                let answer =
+                    tokio::task::spawn_blocking(move || try_http(port, "GET", "/health/ready", ""))
+                        .await
+                        .unwrap();
+                match answer {
+                    Ok((200, _)) => break,
+                    other => assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "node {} never became ready: {other:?}\n{}",
+                        node.id,
+                        self.logs()
+                    ),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     fn logs(&self) -> String {
@@ -310,24 +332,31 @@ async fn check(cluster: &Cluster, ledger: &Ledger) {
 
 /// One HTTP/1.1 request over a fresh connection; the status code and the body.
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    try_http(port, method, path, body).unwrap()
+}
+
+/// [`http`], with a failure to connect, write or read returned instead of panicking.
+fn try_http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(PATIENCE))?;
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    )?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out[9..12].parse().unwrap();
+    s.read_to_string(&mut out)?;
+    let code = out
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {out:?}")))?;
     let body = out
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (code, body)
+    Ok((code, body))
 }
 
 fn rounds() -> usize {
@@ -368,6 +397,7 @@ async fn a_follower_refuses_grpc_produce_naming_the_leader() {
     let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
     let mut ledger = Ledger::default();
     produce(&mut client, &mut ledger, "first", 3).await;
+    cluster.await_ready().await;
     let leader = client.current().unwrap().to_string();
     let follower = cluster.urls().into_iter().find(|u| *u != leader).unwrap();
     let mut c = client::connect(&follower).await.unwrap();
@@ -503,6 +533,51 @@ async fn the_idempotent_producer_writes_once_through_the_leader() {
         ledger.acked.push((ack.partition, ack.offset, value));
     }
     producer.close().await;
+    check(&cluster, &ledger).await;
+}
+
+/// A producer id granted through a follower can be used through that follower at once: the
+/// follower checks the identity before it forwards the produce, so it must have applied the
+/// grant before answering InitProducer (it did not, and the CLI's first produce through a
+/// follower was refused now and then with "unknown producer id").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_id_granted_through_a_follower_is_usable_there_at_once() {
+    let cluster = Cluster::start(3);
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    // Finds the leader and creates the topic.
+    produce(&mut client, &mut ledger, "first", 3).await;
+    cluster.await_ready().await;
+    let leader = client.current().unwrap().to_string();
+    let follower = cluster.urls().into_iter().find(|u| *u != leader).unwrap();
+    let mut f = client::connect(&follower).await.unwrap();
+    for i in 0..20 {
+        let grant = f
+            .init_producer(forwarded(pb::InitProducerRequest { producer_id: None }))
+            .await
+            .unwrap()
+            .into_inner();
+        let value = format!("granted-{i}");
+        let ack = f
+            .produce(forwarded(pb::ProduceRequest {
+                topic: TOPIC.into(),
+                records: vec![pb::ProducerRecord {
+                    value: Bytes::from(value.clone()),
+                    partition: Some(1),
+                    ..Default::default()
+                }],
+                idempotence: Some(pb::IdempotentProduce {
+                    producer_id: grant.producer_id,
+                    producer_epoch: grant.producer_epoch,
+                    sequences: [(1, 0)].into(),
+                }),
+            }))
+            .await
+            .unwrap_or_else(|e| panic!("produce {i} with {grant:?}: {e:?}"))
+            .into_inner()
+            .acks[0];
+        ledger.acked.push((ack.partition, ack.offset, value));
+    }
     check(&cluster, &ledger).await;
 }
 
@@ -688,6 +763,7 @@ async fn committed_offsets_survive_a_leader_kill_on_every_node() {
     for b in 0..3 {
         produce(&mut client, &mut ledger, &format!("b{b}"), 12).await;
     }
+    cluster.await_ready().await;
     let leader = client.current().unwrap().to_string();
     let followers: Vec<String> = cluster
         .urls()

@@ -309,3 +309,81 @@ async fn committed_offsets(url: &str, group: &str) -> Vec<(u32, u64)> {
     out.sort_unstable();
     out
 }
+
+/// A follower behind the leader (its links slowed) is not the judge of offsets it has not
+/// applied yet: a commit of the leader's ends through it is forwarded and stored, and a reset
+/// to latest through it commits the leader's ends, not its own older ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_forwards_commits_and_resets_the_leader_decides() {
+    let mut cluster = Cluster::start_proxied(3).await;
+    let net = cluster.net.take().expect("proxied");
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    produce(&mut client, &mut ledger, "first", 12).await;
+    let leader = client.current().expect("a leader answered").to_string();
+    let leader_id = cluster.node_at(&leader).id;
+    let slow = leader_id % 3 + 1;
+    net.degrade_node(slow, Duration::from_millis(400), 0.0);
+    for b in 0..3 {
+        produce(&mut client, &mut ledger, &format!("lagged{b}"), 12).await;
+    }
+    let mut ends: Vec<(u32, u64)> = (0..PARTITIONS)
+        .map(|p| {
+            let end = ledger
+                .acked
+                .iter()
+                .filter(|(q, _, _)| *q == p)
+                .map(|(_, o, _)| o + 1)
+                .max()
+                .unwrap_or(0);
+            (p, end)
+        })
+        .collect();
+    ends.sort_unstable();
+    let url = cluster.node(slow).grpc_url();
+    let mut c = client::connect(&url).await.unwrap();
+    let mut req = tonic::Request::new(pb::CommitRequest {
+        topic: TOPIC.into(),
+        group: "behind".into(),
+        offsets: ends
+            .iter()
+            .map(|&(partition, offset)| pb::PartitionOffset { partition, offset })
+            .collect(),
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("obelisk-forward", "1".parse().unwrap());
+    c.commit(req)
+        .await
+        .expect("the leader's ends, committed through a follower behind it");
+    assert_eq!(committed_offsets(&url, "behind").await, ends);
+    let port = cluster.node(slow).http;
+    let (code, body) = tokio::task::spawn_blocking(move || {
+        cluster_support::http(
+            port,
+            "POST",
+            &format!("/topics/{TOPIC}/reset"),
+            r#"{"group":"reset-behind","to":"latest"}"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut reset: Vec<(u32, u64)> = answer["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| {
+            (
+                u32::try_from(o["partition"].as_u64().unwrap()).unwrap(),
+                o["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    reset.sort_unstable();
+    assert_eq!(reset, ends, "the reset answers the leader's ends: {body}");
+    assert_eq!(committed_offsets(&url, "reset-behind").await, ends);
+    net.degrade_node(slow, Duration::ZERO, 0.0);
+    check(&cluster, &ledger).await;
+}

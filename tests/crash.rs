@@ -2,6 +2,8 @@
 //! the server is killed with SIGKILL at a random moment, restarted on the same data directory, and
 //! every acknowledged record must be readable.
 
+mod ports;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,18 +17,10 @@ use obelisk::proto as pb;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
+use ports::free_port;
+
 /// Upper bound for anything these tests wait for, so a bug fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A port for the legacy listener, whose bound address the server does not log (gRPC's it does,
-/// so gRPC binds port 0).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running `obelisk serve` and the address its gRPC listener bound.
 struct Server {

@@ -167,12 +167,18 @@ impl Broker {
         if member.is_some() {
             self.check_leader()?;
         }
-        let t = self.existing_topic(topic)?;
         if offsets.is_empty() {
             return Err(BrokerError::InvalidArgument(
                 "a commit needs at least one partition offset".into(),
             ));
         }
+        // cluster metadata (issue 17): a follower's partitions may be behind the leader's (an
+        // offset the leader acknowledged may be past this node's end), so the leader checks the
+        // rest when the follower forwards the commit (`check_meta`).
+        if self.replicator().is_some() && self.check_leader().is_err() {
+            return names::validate(NameKind::Topic, topic);
+        }
+        let t = self.existing_topic(topic)?;
         for &(partition, offset) in offsets {
             let core = partition_of(&t, partition)?.core();
             let end = core.acked_end();
@@ -200,10 +206,40 @@ impl Broker {
         to: Position,
     ) -> Result<Vec<(u32, u64)>, BrokerError> {
         names::validate(NameKind::Group, group)?;
-        let t = self.existing_topic(topic)?;
-        let offsets = resolve_positions(&t, to)?;
+        names::validate(NameKind::Topic, topic)?;
+        // cluster metadata (issue 17): on a follower, whose partitions may be behind, the leader
+        // resolves the position; the offsets it committed are read back once applied here.
+        if self.replicator().is_some() && self.check_leader().is_err() {
+            let write = super::meta::MetaWrite::Reset {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                to,
+            };
+            if let Some(p) = self.replicate_meta(write) {
+                p.await?;
+                let committed = self
+                    .inner
+                    .offsets
+                    .topic_offsets(group, topic)
+                    .map_err(|e| BrokerError::group_damaged(group, &e))?;
+                return Ok(committed.into_iter().collect());
+            }
+        }
+        let offsets = self.reset_offsets(topic, group, to)?;
         self.commit(topic, group, &offsets).await?;
         Ok(offsets)
+    }
+
+    /// The offsets a reset of `group` to `to` means in this node's partitions of `topic`.
+    pub(super) fn reset_offsets(
+        &self,
+        topic: &str,
+        group: &str,
+        to: Position,
+    ) -> Result<Vec<(u32, u64)>, BrokerError> {
+        names::validate(NameKind::Group, group)?;
+        let t = self.existing_topic(topic)?;
+        resolve_positions(&t, to)
     }
 
     /// The group's next offset in each partition of `topic`: its committed offset, or `new` where

@@ -35,6 +35,15 @@ pub enum MetaWrite {
     },
     AddAcl(AclRule),
     RemoveAcl(AclRule),
+    /// A group's offsets in every partition of a topic set to a position. A follower forwards
+    /// it as it is, since its own partitions may be behind the leader's; the leader resolves it
+    /// against its partitions into a [`MetaWrite::Commit`] before it enters the log
+    /// ([`Broker::resolve_meta`]), so every node applies the same offsets.
+    Reset {
+        group: String,
+        topic: String,
+        to: super::Position,
+    },
 }
 
 impl Broker {
@@ -67,6 +76,12 @@ impl Broker {
                 Ok(true)
             }
             MetaWrite::DeleteGroup { group } => self.delete_group_here(&group).await,
+            MetaWrite::Reset { group, topic, .. } => {
+                // Resolved before it enters the log; one found there (from a build that did
+                // not) is skipped the same way on every node.
+                tracing::warn!(%group, %topic, "an unresolved group reset in the log is skipped");
+                Ok(false)
+            }
             MetaWrite::AddAcl(rule) => self.change_acls(move |s| s.acls().add(rule)).await,
             MetaWrite::RemoveAcl(rule) => self.change_acls(move |s| s.acls().remove(&rule)).await,
         }
@@ -84,8 +99,31 @@ impl Broker {
                 topic,
                 offsets,
             } => self.check_commit_offsets(topic, group, offsets, None),
+            MetaWrite::Reset { group, topic, to } => {
+                let offsets = self.reset_offsets(topic, group, *to)?;
+                self.check_commit_offsets(topic, group, &offsets, None)
+            }
             MetaWrite::DeleteGroup { group } => self.check_group_deletable(group),
             MetaWrite::AddAcl(_) | MetaWrite::RemoveAcl(_) => Ok(()),
+        }
+    }
+
+    /// The write as it enters the log, on the leader: a reset becomes the commit of the offsets
+    /// it means in the leader's partitions; any other write is itself.
+    ///
+    /// # Errors
+    /// What resolving the reset fails with (an unknown topic, damage met by a time search).
+    pub(crate) fn resolve_meta(&self, write: MetaWrite) -> Result<MetaWrite, BrokerError> {
+        match write {
+            MetaWrite::Reset { group, topic, to } => {
+                let offsets = self.reset_offsets(&topic, &group, to)?;
+                Ok(MetaWrite::Commit {
+                    group,
+                    topic,
+                    offsets,
+                })
+            }
+            other => Ok(other),
         }
     }
 

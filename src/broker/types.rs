@@ -42,7 +42,7 @@ pub enum StartPosition {
 }
 
 /// An explicit position in every partition of a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Position {
     Earliest,
     Latest,

@@ -31,6 +31,23 @@ impl Cluster {
         {
             return Ok((CommandReply::Refused(Refusal::from_broker(e)), 0));
         }
-        self.propose_here(cmd).await
+        match self.entering_log(cmd) {
+            Ok(cmd) => self.propose_here(cmd).await,
+            Err(e) => Ok((CommandReply::Refused(Refusal::from_broker(e)), 0)),
+        }
+    }
+
+    /// A command as the leader puts it in the log: a group reset resolved against the leader's
+    /// partitions (see [`MetaWrite::Reset`]).
+    ///
+    /// # Errors
+    /// What resolving it fails with.
+    pub(crate) fn entering_log(&self, cmd: Command) -> Result<Command, BrokerError> {
+        match cmd {
+            Command::Meta(write @ MetaWrite::Reset { .. }) => {
+                Ok(Command::Meta(self.broker().resolve_meta(write)?))
+            }
+            other => Ok(other),
+        }
     }
 }

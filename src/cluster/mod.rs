@@ -53,7 +53,7 @@ use crate::proto::cluster::NodeInfo;
 use crate::storage::TopicConfig;
 use crate::sync::lock;
 pub use settings::ClusterSettings;
-use types::{Command, CommandReply, NodeId, Raft, WireRecord, decode, encode};
+use types::{Command, CommandReply, NodeId, Raft, Refusal, WireRecord, decode, encode};
 
 /// How long a write waits for a leader to be elected before failing.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -387,6 +387,14 @@ impl Cluster {
         let forwarder = self.ordered_forwarder();
         while let Some((cmd, tx)) = rx.recv().await {
             if self.leader() == Some(self.inner.id) {
+                // A reset queued on a follower that has become the leader since.
+                let cmd = match self.entering_log(cmd) {
+                    Ok(cmd) => cmd,
+                    Err(e) => {
+                        let _ = tx.send(Ok((CommandReply::Refused(Refusal::from_broker(e)), 0)));
+                        continue;
+                    }
+                };
                 match self.inner.raft.client_write_ff(cmd.clone()).await {
                     Ok(pending) => {
                         let me = self.clone();
@@ -559,7 +567,9 @@ impl Replicator for Cluster {
     }
 
     fn init_producer(&self, existing: Option<i64>) -> Proposal<ProducerGrant> {
-        let p = self.submit(Command::InitProducer { existing }, false);
+        // Applied here before it is answered: this node checks the identity of the produces
+        // that follow (before forwarding them), so it must know the grant.
+        let p = self.submit(Command::InitProducer { existing }, true);
         Box::pin(async move {
             match p.await? {
                 CommandReply::Granted(producer_id, producer_epoch) => Ok(ProducerGrant {

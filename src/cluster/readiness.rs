@@ -1,5 +1,5 @@
-//! Readiness per node (issue 17): a node is ready for traffic when it knows a leader and has
-//! applied what the leader had committed when it last heard from it (within one batch of
+//! Readiness per node (issue 17): a node is ready for traffic when it knows a leader and its
+//! client address (to name it in a redirect), and has applied what the leader had committed when it last heard from it (within one batch of
 //! entries, so a follower keeping up under load stays ready).
 
 use std::sync::atomic::Ordering;
@@ -42,6 +42,12 @@ impl Cluster {
             Some("no cluster leader is known (an election is under way)".to_string())
         } else if m.state == ServerState::Leader {
             None
+        } else if m
+            .current_leader
+            .is_some_and(|l| self.grpc_addr_of(l).is_none())
+        {
+            // It could neither name the leader to a client nor be of use to one.
+            Some("the leader's client address is not known yet".to_string())
         } else {
             match leader_commit {
                 None => Some("has not heard from the leader yet".to_string()),

@@ -23,13 +23,9 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 pub const TOPIC: &str = "chaos";
 pub const PARTITIONS: u32 = 3;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../ports/mod.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// One node: its ports, its data directory, and its process while it runs.
 pub struct Node {

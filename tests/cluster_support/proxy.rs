@@ -209,6 +209,15 @@ impl Network {
         self.links.values().for_each(Link::heal);
     }
 
+    /// A delay and drop probability on every link from or to node `id`.
+    pub fn degrade_node(&self, id: u64, delay: Duration, drop: f64) {
+        for ((from, to), link) in &self.links {
+            if *from == id || *to == id {
+                link.degrade(delay, drop);
+            }
+        }
+    }
+
     /// The same delay and drop probability on every link.
     pub fn degrade(&self, delay: Duration, drop: f64) {
         for link in self.links.values() {

@@ -3,6 +3,10 @@
 //! `RLIMIT_NOFILE`).
 #![allow(dead_code)]
 
+#[path = "../ports/mod.rs"]
+mod ports;
+pub use ports::free_port;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -146,14 +150,6 @@ pub async fn raw_call(server: &RunningServer, method: &str, body: Vec<u8>) -> to
     grpc.unary(tonic::Request::new(body), path, RawCodec)
         .await
         .expect_err("the server refuses the request")
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running `obelisk serve` and its listeners.
