@@ -202,10 +202,23 @@ impl Cluster {
             .iter()
             .map(|n| {
                 let log = std::fs::read_to_string(n.dir.join("node.log")).unwrap_or_default();
+                // A panic anywhere in the log, then its end.
+                let lines: Vec<&str> = log.lines().collect();
+                let panics: Vec<String> = lines
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.contains("panicked"))
+                    .take(3)
+                    .map(|(i, _)| lines[i..lines.len().min(i + 3)].join("\n"))
+                    .collect();
                 let tail: Vec<&str> = log.lines().rev().take(30).collect();
                 format!(
-                    "--- node {} ---\n{}",
+                    "--- node {} ---\n{}{}",
                     n.id,
+                    panics
+                        .iter()
+                        .map(|l| format!("{l}\n...\n"))
+                        .collect::<String>(),
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 )
             })

@@ -44,7 +44,9 @@ pub struct Link {
 impl Link {
     /// A link forwarding what reaches it to `target`.
     pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = super::ports::bind_fresh();
+        listener.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(listener).unwrap();
         let addr = listener.local_addr().unwrap();
         let faults = Arc::new(Faults::default());
         let stop = CancellationToken::new();

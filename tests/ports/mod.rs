@@ -10,19 +10,28 @@ use std::sync::{Mutex, OnceLock};
 
 /// A loopback TCP port nothing listens on now, and that no earlier call in this process returned.
 pub fn free_port() -> u16 {
+    bind_fresh()
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
+}
+
+/// A loopback listener (for a test's own proxy) on a port no call here returned before: the
+/// kernel may give a listener on port 0 a port just handed to a server that has not bound it yet.
+pub fn bind_fresh() -> std::net::TcpListener {
     static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let mut given = GIVEN
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a loopback port to bind")
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port to bind");
+        let port = listener
             .local_addr()
             .expect("a bound listener has an address")
             .port();
         if given.insert(port) {
-            return port;
+            return listener;
         }
     }
 }
