@@ -164,6 +164,9 @@ impl Broker {
         member: Option<&super::MemberRef>,
     ) -> Result<(), BrokerError> {
         names::validate(NameKind::Group, group)?;
+        // A shared group's position moves as its records are settled: a commit (or a reset)
+        // would be stored and never used.
+        self.not_shared(group)?;
         if member.is_some() {
             self.check_leader()?;
         }

@@ -15,9 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::status::to_status;
-use crate::broker::shared::{
-    Delivery, SettleAction, SettleOutcome, Settled, Settlement, SharedPollRequest,
-};
+use crate::broker::shared::{SettleAction, SettleOutcome, Settled, Settlement, SharedPollRequest};
 use crate::broker::{BrokerError, Caller, ReadLimits};
 use crate::proto as pb;
 use crate::sync::lock;
@@ -227,7 +225,8 @@ async fn hand_out(
         let got = caller.shared_poll_until(poll.clone(), &stop).await;
         if stop.is_cancelled() {
             if let Ok(ds) = got {
-                give_back(&caller, &poll, ds).await;
+                let keys = ds.iter().map(|d| (d.partition, d.record.offset)).collect();
+                give_back(&caller, &poll, keys).await;
             }
             return;
         }
@@ -244,15 +243,18 @@ async fn hand_out(
                 }
             }
             Ok(ds) => {
-                lock(&shared.credit).out.extend(
-                    ds.iter()
-                        .map(|d| ((d.partition, d.record.offset), d.lock_deadline_ns)),
-                );
+                let keys: Vec<(u32, u64)> =
+                    ds.iter().map(|d| (d.partition, d.record.offset)).collect();
+                lock(&shared.credit)
+                    .out
+                    .extend(keys.iter().zip(&ds).map(|(k, d)| (*k, d.lock_deadline_ns)));
                 let msg = pb::SharedConsumeResponse {
                     kind: Some(Out::Deliveries(super::shared::deliveries(ds))),
                 };
                 if tx.send(Ok(msg)).await.is_err() {
+                    // The stream closed before they were queued to it: nobody saw them.
                     stop.cancel();
+                    give_back(&caller, &poll, keys).await;
                     return;
                 }
             }
@@ -260,20 +262,18 @@ async fn hand_out(
     }
 }
 
-/// Releases records locked for a stream that ended before they were sent (nobody saw them).
-async fn give_back(caller: &Caller, poll: &SharedPollRequest, ds: Vec<Delivery>) {
-    if ds.is_empty() {
+/// Gives back records locked for a stream that ended before they were sent (nobody saw them):
+/// available again at once, their hand-out not counted as a delivery.
+async fn give_back(caller: &Caller, poll: &SharedPollRequest, keys: Vec<(u32, u64)>) {
+    if keys.is_empty() {
         return;
     }
-    let ss: Vec<Settlement> = ds
-        .iter()
-        .map(|d| Settlement {
-            partition: d.partition,
-            offset: d.record.offset,
-            action: SettleAction::Release {
-                delay: Some(std::time::Duration::ZERO),
-                reason: "the stream ended before they were sent".into(),
-            },
+    let ss: Vec<Settlement> = keys
+        .into_iter()
+        .map(|(partition, offset)| Settlement {
+            partition,
+            offset,
+            action: SettleAction::NotSent,
         })
         .collect();
     if let Err(e) = caller

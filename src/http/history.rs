@@ -78,12 +78,17 @@ impl History {
         let mut consumed = 0u64;
         let mut lags: Vec<(String, u64)> = Vec::new();
         for group in broker.list_groups() {
-            let Ok(parts) = broker.describe_group(&group) else {
-                continue;
+            // A shared group (issue 14): its positions, the first offsets not yet done.
+            let positions = match shared_positions(broker, &group) {
+                Some(p) => p,
+                None => match broker.describe_group(&group) {
+                    Ok(parts) => parts.iter().map(|p| (p.committed, p.lag)).collect(),
+                    Err(_) => continue,
+                },
             };
-            consumed += parts.iter().map(|p| p.committed).sum::<u64>();
+            consumed += positions.iter().map(|(done, _)| done).sum::<u64>();
             if lags.len() < MAX_GROUPS_TRACKED {
-                lags.push((group, parts.iter().map(|p| p.lag).sum()));
+                lags.push((group, positions.iter().map(|(_, lag)| lag).sum()));
             }
         }
         let mut s = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -156,6 +161,34 @@ impl History {
     }
 }
 
+/// A shared group's (position, lag) per partition; `None` when `group` is not a shared group.
+/// Called on a blocking thread (the group's state is behind an async lock).
+fn shared_positions(broker: &Broker, group: &str) -> Option<Vec<(u64, u64)>> {
+    broker.shared_group_config(group)?;
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let parts = handle
+        .block_on(broker.shared_group_state(group, None))
+        .ok()?;
+    Some(
+        parts
+            .iter()
+            .map(|p| {
+                let end = broker
+                    .describe_topic(&p.topic)
+                    .ok()
+                    .and_then(|t| {
+                        t.partitions
+                            .iter()
+                            .find(|d| d.partition == p.partition)
+                            .map(|d| d.log_end)
+                    })
+                    .unwrap_or(p.position);
+                (p.position, end.saturating_sub(p.position))
+            })
+            .collect(),
+    )
+}
+
 /// One sample on a blocking thread (it walks every partition); false once the broker is gone.
 async fn sample_once(history: &Arc<History>, weak: &WeakBroker) -> bool {
     let Some(broker) = weak.upgrade() else {
@@ -185,7 +218,10 @@ pub async fn group_lag(
     Authed(caller): Authed,
     Path(group): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    caller.describe_group(&group)?;
+    // A shared group (issue 14) has positions, not committed offsets.
+    if caller.shared_group_positions(&group).await?.is_none() {
+        caller.describe_group(&group)?;
+    }
     Ok(axum::Json(json!({
         "group": group,
         "interval_ms": SAMPLE_INTERVAL.as_millis() as u64,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::auth::Authed;
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
-use crate::broker::{MemberDescription, TopicConfig, TopicDescription};
+use crate::broker::{Caller, MemberDescription, TopicConfig, TopicDescription};
 
 #[derive(Debug, Deserialize)]
 pub struct StatsParams {
@@ -198,6 +198,7 @@ pub async fn describe_group(
     let mut out = json!({"group": group, "total_lag": total_lag, "partitions": partitions});
     if is_shared {
         out["state"] = json!("shared");
+        out["shared"] = shared_json(&caller, &group).await?;
         return Ok(axum::Json(out));
     }
     // Groups with members (issue 13): their state, epoch and members with their partitions.
@@ -207,6 +208,48 @@ pub async fn describe_group(
         out["members"] = m.members.iter().map(member_json).collect();
     }
     Ok(axum::Json(out))
+}
+
+/// A shared group's settings and in-flight windows (issue 14): per partition the records not
+/// done, how many are locked to a member and how many were handed out more than once; and how
+/// many records its dead-letter topic holds.
+async fn shared_json(caller: &Caller, group: &str) -> Result<Value, ApiError> {
+    let (config, parts) = caller.shared_group_state(group, None).await?;
+    let windows: Vec<Value> = parts
+        .iter()
+        .map(|p| {
+            json!({
+                "topic": p.topic,
+                "partition": p.partition,
+                "position": p.position,
+                "next": p.next,
+                "in_flight": p.in_flight,
+                "locked": p.locked,
+                "redelivered": p.deliveries.values().filter(|d| **d > 1).count(),
+                "max_deliveries_seen": p.deliveries.values().max().copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    // Absent until the first dead letter, or hidden from a caller who may not describe it.
+    let dead_letters = caller
+        .describe_topic(&config.dead_letter_topic)
+        .ok()
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| p.log_end.saturating_sub(p.log_start))
+                .sum::<u64>()
+        });
+    Ok(json!({
+        "ack_timeout_ms": u64::try_from(config.ack_timeout.as_millis()).unwrap_or(u64::MAX),
+        "max_deliveries": config.max_deliveries,
+        "max_in_flight": config.max_in_flight,
+        "dead_letter_topic": config.dead_letter_topic,
+        "dead_letters": dead_letters,
+        "in_flight": parts.iter().map(|p| p.in_flight).sum::<usize>(),
+        "locked": parts.iter().map(|p| p.locked).sum::<usize>(),
+        "partitions": windows,
+    }))
 }
 
 fn member_json(m: &MemberDescription) -> Value {

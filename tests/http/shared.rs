@@ -79,6 +79,45 @@ async fn records_are_handed_out_and_settled_per_record() {
         view.text
     );
     assert_eq!(view.json["total_lag"], 1, "{}", view.text);
+    // Its window (the console's shared-group view): one record in flight, locked to b, and the
+    // dead-lettered one in the dead-letter topic.
+    let shared = &view.json["shared"];
+    assert_eq!(
+        (
+            &shared["in_flight"],
+            &shared["locked"],
+            &shared["dead_letters"],
+            &shared["dead_letter_topic"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!("rest-g.dlq")),
+        "{}",
+        view.text
+    );
+    let w = &shared["partitions"][0];
+    assert_eq!(
+        (&w["position"], &w["next"], &w["locked"], &w["redelivered"]),
+        (&json!(2), &json!(3), &json!(1), &json!(0)),
+        "{}",
+        view.text
+    );
+    // A shared group has a lag history like any group (the console's chart asks for it).
+    // Sampled every 2 s: its lag there is the records not done, 1.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let history = loop {
+        let r = h.get("/groups/rest-g/history").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        if r.json["samples"].as_array().is_some_and(|s| !s.is_empty()) {
+            break r.json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never sampled: {}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(history["group"], "rest-g", "{history}");
+    assert_eq!(history["samples"][0]["lag"], 1, "{history}");
     let done = json!({"group": "rest-g", "member_id": "b", "acks": [
         {"partition": 0, "offset": 2, "action": "accept"},
     ]});
@@ -88,6 +127,21 @@ async fn records_are_handed_out_and_settled_per_record() {
     assert_eq!(view.json["partitions"][0]["committed"], 3, "{}", view.text);
     assert_eq!(view.json["total_lag"], 0, "{}", view.text);
 
+    // Its position is not committed or reset: that would be stored and never used.
+    for (uri, body) in [
+        (
+            "/topics/rest-shared/commit",
+            json!({"group": "rest-g", "offsets": [{"partition": 0, "offset": 0}]}),
+        ),
+        (
+            "/topics/rest-shared/reset",
+            json!({"group": "rest-g", "to": "earliest"}),
+        ),
+    ] {
+        let r = h.post(uri, body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}: {}", r.text);
+        assert!(r.text.contains("is a shared group"), "{uri}: {}", r.text);
+    }
     // Bad input: no member id, an unknown action.
     let r = h
         .post(

@@ -63,6 +63,31 @@ function members(list) {
   )];
 }
 
+/** A shared group's settings and in-flight windows (records handed out and not yet settled). */
+function sharedState(s) {
+  if (!s) return null;
+  const dlq = s.dead_letter_topic;
+  return [
+    h('h2', {}, 'Shared group'),
+    h('div', { class: 'grid' },
+      tile('In flight', num(s.in_flight), { dataset: { stat: 'in-flight' } }),
+      tile('Locked', num(s.locked), { dataset: { stat: 'locked' } }),
+      tile('Dead letters', s.dead_letters == null ? '0' : num(s.dead_letters), { dataset: { stat: 'dead-letters' } }),
+      tile('Max deliveries', num(s.max_deliveries)),
+      tile('Ack timeout', `${num(s.ack_timeout_ms / 1000)} s`)),
+    h('p', { class: 'muted' }, 'Dead letters go to ',
+      s.dead_letters == null ? h('code', {}, dlq) : h('a', { href: `/ui/topics/${enc(dlq)}` }, dlq),
+      `; at most ${num(s.max_in_flight)} records in flight per partition.`),
+    table(
+      [{ label: 'topic' }, { label: 'partition', num: true }, { label: 'position', num: true }, { label: 'next', num: true },
+        { label: 'in flight', num: true }, { label: 'locked', num: true }, { label: 'redelivered', num: true }, { label: 'most deliveries', num: true }],
+      s.partitions.map((p) => [h('a', { href: `/ui/topics/${enc(p.topic)}` }, p.topic), num(p.partition), num(p.position), num(p.next),
+        num(p.in_flight), num(p.locked), num(p.redelivered), num(p.max_deliveries_seen)]),
+      { empty: 'Nothing has been handed out yet.' },
+    ),
+  ];
+}
+
 function resetForm(group, topics, onDone) {
   const topic = h('select', { name: 'topic', 'aria-label': 'Topic' }, topics.map((t) => h('option', { value: t }, t)));
   const to = h('select', { name: 'to', 'aria-label': 'Reset to' }, [['earliest', 'earliest'], ['latest', 'latest'], ['offset', 'an offset'], ['time', 'a time']].map(([v, l]) => h('option', { value: v }, l)));
@@ -113,6 +138,7 @@ export async function groupPage(ctx, group) {
   const chart = h('div', { class: 'panel', id: 'lag-chart' });
   const parts = h('div', { id: 'group-partitions' });
   const memberBox = h('div', { id: 'members' });
+  const sharedBox = h('div', { id: 'shared-state' });
   const resetBox = h('div');
   let topicsKey = '';
   const refresh = async () => {
@@ -137,7 +163,14 @@ export async function groupPage(ctx, group) {
       { empty: 'The group has no committed offsets in existing topics.' },
     ));
     fill(memberBox, members(d.members));
-    if (topics.join('\n') !== topicsKey) {
+    fill(sharedBox, sharedState(d.shared));
+    if (d.shared) {
+      // A shared group's position moves as its records are settled, not by a commit.
+      if (topicsKey !== '\u0000shared') {
+        topicsKey = '\u0000shared';
+        fill(resetBox, h('p', { class: 'muted' }, 'A shared group moves on as its records are settled; its position is not reset here.'));
+      }
+    } else if (topics.join('\n') !== topicsKey) {
       topicsKey = topics.join('\n');
       fill(resetBox, topics.length ? resetForm(group, topics, () => refresh().catch(toastError)) : h('p', { class: 'muted' }, 'Nothing to reset.'));
     }
@@ -148,6 +181,7 @@ export async function groupPage(ctx, group) {
     tiles,
     h('h2', {}, 'Lag over time (last 6 minutes)'), chart,
     h('h2', {}, 'Committed offsets and lag'), parts,
+    sharedBox,
     memberBox,
     h('h2', {}, 'Reset offsets'), resetBox);
   await refresh();

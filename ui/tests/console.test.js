@@ -278,6 +278,35 @@ test('group members are shown when the group API reports them', LIMIT, async () 
   await page.unroute(groupApi);
 });
 
+test('a shared group shows its in-flight records, locks and dead letters', LIMIT, async () => {
+  assert.equal((await rest('POST', '/topics', { name: 'jobs', partitions: 1 })).status, 201);
+  const records = ['a', 'b', 'c'].map((v) => ({ value: v, partition: 0 }));
+  assert.equal((await rest('POST', '/topics/jobs/messages', { records })).status, 201);
+  const got = await rest('POST', '/topics/jobs/poll', { group: 'workers', ack_mode: 'record', member_id: 'w1', max_records: 3 });
+  assert.equal(got.status, 200, JSON.stringify(got.json));
+  assert.equal(got.json.records.length, 3);
+  // One to the dead-letter topic, one done, one still locked to w1.
+  const acks = await rest('POST', '/topics/jobs/acks', {
+    group: 'workers',
+    member_id: 'w1',
+    acks: [{ partition: 0, offset: 0, action: 'reject', reason: 'bad input' }, { partition: 0, offset: 1, action: 'accept' }],
+  });
+  assert.equal(acks.status, 200, JSON.stringify(acks.json));
+  const d = (await rest('GET', '/groups/workers')).json;
+  assert.equal(d.state, 'shared');
+  assert.equal(d.shared.in_flight, 1);
+  assert.equal(d.shared.locked, 1);
+  assert.equal(d.shared.dead_letters, 1);
+  await open('/ui/groups/workers', '#shared-state table');
+  await page.locator('[data-stat="in-flight"] .value', { hasText: /^1$/ }).waitFor();
+  await page.locator('[data-stat="locked"] .value', { hasText: /^1$/ }).waitFor();
+  await page.locator('[data-stat="dead-letters"] .value', { hasText: /^1$/ }).waitFor();
+  const text = await page.locator('#shared-state').textContent();
+  assert.match(text, /workers\.dlq/);
+  assert.match(text, /jobs/);
+  await shot('shared-group');
+});
+
 test('delete a topic with confirmation', LIMIT, async () => {
   await open('/ui/topics', 'tr[data-topic="scratch"]');
   await page.click('tr[data-topic="scratch"] button.danger');

@@ -341,7 +341,7 @@ fn unix_of(at: Instant) -> i64 {
 }
 
 impl Broker {
-    /// Refuses to use a shared group as a group with members.
+    /// Refuses to use a shared group as a group with members, or to commit or reset its offsets.
     pub(crate) fn not_shared(&self, group: &str) -> Result<(), BrokerError> {
         if self.inner.shared.contains(group) {
             return Err(BrokerError::InvalidArgument(format!(

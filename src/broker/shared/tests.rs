@@ -329,3 +329,56 @@ async fn an_accept_that_opens_the_window_wakes_a_waiting_member() {
     );
     b.shutdown().await;
 }
+
+/// A record the consume stream gives back unsent (its stream closed first) is handed out again
+/// as the same delivery, also after a restart: with `max_deliveries` 1 it is not dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_given_back_unsent_keeps_its_delivery_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = open(dir.path());
+        b.create_topic(
+            "t",
+            TopicConfig {
+                partitions: 1,
+                retention_ms: 0,
+                retention_bytes: 0,
+                compression: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+        let config = SharedGroupConfig {
+            max_deliveries: 1,
+            ..SharedGroupConfig::new("g")
+        };
+        b.create_shared_group("g", config).await.unwrap();
+        let rec = ProduceRecord {
+            value: Bytes::from_static(b"v"),
+            partition: Some(0),
+            ..ProduceRecord::default()
+        };
+        b.produce("t", vec![rec]).await.unwrap();
+        let got = b.shared_poll(poll("a", Duration::ZERO)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].deliveries, 1);
+        let not_sent = Settlement {
+            partition: 0,
+            offset: 0,
+            action: SettleAction::NotSent,
+        };
+        let res = b.settle("g", "t", "a", &[not_sent]).await.unwrap();
+        assert_eq!(res, vec![Ok(Settled::Available)]);
+        b.shutdown().await;
+        drop(b);
+    }
+    let b = open(dir.path());
+    let again = b.shared_poll(poll("b", Duration::ZERO)).await.unwrap();
+    assert_eq!(again.len(), 1, "handed out again after the restart");
+    assert_eq!(
+        again[0].deliveries, 1,
+        "the unsent hand-out was not counted"
+    );
+    assert!(dead_letters(&b).await.is_empty());
+    b.shutdown().await;
+}

@@ -93,6 +93,10 @@ pub enum SettleAction {
     Reject { reason: String },
     /// Still working: the lock lasts another ack timeout.
     Extend,
+    /// Handed out but never sent (the member's stream closed first): available again now,
+    /// and the hand-out is not counted, so it cannot push the record to the dead-letter topic.
+    /// Not a member's choice: the consume stream gives records back this way.
+    NotSent,
 }
 
 /// What a settle did to the record.
@@ -456,6 +460,14 @@ impl Window {
                 self.reasons.insert(offset, reason);
                 Settled::DeadLetter
             }
+            SettleAction::NotSent => {
+                let at = self.tick(now);
+                self.cells[i].at = at;
+                self.cells[i].deliveries = c.deliveries.saturating_sub(1);
+                self.set_state(i, State::Available);
+                self.available_floor = self.available_floor.min(at);
+                Settled::Available
+            }
             SettleAction::Release { delay, reason } => {
                 if !reason.is_empty() {
                     self.reasons.insert(offset, reason.clone());
@@ -780,5 +792,29 @@ mod tests {
         assert!(w.members.len() <= MEMBERS_GC_AT + 1, "{}", w.members.len());
         assert_eq!(w.view(7).member, "m7");
         assert_eq!(w.position(), 7);
+    }
+
+    #[test]
+    fn a_record_not_sent_is_available_again_with_its_hand_out_uncounted() {
+        let c = SharedGroupConfig {
+            max_deliveries: 1,
+            ..SharedGroupConfig::new("g")
+        };
+        let now = Instant::now();
+        let mut w = Window::new(0, now);
+        let until = now + c.ack_timeout;
+        assert_eq!(w.lock(0, &"a".into(), until), 1);
+        assert_eq!(
+            w.settle(0, "a", &SettleAction::NotSent, now, &c),
+            Ok(Settled::Available)
+        );
+        // Handed out again, it is its first delivery still; a release after it (the last
+        // delivery) is what sends it to the dead-letter topic.
+        assert_eq!(w.lock(0, &"b".into(), until), 1);
+        let release = SettleAction::Release {
+            delay: None,
+            reason: String::new(),
+        };
+        assert_eq!(w.settle(0, "b", &release, now, &c), Ok(Settled::DeadLetter));
     }
 }
