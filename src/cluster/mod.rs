@@ -114,6 +114,25 @@ pub enum ClusterError {
     Raft(String),
 }
 
+/// The node-to-node listener's connections, each with TCP_NODELAY. tonic's
+/// `Server::tcp_nodelay` applies only to listeners tonic binds itself; without it here small
+/// replies (AppendEntries answers) waited out Nagle's algorithm against the peer's delayed ACK,
+/// about 40 ms each: replicated produce ran at a third of its rate, with a p99 of 48 ms.
+fn nodelay_incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            conn.inspect(|s| {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY on a node-to-node connection");
+                }
+            })
+        },
+    )
+}
+
 /// The openraft settings: elections within about a second of a leader's death.
 fn raft_config(settings: &ClusterSettings) -> Result<openraft::Config, ClusterError> {
     let (snapshot_policy, keep) = match settings.snapshot_every {
@@ -245,9 +264,8 @@ impl Cluster {
             .max_decoding_message_size(1 << 30)
             .max_encoding_message_size(1 << 30);
         tasks.push(tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let incoming = nodelay_incoming(listener);
             let served = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await;
@@ -633,5 +651,23 @@ impl Replicator for Cluster {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn node_to_node_connections_are_accepted_with_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = std::pin::pin!(nodelay_incoming(listener));
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = tokio_stream::StreamExt::next(&mut incoming)
+            .await
+            .expect("a connection")
+            .unwrap();
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is set");
     }
 }
