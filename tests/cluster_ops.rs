@@ -387,3 +387,64 @@ async fn a_lagging_follower_forwards_commits_and_resets_the_leader_decides() {
     net.degrade_node(slow, Duration::ZERO, 0.0);
     check(&cluster, &ledger).await;
 }
+
+/// A producer id granted through one follower is usable through another that is behind (its
+/// links slowed): that node waits to apply the grant instead of refusing "unknown producer id".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_id_granted_through_one_follower_is_usable_through_a_lagging_one() {
+    let mut cluster = Cluster::start_proxied(3).await;
+    let net = cluster.net.take().expect("proxied");
+    let mut client = LeaderClient::new(cluster.urls(), PATIENCE);
+    let mut ledger = Ledger::default();
+    produce(&mut client, &mut ledger, "first", 3).await;
+    let leader = client.current().expect("a leader answered").to_string();
+    let leader_id = cluster.node_at(&leader).id;
+    let granting = leader_id % 3 + 1;
+    let slow = granting % 3 + 1;
+    assert_ne!(slow, leader_id);
+    net.degrade_node(slow, Duration::from_millis(400), 0.0);
+    let forwarded = |msg| {
+        let mut req = tonic::Request::new(msg);
+        req.metadata_mut()
+            .insert("obelisk-forward", "1".parse().unwrap());
+        req
+    };
+    let mut a = client::connect(&cluster.node(granting).grpc_url())
+        .await
+        .unwrap();
+    let mut b = client::connect(&cluster.node(slow).grpc_url())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let grant = a
+            .init_producer(forwarded(pb::InitProducerRequest { producer_id: None }))
+            .await
+            .unwrap()
+            .into_inner();
+        let value = format!("through-the-slow-one-{i}");
+        let mut req = tonic::Request::new(pb::ProduceRequest {
+            topic: TOPIC.into(),
+            records: vec![pb::ProducerRecord {
+                value: value.clone().into(),
+                partition: Some(0),
+                ..Default::default()
+            }],
+            idempotence: Some(pb::IdempotentProduce {
+                producer_id: grant.producer_id,
+                producer_epoch: grant.producer_epoch,
+                sequences: [(0, 0)].into(),
+            }),
+        });
+        req.metadata_mut()
+            .insert("obelisk-forward", "1".parse().unwrap());
+        let ack = b
+            .produce(req)
+            .await
+            .unwrap_or_else(|e| panic!("produce {i} with {grant:?}: {e:?}"))
+            .into_inner()
+            .acks[0];
+        ledger.acked.push((ack.partition, ack.offset, value));
+    }
+    net.degrade_node(slow, Duration::ZERO, 0.0);
+    check(&cluster, &ledger).await;
+}

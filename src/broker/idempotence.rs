@@ -143,6 +143,9 @@ impl ProducerIds {
     }
 }
 
+/// How long a cluster node behind the leader waits to apply a producer grant it has not seen.
+const GRANT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Broker {
     /// Hands out an idempotent producer identity: a new id at epoch 0, or (given the id a
     /// producer had) the same id at the next epoch, which fences every older instance of it.
@@ -159,6 +162,34 @@ impl Broker {
         tokio::task::spawn_blocking(move || broker.inner.producer_ids.grant(existing))
             .await
             .map_err(|_| BrokerError::Unavailable("producer id allocation failed".into()))?
+    }
+
+    /// [`Broker::check_producer`], and on a cluster node that has not applied the identity's
+    /// grant yet (it was granted through another node, and this one is behind the leader):
+    /// waits, up to [`GRANT_WAIT`], for this node to apply more and checks again.
+    pub(crate) async fn check_producer_applied(
+        &self,
+        p: &ProducerIdentity,
+    ) -> Result<(), BrokerError> {
+        // Any node may be behind the one that answered the grant (the leader too: it applies
+        // committed entries on its own time). An id nobody granted waits out GRANT_WAIT.
+        let Some(r) = self.replicator() else {
+            return self.check_producer(p);
+        };
+        let deadline = tokio::time::Instant::now() + GRANT_WAIT;
+        loop {
+            let applied = r.readiness().applied;
+            let granted_here = self
+                .inner
+                .producer_ids
+                .epoch(p.producer_id)
+                .is_some_and(|e| e >= p.producer_epoch);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if granted_here || left.is_zero() {
+                return self.check_producer(p);
+            }
+            r.applied_past(applied, left).await;
+        }
     }
 
     /// Refuses a produce by an id or epoch this broker never handed out, and fences an epoch

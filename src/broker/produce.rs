@@ -54,9 +54,13 @@ impl Broker {
         producer: Option<&super::ProducerIdentity>,
     ) -> Result<PendingProduce, BrokerError> {
         let count = records.len() as u64;
-        let result = match producer.map(|p| self.check_producer(p)) {
-            Some(Err(e)) => Err(e),
-            _ => self.enqueue_records(topic, records, producer).await,
+        let checked = match producer {
+            Some(p) => self.check_producer_applied(p).await,
+            None => Ok(()),
+        };
+        let result = match checked {
+            Err(e) => Err(e),
+            Ok(()) => self.enqueue_records(topic, records, producer).await,
         };
         if let Err(e) = &result {
             // Label by topic only when it exists, so that bad or unknown names cannot add series.

@@ -46,6 +46,13 @@ pub(crate) trait Replicator: Send + Sync {
     fn readiness(&self) -> NodeReadiness;
     /// Back-pressure: permits for produce proposals in flight on this node (`queue_depth`).
     fn produce_room(&self) -> Arc<tokio::sync::Semaphore>;
+    /// Resolves once this node has applied an entry past `index` (`None`: past nothing), or
+    /// after `timeout`: a follower behind the leader waits for what the leader committed.
+    fn applied_past(
+        &self,
+        index: Option<u64>,
+        timeout: std::time::Duration,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// A cluster node's role and whether it is ready for traffic (`/health/ready`, `/health`).
@@ -234,6 +241,13 @@ mod tests {
         }
         fn produce_room(&self) -> Arc<tokio::sync::Semaphore> {
             Arc::clone(&self.0)
+        }
+        fn applied_past(
+            &self,
+            _: Option<u64>,
+            _: std::time::Duration,
+        ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(std::future::pending())
         }
     }
 

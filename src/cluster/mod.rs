@@ -613,6 +613,23 @@ impl Replicator for Cluster {
         Arc::clone(&self.inner.produce_room)
     }
 
+    fn applied_past(
+        &self,
+        index: Option<u64>,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let me = self.clone();
+        Box::pin(async move {
+            let next = index.map_or(0, |i| i + 1);
+            let _ = me
+                .inner
+                .raft
+                .wait(Some(timeout))
+                .applied_index_at_least(Some(next), "applied past")
+                .await;
+        })
+    }
+
     fn metadata(&self) -> ClusterMetadata {
         let m = self.inner.raft.metrics().borrow().clone();
         let voters: std::collections::BTreeSet<u64> =
